@@ -1,0 +1,185 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""libvirt access shared by the modules and the controller plugins.
+
+No Ansible import here, so the inventory plugin and the modules use the same code:
+open a connection by URI, turn libvirt errors into messages that name the object and the fix,
+and look domains up by name.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+
+try:
+    import libvirt
+except ImportError:
+    libvirt = None
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+else:
+    LIBVIRT_IMPORT_ERROR = None
+
+HAS_LIBVIRT = libvirt is not None
+
+DEFAULT_URI = "qemu:///system"
+URI_ENV = "LIBVIRT_DEFAULT_URI"
+USERNAME_ENV = "ENTROPY_LIBVIRT_USERNAME"
+PASSWORD_ENV = "ENTROPY_LIBVIRT_PASSWORD"
+
+# virDomainState -> the words the modules and the inventory use.
+DOMAIN_STATES = {
+    0: "nostate",
+    1: "running",
+    2: "blocked",
+    3: "paused",
+    4: "shutdown",
+    5: "shutoff",
+    6: "crashed",
+    7: "pmsuspended",
+}
+
+
+class EntropyLibvirtError(Exception):
+    """A libvirt failure already turned into a message for a person.
+
+    ``kind`` lets callers branch without parsing text: unreachable, auth, no_domain,
+    operation_invalid, unsupported, migration, other.
+    """
+
+    def __init__(self, message: str, kind: str = "other", libvirt_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.libvirt_code = libvirt_code
+
+
+def resolve_uri(uri: str | None) -> str:
+    """The URI to use: the option, else LIBVIRT_DEFAULT_URI, else qemu:///system."""
+    return uri or os.environ.get(URI_ENV) or DEFAULT_URI
+
+
+def _error_kind(code: int | None) -> str:
+    if libvirt is None or code is None:
+        return "other"
+    kinds = {
+        libvirt.VIR_ERR_NO_DOMAIN: "no_domain",
+        libvirt.VIR_ERR_AUTH_FAILED: "auth",
+        libvirt.VIR_ERR_AUTH_CANCELLED: "auth",
+        libvirt.VIR_ERR_AUTH_UNAVAILABLE: "auth",
+        libvirt.VIR_ERR_OPERATION_INVALID: "operation_invalid",
+        libvirt.VIR_ERR_NO_SUPPORT: "unsupported",
+        libvirt.VIR_ERR_OPERATION_UNSUPPORTED: "unsupported",
+        libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED: "unsupported",
+        libvirt.VIR_ERR_MIGRATE_UNSAFE: "migration",
+        libvirt.VIR_ERR_OPERATION_ABORTED: "aborted",
+        libvirt.VIR_ERR_OPERATION_TIMEOUT: "timeout",
+        libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT: "no_snapshot",
+        libvirt.VIR_ERR_NO_CONNECT: "unreachable",
+        libvirt.VIR_ERR_RPC: "unreachable",
+    }
+    return kinds.get(code, "other")
+
+
+def describe_error(exc: Exception, action: str, uri: str | None = None) -> EntropyLibvirtError:
+    """Wrap a libvirt error: what we were doing, where, what libvirt said, and what to do."""
+    if isinstance(exc, EntropyLibvirtError):
+        return exc
+    code = None
+    text = str(exc).strip()
+    if libvirt is not None and isinstance(exc, libvirt.libvirtError):
+        code = exc.get_error_code()
+        text = (exc.get_error_message() or text).strip()
+    kind = _error_kind(code)
+    where = " on %s" % uri if uri else ""
+    hint = {
+        "auth": " Check the credentials (auth_username / auth_password or %s / %s)." % (USERNAME_ENV, PASSWORD_ENV),
+        "unreachable": " Check that libvirtd runs there and that the URI is right.",
+    }.get(kind, "")
+    return EntropyLibvirtError("%s%s failed: %s.%s" % (action, where, text.rstrip("."), hint), kind=kind, libvirt_code=code)
+
+
+def _auth_callback(username: str | None, password: str | None):
+    def request(credentials, _opaque):
+        for cred in credentials:
+            if cred[0] in (libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_USERNAME):
+                cred[4] = username or ""
+            elif cred[0] == libvirt.VIR_CRED_PASSPHRASE:
+                cred[4] = password or ""
+            else:
+                return -1
+        return 0
+
+    return [[libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_USERNAME, libvirt.VIR_CRED_PASSPHRASE], request, None]
+
+
+def open_connection(uri: str | None = None, username: str | None = None, password: str | None = None, readonly: bool = False):
+    """Open a libvirt connection or raise EntropyLibvirtError naming the URI and the fix."""
+    if libvirt is None:
+        raise EntropyLibvirtError("the Python module 'libvirt' (libvirt-python) is not installed: pip install libvirt-python", kind="missing_library")
+    uri = resolve_uri(uri)
+    username = username or os.environ.get(USERNAME_ENV)
+    password = password or os.environ.get(PASSWORD_ENV)
+    # libvirt prints every error to stderr by default; we report them ourselves.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    flags = libvirt.VIR_CONNECT_RO if readonly else 0
+    try:
+        if username or password:
+            return libvirt.openAuth(uri, _auth_callback(username, password), flags)
+        return libvirt.openReadOnly(uri) if readonly else libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        err = describe_error(exc, "connecting to libvirt", uri)
+        if err.kind == "other" and exc.get_error_domain() in (libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE):
+            err.kind = "unreachable"
+            err.message = "connecting to libvirt on %s failed: %s. Check that libvirtd runs there and that the URI is right." % (
+                uri, (exc.get_error_message() or str(exc)).rstrip("."))
+            err.args = (err.message,)
+        raise err from None
+
+
+def lookup_domain(conn, name: str):
+    """The domain called ``name`` on ``conn``, or an error listing what is there."""
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+            raise describe_error(exc, "looking up VM %r" % name, conn.getURI()) from None
+    known = sorted(dom.name() for dom in conn.listAllDomains())
+    shown = ", ".join(repr(n) for n in known[:20]) + (", ..." if len(known) > 20 else "")
+    raise EntropyLibvirtError(
+        "VM %r is not defined on %s (VMs there: %s). Check the name and the hypervisor URI." % (name, conn.getURI(), shown or "none"),
+        kind="no_domain",
+    )
+
+
+def find_domain(conn, name: str):
+    """The domain called ``name`` or None when it is not defined there."""
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise describe_error(exc, "looking up VM %r" % name, conn.getURI()) from None
+
+
+def domain_state(dom) -> str:
+    """The domain's state as a word (running, paused, shutoff, ...)."""
+    state, _reason = dom.state()
+    return DOMAIN_STATES.get(state, "unknown")
+
+
+def host_uuid(conn) -> str | None:
+    """The hypervisor's host UUID from its capabilities, None where the driver has none (test driver)."""
+    import xml.etree.ElementTree as ET  # pylint: disable=import-outside-toplevel
+
+    uuid = ET.fromstring(conn.getCapabilities()).findtext("host/uuid")
+    return uuid or None
+
+
+def close_quietly(conn) -> None:
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except Exception:  # pylint: disable=broad-except
+        pass  # closing a dead connection must not hide the error being reported

@@ -1,0 +1,568 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The local lab: several real libvirtd "hypervisors" on one machine, with tiny TCG VMs.
+
+Each hypervisor is a real libvirtd in its own mount + UTS namespace, with private
+/etc/libvirt, /run/libvirt, /var/lib|cache|log/libvirt, its own host UUID, hostname,
+loopback address (127.0.S.2, .3, ...) and migration ports, so live migration between
+them is real. VM disks sit in one lab directory every host sees (shared storage
+that libvirt cannot recognise as shared: migrations pass VIR_MIGRATE_UNSAFE, which the
+generated group_vars set).
+
+  lab.py up [--hosts N] [--vms-per-host K] [--subnet 127.0.S]   create or repair, idempotent
+  lab.py reset                                                   VMs back to their unbalanced start
+  lab.py status [--json]
+  lab.py down                                                    destroy VMs, stop our daemons, remove all
+
+The lab directory is $ENTROPY_LAB_DIR (default /var/tmp/entropy-lab). It holds lab.json
+(the state, read by tests), lab.libvirt_cluster.yml (inventory for entropy.cluster.libvirt_cluster),
+lab.ini (a static inventory of the hypervisors) and group_vars/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+LAB_VERSION = 1
+DEFAULT_DIR = "/var/tmp/entropy-lab"
+VM_MEMORY_MIB = 64
+# The lab's simulated host size: what the solver sees as capacity (every lab daemon
+# really reports this whole machine). Room for 5 tiny VMs, 1 vCPU-worth of CPU each.
+HOST_CPU = 2
+HOST_MEMORY_MIB = 320
+# CPU demand given to some VMs (fraction of a core, approximate: TCG speed varies).
+LOADED_VM_SHARE = 0.15
+SPIN_PER_TICK_AT_FULL = 9_000_000  # busy-loop iterations per 55 ms timer tick for ~100 % of a core (measured, TCG)
+PASSWD_EXTRA = ["libvirt-qemu:x:64055:64055:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin"]
+GROUP_EXTRA = ["kvm:x:64054:", "libvirt-qemu:x:64055:", "libvirt:x:64056:"]
+
+
+class LabError(Exception):
+    """A problem the operator can fix; printed without a traceback."""
+
+
+# --------------------------------------------------------------------------- paths and state
+
+def lab_dir() -> str:
+    return os.path.abspath(os.environ.get("ENTROPY_LAB_DIR") or DEFAULT_DIR)
+
+
+def state_path(base: str) -> str:
+    return os.path.join(base, "lab.json")
+
+
+def load_state(base: str) -> dict | None:
+    try:
+        with open(state_path(base), encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+
+
+def save_state(base: str, state: dict) -> None:
+    tmp = state_path(base) + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(state, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.replace(tmp, state_path(base))
+
+
+def new_state(base: str, hosts: int, vms_per_host: int, subnet: str) -> dict:
+    octets = subnet.split(".")
+    if len(octets) != 3 or octets[0] != "127" or not all(o.isdigit() and 0 <= int(o) <= 255 for o in octets):
+        raise LabError("--subnet must be three octets of the loopback range, like 127.0.0 (got %r)" % subnet)
+    if not 1 <= hosts <= 8:
+        raise LabError("--hosts must be between 1 and 8 (got %d)" % hosts)
+    if not 0 <= vms_per_host <= 5:
+        raise LabError("--vms-per-host must be between 0 and 5 (got %d)" % vms_per_host)
+    # Migration ports: a distinct block of 10 per host and per lab, so two labs never collide.
+    port_base = 49152 + (int(octets[1]) * 256 + int(octets[2])) % 160 * 80
+    host_list = []
+    for i in range(hosts):
+        name = "hv%d" % (i + 1)
+        address = "%s.%d" % (subnet, i + 2)
+        hdir = os.path.join(base, "hosts", name)
+        host_list.append({
+            "name": name,
+            "address": address,
+            "uri": "qemu+tcp://%s/system" % address,
+            "socket_uri": "qemu+unix:///system?socket=%s/run/libvirt/libvirt-sock" % hdir,
+            "dir": hdir,
+            "host_uuid": str(uuid.uuid4()),
+            "migration_ports": [port_base + i * 10, port_base + i * 10 + 9],
+            "cpu": HOST_CPU,
+            "memory_mib": HOST_MEMORY_MIB,
+            "pid": None,
+        })
+    vm_list = []
+    n = 0
+    for host in host_list:
+        for _ in range(vms_per_host):
+            n += 1
+            # Every other VM gets some CPU load, so measured demand is not all zero.
+            vm_list.append({"name": "vm%d" % n, "home": host["name"], "memory_mib": VM_MEMORY_MIB,
+                            "load": LOADED_VM_SHARE if n % 2 == 1 else 0.0,
+                            "disk": os.path.join(base, "images", "vm%d.qcow2" % n)})
+    return {"version": LAB_VERSION, "dir": base, "subnet": subnet, "hosts": host_list, "vms": vm_list}
+
+
+# --------------------------------------------------------------------------- preflight
+
+def preflight() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root: it starts libvirtd in mount namespaces (run: sudo bash tools/run.sh lab-up)")
+    missing = [b for b in ("libvirtd", "qemu-system-x86_64", "qemu-img", "unshare") if not shutil.which(b, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")]
+    if missing:
+        raise LabError("missing programs: %s. Install the Debian packages of bindep.txt (bash tools/run.sh setup)." % ", ".join(missing))
+    probe = subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "true"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        raise LabError("unshare --mount --uts is not permitted here (%s). The lab needs a machine or container that allows "
+                       "mount and UTS namespaces (e.g. a privileged container)." % probe.stderr.strip())
+    try:
+        import libvirt  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    except ImportError as exc:
+        raise LabError("the Python module libvirt is missing (%s): run the lab with the project venv (bash tools/run.sh lab-up)" % exc) from None
+
+
+def libvirtd_path() -> str:
+    return shutil.which("libvirtd", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") or "/usr/sbin/libvirtd"
+
+
+# --------------------------------------------------------------------------- daemons
+
+def write_host_files(host: dict) -> None:
+    hdir = host["dir"]
+    for sub in ("etc/libvirt/qemu", "run/libvirt", "var/lib/libvirt", "var/cache/libvirt", "var/log/libvirt"):
+        os.makedirs(os.path.join(hdir, sub), exist_ok=True)
+    low, high = host["migration_ports"]
+    files = {
+        "etc/libvirt/libvirtd.conf": "\n".join([
+            'listen_tls = 0', 'listen_tcp = 1', 'listen_addr = "%s"' % host["address"],
+            'auth_tcp = "none"', 'auth_unix_rw = "none"', 'auth_unix_ro = "none"',
+            'host_uuid = "%s"' % host["host_uuid"],
+            'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"', ""]),
+        "etc/libvirt/qemu.conf": "\n".join([
+            'user = "root"', 'group = "root"', 'dynamic_ownership = 0', 'remember_owner = 0',
+            'security_driver = "none"', 'stdio_handler = "file"',
+            'migration_address = "%s"' % host["address"], 'migration_host = "%s"' % host["address"],
+            'migration_port_min = %d' % low, 'migration_port_max = %d' % high, ""]),
+        "etc/hosts": "127.0.0.1 localhost\n%s %s\n" % (host["address"], host["name"]),
+    }
+    with open("/etc/passwd", encoding="utf-8") as handle:
+        passwd = handle.read()
+    with open("/etc/group", encoding="utf-8") as handle:
+        group = handle.read()
+    files["etc/passwd"] = passwd + "".join(line + "\n" for line in PASSWD_EXTRA if line.split(":")[0] + ":" not in passwd)
+    files["etc/group"] = group + "".join(line + "\n" for line in GROUP_EXTRA if line.split(":")[0] + ":" not in group)
+    for rel, text in files.items():
+        with open(os.path.join(hdir, rel), "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+def daemon_alive(host: dict) -> bool:
+    pid = host.get("pid")
+    if not pid:
+        return False
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            cmdline = handle.read().split(b"\0")
+    except OSError:
+        return False
+    # Only a libvirtd we started: same PID, libvirtd binary, running in this host's namespace.
+    return bool(cmdline) and os.path.basename(cmdline[0].decode()) == "libvirtd" and _ns_hostname(pid) == host["name"]
+
+
+def process_running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (our own child is not reaped until we exit)."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _ns_hostname(pid: int) -> str | None:
+    try:
+        out = subprocess.run(["nsenter", "-t", str(pid), "--uts", "hostname"], capture_output=True, text=True, check=False, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def start_daemon(host: dict) -> int:
+    hdir = host["dir"]
+    binds = [("etc/libvirt", "/etc/libvirt"), ("run/libvirt", "/run/libvirt"), ("var/lib/libvirt", "/var/lib/libvirt"),
+             ("var/cache/libvirt", "/var/cache/libvirt"), ("var/log/libvirt", "/var/log/libvirt"),
+             ("etc/passwd", "/etc/passwd"), ("etc/group", "/etc/group"), ("etc/hosts", "/etc/hosts")]
+    lines = ["set -e", "hostname %s" % host["name"]]
+    for src, dst in binds:
+        if not dst.startswith("/etc/") or dst == "/etc/libvirt":
+            lines.append("mkdir -p %s" % dst)
+        lines.append("mount --bind %s %s" % (os.path.join(hdir, src), dst))
+    # The default pid file /run/libvirtd.pid would be shared by every lab host.
+    lines.append("exec %s --listen --pid-file /run/libvirt/libvirtd.pid" % libvirtd_path())
+    log = open(os.path.join(hdir, "libvirtd.stdout.log"), "ab")  # pylint: disable=consider-using-with
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        ["unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", "\n".join(lines)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
+    log.close()
+    return proc.pid  # unshare and sh exec in place: this is libvirtd's PID
+
+
+def wait_ready(host: dict, timeout: float = 90.0) -> None:
+    import libvirt  # pylint: disable=import-outside-toplevel
+
+    libvirt.registerErrorHandler(lambda _c, _e: None, None)
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if host.get("pid") and not process_running(host["pid"]):
+            raise LabError("libvirtd of %s exited at start; see %s/libvirtd.stdout.log and var/log/libvirt/libvirtd.log" % (host["name"], host["dir"]))
+        try:
+            conn = libvirt.open(host["uri"])
+            conn.close()
+            return
+        except libvirt.libvirtError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise LabError("libvirtd of %s did not answer on %s within %ds: %s" % (host["name"], host["uri"], timeout, last))
+
+
+def seed_capabilities(state: dict, host: dict) -> None:
+    # A cold daemon probes QEMU for ~8 s; a copy of another host's cache makes it instant.
+    target = os.path.join(host["dir"], "var/cache/libvirt/qemu/capabilities")
+    if os.path.isdir(target) and os.listdir(target):
+        return
+    for other in state["hosts"]:
+        source = os.path.join(other["dir"], "var/cache/libvirt/qemu/capabilities")
+        if other is not host and os.path.isdir(source) and os.listdir(source):
+            shutil.copytree(source, target, dirs_exist_ok=True)
+            return
+
+
+def stop_daemon(host: dict) -> None:
+    pid = host.get("pid")
+    if not daemon_alive(host):
+        host["pid"] = None
+        return
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(150):
+        if not process_running(pid):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    host["pid"] = None
+
+
+# --------------------------------------------------------------------------- VMs
+
+def boot_sector(load: float) -> bytes:
+    """A 512-byte MBR that spins ``load`` of each timer tick and halts the rest: a VM with
+    a steady, measurable CPU demand and no operating system."""
+    spins = max(1, int(load * SPIN_PER_TICK_AT_FULL))
+    code = bytes([0xFB])                                   # sti
+    code += bytes([0x66, 0xB9]) + spins.to_bytes(4, "little")  # top: mov ecx, spins
+    code += bytes([0x66, 0x49, 0x75, 0xFC])                # spin: dec ecx; jnz spin
+    code += bytes([0xF4, 0xEB, 0xF3])                      # hlt; jmp top
+    return code + bytes(510 - len(code)) + b"\x55\xAA"
+
+
+def make_disk(vm: dict) -> None:
+    if os.path.exists(vm["disk"]):
+        return
+    os.makedirs(os.path.dirname(vm["disk"]), exist_ok=True)
+    raw = vm["disk"] + ".raw"
+    with open(raw, "wb") as handle:
+        handle.write(boot_sector(vm["load"]))
+        handle.truncate(64 * 1024 * 1024)
+    subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, vm["disk"]], check=True)
+    os.unlink(raw)
+
+
+def domain_xml(vm: dict) -> str:
+    return """<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>{mem}</memory>
+  <currentMemory unit='MiB'>{mem}</currentMemory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <features><acpi/><tcg><tb-cache unit='MiB'>32</tb-cache></tcg></features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{disk}'/>
+      <target dev='hda' bus='ide'/>
+    </disk>
+    <interface type='user'>
+      <model type='e1000'/>
+      <rom enabled='no'/>
+    </interface>
+    <memballoon model='virtio'/>
+  </devices>
+</domain>
+""".format(name=vm["name"], mem=vm["memory_mib"], disk=vm["disk"])
+
+
+def connect(host: dict):
+    import libvirt  # pylint: disable=import-outside-toplevel
+
+    libvirt.registerErrorHandler(lambda _c, _e: None, None)
+    return libvirt.open(host["uri"])
+
+
+def remove_domain(conn, name: str) -> None:
+    import libvirt  # pylint: disable=import-outside-toplevel
+
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return
+    if dom.isActive():
+        dom.destroy()
+    if dom.isPersistent():
+        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                 | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        dom.undefineFlags(flags)
+
+
+def where_defined(state: dict, conns: dict) -> dict:
+    placement: dict[str, list] = {vm["name"]: [] for vm in state["vms"]}
+    for host in state["hosts"]:
+        for dom in conns[host["name"]].listAllDomains():
+            if dom.name() in placement:
+                placement[dom.name()].append(host["name"])
+    return placement
+
+
+def create_vm(state: dict, conns: dict, vm: dict) -> None:
+    make_disk(vm)
+    conn = conns[vm["home"]]
+    dom = conn.defineXML(domain_xml(vm))
+    dom.create()
+
+
+# --------------------------------------------------------------------------- commands
+
+class Locked:
+    """One lab command at a time per lab directory."""
+
+    def __init__(self, base: str) -> None:
+        os.makedirs(base, exist_ok=True)
+        self.handle = open(os.path.join(base, ".lock"), "w", encoding="utf-8")  # pylint: disable=consider-using-with
+
+    def __enter__(self):
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def cmd_up(args) -> int:
+    preflight()
+    base = lab_dir()
+    with Locked(base):
+        state = load_state(base)
+        if state is None:
+            state = new_state(base, args.hosts, args.vms_per_host, args.subnet)
+        elif args.hosts_given and args.hosts != len(state["hosts"]):
+            raise LabError("the lab in %s has %d hosts; run 'lab.py down' first to change its size" % (base, len(state["hosts"])))
+        started = 0
+        for host in state["hosts"]:
+            if daemon_alive(host):
+                continue
+            write_host_files(host)
+            seed_capabilities(state, host)
+            host["pid"] = start_daemon(host)
+            save_state(base, state)
+            wait_ready(host)
+            started += 1
+        conns = {h["name"]: connect(h) for h in state["hosts"]}
+        try:
+            created = 0
+            for vm in state["vms"]:
+                if not where_defined(state, conns)[vm["name"]]:
+                    create_vm(state, conns, vm)
+                    created += 1
+        finally:
+            for conn in conns.values():
+                conn.close()
+        write_inventories(state)
+        save_state(base, state)
+    print("lab up in %s: %d hosts (%d started), %d VMs (%d created)" % (base, len(state["hosts"]), started, len(state["vms"]), created))
+    return 0
+
+
+def cmd_reset(_args) -> int:
+    base = lab_dir()
+    state = require_state(base)
+    with Locked(base):
+        conns = {h["name"]: connect(h) for h in state["hosts"] if daemon_alive(h)}
+        if len(conns) != len(state["hosts"]):
+            raise LabError("not every lab daemon runs: run 'lab.py up' first")
+        try:
+            for vm in state["vms"]:
+                for conn in conns.values():
+                    remove_domain(conn, vm["name"])
+                if os.path.exists(vm["disk"]):
+                    os.unlink(vm["disk"])  # a fresh disk drops internal snapshots too
+                create_vm(state, conns, vm)
+        finally:
+            for conn in conns.values():
+                conn.close()
+    print("lab reset: %d VMs back on their home hosts" % len(state["vms"]))
+    return 0
+
+
+def cmd_down(_args) -> int:
+    base = lab_dir()
+    state = load_state(base)
+    if state is None:
+        print("no lab in %s" % base)
+        return 0
+    if os.geteuid() != 0:
+        raise LabError("stopping the lab needs root (run: sudo bash tools/run.sh lab-down)")
+    with Locked(base):
+        for host in state["hosts"]:
+            if daemon_alive(host):
+                try:
+                    conn = connect(host)
+                    for dom in conn.listAllDomains():
+                        remove_domain(conn, dom.name())
+                    conn.close()
+                except Exception as exc:  # pylint: disable=broad-except
+                    print("warning: could not clean the VMs of %s: %s" % (host["name"], exc), file=sys.stderr)
+            stop_daemon(host)
+        kill_leftover_qemu(base)
+    shutil.rmtree(base, ignore_errors=True)
+    print("lab down: daemons stopped, %s removed" % base)
+    return 0
+
+
+def kill_leftover_qemu(base: str) -> None:
+    # A QEMU outlives its libvirtd; ours are the ones whose disks sit in this lab.
+    images = os.path.join(base, "images") + "/"
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                cmdline = handle.read().decode(errors="replace")
+        except OSError:
+            continue
+        if "qemu-system" in cmdline and images in cmdline:
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def require_state(base: str) -> dict:
+    state = load_state(base)
+    if state is None:
+        raise LabError("no lab in %s: run 'bash tools/run.sh lab-up' first" % base)
+    return state
+
+
+def cmd_status(args) -> int:
+    base = lab_dir()
+    state = load_state(base)
+    if state is None:
+        if args.json:
+            print(json.dumps({"up": False, "dir": base}))
+        else:
+            print("no lab in %s" % base)
+        return 0 if not args.check else 1
+    rows = []
+    all_ok = True
+    for host in state["hosts"]:
+        row = {"host": host["name"], "uri": host["uri"], "pid": host.get("pid"), "alive": daemon_alive(host), "vms": {}}
+        if row["alive"]:
+            try:
+                conn = connect(host)
+                row["host_uuid"] = conn.getCapabilities().split("<uuid>")[1].split("</uuid>")[0]
+                states = {1: "running", 3: "paused", 5: "shut off"}
+                for dom in conn.listAllDomains():
+                    row["vms"][dom.name()] = states.get(dom.state()[0], "state %d" % dom.state()[0])
+                    if dom.hasManagedSaveImage():
+                        row["vms"][dom.name()] = "saved"
+                conn.close()
+            except Exception as exc:  # pylint: disable=broad-except
+                row["alive"] = False
+                row["error"] = str(exc)
+        all_ok = all_ok and row["alive"]
+        rows.append(row)
+    if args.json:
+        print(json.dumps({"up": all_ok, "dir": base, "hosts": rows}, indent=2))
+    else:
+        print("lab %s (%s)" % (base, "up" if all_ok else "DEGRADED"))
+        for row in rows:
+            load = " ".join("%s(%s)" % (n, s) for n, s in sorted(row["vms"].items())) or "-"
+            print("  %-4s %-26s %-6s pid %-8s VMs: %s" % (row["host"], row["uri"], "up" if row["alive"] else "DOWN", row["pid"], load))
+    return 0 if all_ok or not args.check else 1
+
+
+def write_inventories(state: dict) -> None:
+    base = state["dir"]
+    lines = ["# Written by tools/lab.py: the lab's hypervisors for entropy.cluster.libvirt_cluster.",
+             "plugin: entropy.cluster.libvirt_cluster", "hypervisors:"]
+    for host in state["hosts"]:
+        lines += ["  - name: %s" % host["name"], "    uri: %s" % host["uri"],
+                  "    # the lab's simulated host size (every lab daemon reports the whole machine)",
+                  "    cpu: %d" % host["cpu"], "    memory_mib: %d" % host["memory_mib"]]
+    lines += ["sampling_interval: 1", ""]
+    with open(os.path.join(base, "lab.libvirt_cluster.yml"), "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines))
+    ini = ["[hypervisors]"] + ["%s entropy_uri=%s entropy_cpu=%d entropy_memory_mib=%d" % (h["name"], h["uri"], h["cpu"], h["memory_mib"])
+                               for h in state["hosts"]]
+    ini += ["", "[hypervisors:vars]", "ansible_connection=local", ""]
+    with open(os.path.join(base, "lab.ini"), "w", encoding="utf-8") as handle:
+        handle.write("\n".join(ini))
+    os.makedirs(os.path.join(base, "group_vars"), exist_ok=True)
+    with open(os.path.join(base, "group_vars", "all.yml"), "w", encoding="utf-8") as handle:
+        handle.write("# Lab disks sit on a directory every lab host sees, which libvirt cannot detect as shared.\n"
+                     "entropy_migrate_unsafe: true\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lab.py", description=__doc__.split("\n\n", 1)[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="create the lab or restart what is missing (idempotent)")
+    up.add_argument("--hosts", type=int, default=None, help="number of hypervisors (default 3)")
+    up.add_argument("--vms-per-host", type=int, default=2, help="VMs placed on each host at creation (default 2)")
+    up.add_argument("--subnet", default=os.environ.get("ENTROPY_LAB_SUBNET", "127.0.0"),
+                    help="loopback /24 for the hosts' addresses, .2 upwards (default 127.0.0, env ENTROPY_LAB_SUBNET)")
+    sub.add_parser("reset", help="put every VM back on its home host, fresh (no snapshots)")
+    status = sub.add_parser("status", help="show hosts and VMs")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--check", action="store_true", help="exit 1 unless every daemon answers")
+    sub.add_parser("down", help="destroy the VMs, stop the daemons, remove the lab directory")
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        args.hosts_given = args.hosts is not None
+        args.hosts = args.hosts if args.hosts is not None else 3
+    handlers = {"up": cmd_up, "reset": cmd_reset, "status": cmd_status, "down": cmd_down}
+    try:
+        return handlers[args.command](args)
+    except LabError as exc:
+        print("lab: error: %s" % exc, file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError as exc:
+        print("lab: error: %s failed with exit code %d" % (" ".join(exc.cmd), exc.returncode), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

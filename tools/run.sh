@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# One entry point for developers, CI and the README:
+#   setup | demo | test | units | sanity | integration | build | lab-up | lab-down | lab-status | lab-reset
+# Everything it needs (Debian packages from bindep.txt, a venv from requirements.txt) it installs itself.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${ENTROPY_VENV:-$ROOT/.venv}
+TMP=$ROOT/.tmp
+COLLECTIONS=$TMP/collections
+COLLECTION_LINK=$COLLECTIONS/ansible_collections/entropy/cluster
+export ENTROPY_LAB_DIR=${ENTROPY_LAB_DIR:-/var/tmp/entropy-lab}
+
+say() { printf '\n== %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+need_root() {
+  [ "$(id -u)" = 0 ] || die "this step installs Debian packages and starts libvirtd in namespaces: run it as root (sudo bash tools/run.sh $*)"
+}
+
+debian_packages() {
+  # Package names from bindep.txt (lines tagged platform:dpkg).
+  awk '!/^#/ && /platform:dpkg/ {print $1}' "$ROOT/bindep.txt"
+}
+
+install_packages() {
+  local missing=()
+  for pkg in $(debian_packages); do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get: install them by hand (see bindep.txt)"
+  need_root setup
+  say "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+pick_python() {
+  for py in "${ENTROPY_PYTHON:-}" python3 python3.12 python3.11; do
+    [ -n "$py" ] || continue
+    command -v "$py" >/dev/null || continue
+    "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { command -v "$py"; return; }
+  done
+  die "need Python >= 3.11 for ansible-core 2.19 (set ENTROPY_PYTHON=/path/to/python3.11)"
+}
+
+make_venv() {
+  local stamp=$VENV/.entropy-requirements
+  local want
+  want=$(cat "$ROOT/requirements.txt" "$ROOT/tests/unit/requirements.txt" | sha256sum | cut -d' ' -f1)
+  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  say "creating the venv $VENV"
+  "$(pick_python)" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt" -r "$ROOT/tests/unit/requirements.txt"
+  echo "$want" > "$stamp"
+}
+
+link_collection() {
+  # Ansible finds collections only under .../ansible_collections/<namespace>/<name>.
+  mkdir -p "$(dirname "$COLLECTION_LINK")"
+  [ -L "$COLLECTION_LINK" ] || ln -sfn "$ROOT" "$COLLECTION_LINK"
+}
+
+setup() {
+  install_packages
+  make_venv
+  link_collection
+}
+
+activate() {
+  export PATH=$VENV/bin:$PATH
+  export ANSIBLE_COLLECTIONS_PATH=$COLLECTIONS
+  export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
+  export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
+  export ANSIBLE_NOCOLOR=${ANSIBLE_NOCOLOR:-1}
+  export ANSIBLE_STDOUT_CALLBACK=${ANSIBLE_STDOUT_CALLBACK:-default}
+  export ANSIBLE_LOCALHOST_WARNING=false
+  export ANSIBLE_INVENTORY_UNPARSED_WARNING=false
+}
+
+lab() { "$VENV/bin/python" "$ROOT/tools/lab.py" "$@"; }
+
+units() {
+  say "unit tests"
+  (cd "$ROOT" && python -m pytest -q -p no:cacheprovider tests/unit)
+}
+
+sanity() {
+  say "ansible-test sanity"
+  # ansible-test bootstraps its venvs with a get-pip script it cannot download here;
+  # the offline stand-in (ensurepip + normal pip config) does the same job.
+  local getpip=$ROOT/../shared/tools/get_pip_offline.py
+  if [ -f "$getpip" ]; then
+    mkdir -p ~/.ansible/test/cache
+    for v in 24_2 25_0 25_1 25_3; do
+      [ -f ~/.ansible/test/cache/get_pip_$v.py ] || cp "$getpip" ~/.ansible/test/cache/get_pip_$v.py
+    done
+  fi
+  local pyver
+  pyver=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  (cd "$COLLECTION_LINK" && ansible-test sanity --venv --python "$pyver" --requirements --color no "$@")
+}
+
+integration() {
+  say "integration tests (real libvirt lab)"
+  lab up
+  (cd "$ROOT" && python -m pytest -q -p no:cacheprovider tests/integration "$@")
+}
+
+build() {
+  say "collection build + install"
+  local out=$TMP/build
+  rm -rf "$out" && mkdir -p "$out"
+  (cd "$ROOT" && ansible-galaxy collection build --force --output-path "$out" >/dev/null)
+  ansible-galaxy collection install --force -p "$out/installed" "$out"/entropy-cluster-*.tar.gz >/dev/null
+  ls "$out"/entropy-cluster-*.tar.gz
+  # ansible-doc must read the docs of every plugin from the installed tarball.
+  ANSIBLE_COLLECTIONS_PATH=$out/installed python "$ROOT/tools/check_docs.py"
+}
+
+demo() {
+  say "bringing the lab up"
+  lab up
+  lab reset
+  say "the cluster before"
+  lab status
+  if [ -f "$ROOT/playbooks/consolidate.yml" ]; then
+    say "consolidating"
+    ansible-playbook -i "$ENTROPY_LAB_DIR/lab.libvirt_cluster.yml" entropy.cluster.consolidate "$@"
+    say "the cluster after"
+    lab status
+  fi
+}
+
+cmd=${1:-help}
+shift || true
+case "$cmd" in
+  setup) setup ;;
+  demo) need_root demo; setup; activate; demo "$@" ;;
+  test)
+    need_root test; setup; activate
+    units; sanity; build; integration
+    say "all test layers passed" ;;
+  units) setup; activate; units "$@" ;;
+  sanity) setup; activate; sanity "$@" ;;
+  integration) need_root integration; setup; activate; integration "$@" ;;
+  build) setup; activate; build ;;
+  lab-up) need_root lab-up; setup; activate; lab up "$@" ;;
+  lab-down) need_root lab-down; setup; lab down "$@" ;;
+  lab-status) setup; lab status "$@" ;;
+  lab-reset) need_root lab-reset; setup; lab reset "$@" ;;
+  help|-h|--help) sed -n '2,4p' "$0" ;;
+  *) die "unknown command '$cmd' (try: setup demo test units sanity integration build lab-up lab-down lab-status lab-reset)" ;;
+esac
