@@ -1,0 +1,204 @@
+"""Turn a target placement into steps of parallel actions that can really run.
+
+A migrating VM holds its memory and cpu on the source and the destination until its step ends, so
+memory freed by a departure is usable one step later. No host may go above max(capacity, its
+initial load). When every pending migration is blocked, a VM sitting on a blocked destination is
+moved to a pivot host (at most once per VM, which guarantees termination; "pivot the smallest
+blocked VM" can loop forever); when no pivot host has room, that VM is suspended and later resumed
+on its target.
+"""
+from __future__ import annotations
+
+from .constraints import Lonely, MaxOnline, Spread
+from .errors import PlacementError
+from .problem import Problem
+
+
+class _Step:
+    def __init__(self, n_hosts: int) -> None:
+        self.in_c = [0] * n_hosts
+        self.in_m = [0] * n_hosts
+        self.touch = [0] * n_hosts
+        self.actions: list[dict] = []
+        self.traffic: dict[int, int] = {}
+        self.opened: set[int] = set()
+
+
+class Planner:
+    def __init__(self, prob: Problem, target: list[int], max_parallel: int | None = None) -> None:
+        self.prob = prob
+        self.target = target
+        self.max_parallel = max_parallel
+        self.cur = list(prob.init)
+        self.lc, self.lm = prob.loads(self.cur)
+        self.lim_c = [max(c, x) for c, x in zip(prob.cap_cpu, self.lc)]
+        self.lim_m = [max(c, x) for c, x in zip(prob.cap_mem, self.lm)]
+        self.occ: list[set[int]] = [set() for _ in range(prob.n_hosts)]
+        for j, h in enumerate(self.cur):
+            self.occ[h].add(j)
+        model = prob.model
+        vpos = {n: j for j, n in enumerate(prob.vm_names)}
+        self.spreads = [[vpos[n] for n in c.vms if n in vpos] for c in model.constraints
+                        if isinstance(c, Spread) and c.continuous]
+        self.vm_spreads: dict[int, list[int]] = {}
+        for g, members in enumerate(self.spreads):
+            for j in members:
+                self.vm_spreads.setdefault(j, []).append(g)
+        self.lonely = any(isinstance(c, Lonely) and c.continuous for c in model.constraints)
+        hidx = model.host_index
+        self.max_online = [(c.amount, frozenset(hidx[n] for n in c.hosts) if c.hosts else None)
+                           for c in model.constraints if isinstance(c, MaxOnline) and c.continuous]
+        self.pivoted: set[int] = set()
+        self.suspended: set[int] = set()
+        self.steps: list[list[dict]] = []
+        self.durations: list[int] = []   # memory through the busiest host per step
+        self.pivots = 0
+        self.migrations = 0
+        self.memory_moved = 0
+
+    # --- tests on the state at the start of the current step plus what the step already adds ---
+    def _fits(self, step: _Step, j: int, d: int, src: int | None) -> bool:
+        prob = self.prob
+        if self.lc[d] + step.in_c[d] + prob.cpu[j] > self.lim_c[d]:
+            return False
+        if self.lm[d] + step.in_m[d] + prob.mem[j] > self.lim_m[d]:
+            return False
+        if self.max_parallel is not None:
+            if step.touch[d] >= self.max_parallel or (src is not None and step.touch[src] >= self.max_parallel):
+                return False
+        for g in self.vm_spreads.get(j, ()):
+            if any(k != j and (d in (self.cur[k], self._dest_now(step, k))) for k in self.spreads[g]):
+                return False
+        if self.lonely:
+            cls = prob.lonely_class[j]
+            if any(prob.lonely_class[k] != cls for k in self.occ[d]):
+                return False
+        if self.max_online and not self.occ[d]:
+            for amount, scope in self.max_online:
+                if scope is not None and d not in scope:
+                    continue
+                n = sum(1 for h in range(prob.n_hosts) if self.occ[h] and (scope is None or h in scope))
+                if n + 1 > amount:
+                    return False
+        return True
+
+    def _dest_now(self, step: _Step, k: int) -> int:
+        for a in step.actions:
+            if a["_j"] == k and a["action"] in ("migrate", "resume"):
+                return a["_to"]
+        return -1
+
+    def _add(self, step: _Step, j: int, action: str, src: int | None, d: int) -> None:
+        prob = self.prob
+        names, vm = prob.host_names, prob.vm_names[j]
+        mem_mib = prob.model.vm(vm).memory_mib
+        if action == "migrate":
+            act = {"action": "migrate", "vm": vm, "from": names[src], "to": names[d], "memory_mib": mem_mib}
+            self.migrations += 1
+            self.memory_moved += mem_mib
+            step.traffic[src] = step.traffic.get(src, 0) + mem_mib
+            step.traffic[d] = step.traffic.get(d, 0) + mem_mib
+            step.touch[src] += 1
+        elif action == "suspend":
+            act = {"action": "suspend", "vm": vm, "host": names[src]}
+        else:
+            act = {"action": "resume", "vm": vm, "host": names[d]}
+            step.traffic[d] = step.traffic.get(d, 0) + mem_mib
+        if action != "suspend":
+            step.in_c[d] += prob.cpu[j]
+            step.in_m[d] += prob.mem[j]
+            step.touch[d] += 1
+            self.occ[d].add(j)   # occupied from the start of the step
+        act["_j"], act["_to"], act["_from"] = j, d, src
+        step.actions.append(act)
+
+    def _commit(self, step: _Step) -> None:
+        prob = self.prob
+        for a in step.actions:
+            j, d, s = a.pop("_j"), a.pop("_to"), a.pop("_from")
+            if s is not None:
+                self.lc[s] -= prob.cpu[j]
+                self.lm[s] -= prob.mem[j]
+                self.occ[s].discard(j)
+            if a["action"] == "suspend":
+                self.cur[j] = -1
+                self.suspended.add(j)
+            else:
+                self.lc[d] += prob.cpu[j]
+                self.lm[d] += prob.mem[j]
+                self.cur[j] = d
+                self.suspended.discard(j)
+        self.steps.append(step.actions)
+        self.durations.append(max(step.traffic.values(), default=0))
+
+    # --- main loop ------------------------------------------------------------------------------
+    def run(self) -> None:
+        prob = self.prob
+        pending = sorted((j for j in range(prob.n_vms) if self.target[j] != self.cur[j]),
+                         key=lambda j: (-prob.mem[j], j))
+        guard = 4 * len(pending) + 10
+        while pending or self.suspended:
+            guard -= 1
+            if guard < 0:
+                raise PlacementError("plan building did not converge (internal error)")
+            step = _Step(prob.n_hosts)
+            blocked: list[int] = []
+            for j in pending:
+                d, s = self.target[j], self.cur[j]
+                if self._fits(step, j, d, s):
+                    self._add(step, j, "migrate", s, d)
+                else:
+                    blocked.append(j)
+            for j in sorted(self.suspended):
+                if self._fits(step, j, self.target[j], None):
+                    self._add(step, j, "resume", None, self.target[j])
+            if not step.actions:
+                self._break_deadlock(step, blocked)
+            moved = {a["_j"] for a in step.actions}
+            self._commit(step)
+            pending = [j for j in pending if self.cur[j] != self.target[j] and j not in self.suspended]
+            if not moved:
+                raise PlacementError("plan building is stuck: no action can run (a continuous constraint "
+                                     "or the per-host migration cap blocks every move)")
+
+    def _break_deadlock(self, step: _Step, blocked: list[int]) -> None:
+        prob = self.prob
+        done: set[int] = set()
+        for j in blocked:
+            d = self.target[j]
+            if d in done:
+                continue
+            # a VM sitting on the blocked destination that must leave anyway, never pivoted before
+            cands = sorted((k for k in self.occ[d] if self.cur[k] == d and self.target[k] != d
+                            and k not in self.pivoted and prob.movable[k]), key=lambda k: (-prob.mem[k], k))
+            for k in cands:
+                pivot = self._pivot_host(step, k, d)
+                self.pivoted.add(k)
+                done.add(d)
+                if pivot >= 0:
+                    self.pivots += 1
+                    self._add(step, k, "migrate", d, pivot)
+                else:
+                    self._add(step, k, "suspend", d, d)
+                break
+        if not step.actions:
+            raise PlacementError("plan building is stuck: every blocked VM was already pivoted once")
+
+    def _pivot_host(self, step: _Step, k: int, src: int) -> int:
+        prob = self.prob
+        best, best_free = -1, -1
+        for h in prob.hosts_of(k):
+            if h in (src, self.target[k]) or not self.occ[h]:
+                continue   # an empty host would have to be switched on just for a pivot
+            if not self._fits(step, k, h, src):
+                continue
+            free = self.lim_m[h] - self.lm[h] - step.in_m[h]
+            if free > best_free:
+                best, best_free = h, free
+        return best
+
+
+def build_plan(prob: Problem, target: list[int], max_parallel: int | None = None) -> Planner:
+    planner = Planner(prob, target, max_parallel)
+    planner.run()
+    return planner

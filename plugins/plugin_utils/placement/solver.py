@@ -1,0 +1,183 @@
+"""The one public entry point: model in, executable plan out."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from .bounds import hosts_lower_bound
+from .cpsat import require_ortools, solve_sub
+from .diagnose import raise_if_infeasible
+from .errors import InfeasibleError, PlacementError
+from .greedy import drain, keep_and_repair
+from .lns import Lns, LnsConfig
+from .model import Model, load_model
+from .planner import build_plan
+from .problem import CPU_SCALE, Problem, build_problem
+from .state import State
+
+PLAN_VERSION = 1
+# VM x host pairs up to which one CP-SAT model over the whole cluster is used instead of the LNS.
+DENSE_PAIRS = 3000
+
+
+def _moved(prob: Problem, placement: list[int]) -> tuple[int, int]:
+    n = m = 0
+    for j, h in enumerate(placement):
+        if h != prob.init[j]:
+            n += 1
+            m += prob.mem[j]
+    return n, m
+
+
+def _over_budget(prob: Problem, placement: list[int]) -> str | None:
+    opts = prob.model.options
+    n, m = _moved(prob, placement)
+    if opts.max_migrations is not None and n > opts.max_migrations:
+        return f"max_migrations {opts.max_migrations}: the best placement found needs {n} migrations"
+    if opts.max_memory_moved_mib is not None and m > opts.max_memory_moved_mib:
+        return f"max_memory_moved_mib {opts.max_memory_moved_mib}: the best placement found moves {m} MiB"
+    return None
+
+
+def _dense(st: State, mode: str, hosts: list[int], deadline: float, seed: int, workers: int) -> str:
+    """Solve the whole problem in one CP-SAT model; returns the CP-SAT status."""
+    prob = st.prob
+    free = [j for j in range(prob.n_vms) if prob.movable[j]]
+    opts = prob.model.options
+    budgets = (opts.max_migrations, opts.max_memory_moved_mib)
+    left = max(deadline - time.monotonic(), 0.05)
+    res = solve_sub(st, free, hosts, mode, budgets=budgets, seed=seed, workers=workers,
+                    dtime=max(left, 0.05), max_time=left, initially_used=frozenset(prob.init))
+    if res.assign is not None:
+        for j in free:
+            if st.host_of[j] >= 0:
+                st.remove(j)
+        for j in free:
+            st.add(j, res.assign[j])
+    return res.status
+
+
+def _cpu_peak(prob: Problem, placement: list[int]) -> float:
+    lc, _lm = prob.loads(placement)
+    return max((lc[h] / prob.cap_cpu[h] for h in set(placement) if prob.cap_cpu[h]), default=0.0)
+
+
+def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **overrides: Any) -> dict:
+    """Compute a target placement and an executable plan for a model (dict or Model).
+
+    Keyword overrides replace model options (objective, time_limit_s, seed, ...).
+    Raises ModelError (malformed input), InfeasibleError (no viable placement), PlacementError.
+    """
+    t0 = time.monotonic()
+    model: Model = load_model(model_or_dict, **overrides)
+    require_ortools()
+    opts = model.options
+    deadline = t0 + opts.time_limit_s
+    prob = build_problem(model)
+    raise_if_infeasible(prob)
+    lb = hosts_lower_bound(prob)
+    usable = [h for h in range(prob.n_hosts) if prob.usable[h]]
+    dense = prob.n_vms * max(len(usable), 1) <= DENSE_PAIRS
+    st, failed = keep_and_repair(prob)
+    proved = False
+    budget_msg = _over_budget(prob, st.host_of) if not failed else None
+    if failed or budget_msg:
+        if not dense:
+            if budget_msg:
+                raise InfeasibleError(budget_msg)
+            names = ", ".join(repr(prob.vm_names[j]) for u in failed[:3] for j in st.units[u])
+            raise PlacementError(f"the greedy start found no host for vms {names}; try a longer time limit "
+                                 f"or relax constraints")
+        status = _dense(st, "repair", usable, deadline, opts.seed, opts.workers)
+        if status == "infeasible":
+            raise InfeasibleError(budget_msg or "no placement satisfies all constraints and capacities together "
+                                  f"({len(model.constraints)} constraints); relax one of them")
+        if any(h < 0 for h in st.host_of):
+            raise PlacementError("no viable placement found within the time limit")
+    cfg = LnsConfig(objective=opts.objective, deadline=deadline, seed=opts.seed, workers=opts.workers,
+                    max_iterations=opts.max_iterations if opts.max_iterations is not None else 100000,
+                    max_migrations=opts.max_migrations, max_memory_moved_mib=opts.max_memory_moved_mib,
+                    lower_bound=lb, progress=progress)
+    lns = Lns(st, cfg)
+    if opts.objective == "consolidate":
+        if opts.max_migrations is None and opts.max_memory_moved_mib is None:
+            drain(st, t0 + opts.time_limit_s * 0.2)
+        if dense:
+            proved = _dense(st, "consolidate", usable, deadline, opts.seed, opts.workers) == "optimal"
+        else:
+            lns.consolidate()
+            lns.reduce_moves("moves")
+    elif opts.objective == "repair":
+        if dense:
+            proved = _dense(st, "repair", usable, deadline, opts.seed, opts.workers) == "optimal"
+        else:
+            lns.reduce_moves("repair")
+    else:
+        used = sorted(set(st.host_of))
+        if dense:
+            proved = _dense(st, "balance", used, deadline, opts.seed, opts.workers) == "optimal"
+        else:
+            lns.balance()
+    target = st.placement()
+    msg = _over_budget(prob, target)
+    if msg:
+        raise InfeasibleError(msg)
+    before = len(set(prob.init))
+    after = len(set(target))
+    initially_viable = not _overloaded_at_start(prob) and not failed
+    if (opts.objective == "consolidate" and opts.min_gain_hosts and before - after < opts.min_gain_hosts
+            and initially_viable and _constraints_ok(model, prob, prob.init)):
+        target = list(prob.init)
+    return _plan(prob, target, lb, t0, proved, lns.iterations)
+
+
+def _overloaded_at_start(prob: Problem) -> set[int]:
+    lc, lm = prob.loads(prob.init)
+    return {h for h in set(prob.init) if lc[h] > prob.cap_cpu[h] or lm[h] > prob.cap_mem[h]}
+
+
+def _constraints_ok(model: Model, prob: Problem, placement: list[int]) -> bool:
+    names = {prob.vm_names[j]: prob.host_names[h] for j, h in enumerate(placement)}
+    return not any(c.check_final(model, names) for c in model.constraints)
+
+
+def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, iterations: int) -> dict:
+    model = prob.model
+    solve_s = time.monotonic() - t0
+    planner = build_plan(prob, target, model.options.max_parallel_migrations_per_host)
+    before_hosts = {prob.host_names[h] for h in set(prob.init)}
+    after_hosts = {prob.host_names[h] for h in set(target)}
+    changed = target != prob.init
+    status = "unchanged" if not changed else ("optimal" if proved else "feasible")
+    bw = model.options.bandwidth_mib_s
+    lc, lm = prob.loads(target)
+    stats = {
+        "hosts_used_before": len(before_hosts),
+        "hosts_used_after": len(after_hosts),
+        "hosts_lower_bound": lb,
+        "migrations": planner.migrations,
+        "memory_moved_mib": planner.memory_moved,
+        "pivots": planner.pivots,
+        "suspends": sum(1 for s in planner.steps for a in s if a["action"] == "suspend"),
+        "steps": len(planner.steps),
+        "estimated_duration_s": round(sum(planner.durations) / bw, 1),
+        "solve_seconds": round(solve_s, 3),
+        "plan_seconds": round(time.monotonic() - t0 - solve_s, 3),
+        "lns_iterations": iterations,
+        "cpu_peak_utilisation_before": round(_cpu_peak(prob, prob.init), 4),
+        "cpu_peak_utilisation_after": round(_cpu_peak(prob, target), 4),
+        "overloaded_hosts_before": len(_overloaded_at_start(prob)),
+        "max_memory_used_mib": max(lm, default=0),
+        "max_cpu_used": max(lc, default=0) / CPU_SCALE,
+    }
+    return {
+        "version": PLAN_VERSION,
+        "status": status,
+        "objective": model.options.objective,
+        "target": {prob.vm_names[j]: prob.host_names[h] for j, h in enumerate(target)},
+        "steps": planner.steps,
+        "hosts_freed": sorted(before_hosts - after_hosts),
+        "hosts_switched_on": sorted(after_hosts - before_hosts),
+        "stats": stats,
+        "warnings": list(model.warnings),
+    }
