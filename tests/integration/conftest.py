@@ -1,0 +1,123 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fixtures for the integration tests: the real libvirt lab (tools/lab.py) and ansible-playbook.
+
+The lab is the one in $ENTROPY_LAB_DIR (default /var/tmp/entropy-lab); `bash tools/run.sh
+integration` brings it up first. Tests that move VMs leave them where they found them or ask
+for ``lab_reset``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+COLLECTIONS = os.path.join(ROOT, ".tmp", "collections")
+LAB_DIR = os.path.abspath(os.environ.get("ENTROPY_LAB_DIR") or "/var/tmp/entropy-lab")
+PLAYBOOKS = os.path.join(os.path.dirname(__file__), "playbooks")
+
+libvirt = pytest.importorskip("libvirt")
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def _lab_cmd(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "lab.py"), *args], capture_output=True, text=True, check=False,
+                          env=dict(os.environ, ENTROPY_LAB_DIR=LAB_DIR))
+
+
+class Lab:
+    """The running lab as the tests see it: hosts, VMs, and where each VM runs right now."""
+
+    def __init__(self, state: dict) -> None:
+        self.state = state
+        self.dir = state["dir"]
+        self.hosts = {h["name"]: h for h in state["hosts"]}
+        self.vms = {v["name"]: v for v in state["vms"]}
+        self.inventory = os.path.join(self.dir, "lab.libvirt_cluster.yml")
+        self.static_inventory = os.path.join(self.dir, "lab.ini")
+
+    def uri(self, host: str) -> str:
+        return self.hosts[host]["uri"]
+
+    def connect(self, host: str):
+        return libvirt.open(self.uri(host))
+
+    def placement(self) -> dict[str, list[tuple[str, str]]]:
+        """vm name -> [(host, state)] for every lab host where the VM is defined."""
+        seen: dict[str, list[tuple[str, str]]] = {}
+        for name in self.hosts:
+            conn = self.connect(name)
+            try:
+                for dom in conn.listAllDomains():
+                    state = {1: "running", 3: "paused", 5: "shutoff"}.get(dom.state()[0], str(dom.state()[0]))
+                    seen.setdefault(dom.name(), []).append((name, state))
+            finally:
+                conn.close()
+        return seen
+
+    def running_on(self, vm: str) -> list[str]:
+        """Hosts where ``vm`` is active (running or paused): the invariant is exactly one."""
+        return [h for h, s in self.placement().get(vm, []) if s in ("running", "paused")]
+
+    def assert_each_vm_once(self) -> None:
+        for vm, where in self.placement().items():
+            active = [h for h, s in where if s in ("running", "paused")]
+            assert len(active) <= 1, "VM %s active on several hosts: %s" % (vm, where)
+            assert len(where) == 1, "VM %s defined on several hosts: %s" % (vm, where)
+
+    def host_uuid(self, host: str) -> str:
+        conn = self.connect(host)
+        try:
+            return ET.fromstring(conn.getCapabilities()).findtext("host/uuid")
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="session")
+def lab() -> Lab:
+    result = _lab_cmd("up")
+    if result.returncode != 0:
+        pytest.fail("the lab did not come up: %s%s" % (result.stdout, result.stderr))
+    with open(os.path.join(LAB_DIR, "lab.json"), encoding="utf-8") as handle:
+        return Lab(json.load(handle))
+
+
+@pytest.fixture()
+def lab_reset(lab: Lab) -> Lab:
+    """The lab with every VM fresh on its home host (no snapshots, running)."""
+    result = _lab_cmd("reset")
+    if result.returncode != 0:
+        pytest.fail("lab reset failed: %s%s" % (result.stdout, result.stderr))
+    return lab
+
+
+def run_playbook(playbook: str, inventory: str | None = None, extra_vars: dict | None = None, check: bool = False,
+                 extra_args: list[str] | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ansible-playbook with the collection from this checkout; returns the completed process
+    (stdout + stderr in .stdout) so tests can assert on rc and on what was printed."""
+    # "entropy.cluster.consolidate" (a collection playbook), an absolute path, or a file in tests/integration/playbooks
+    path = playbook if os.path.isabs(playbook) or playbook.startswith("entropy.cluster.") else os.path.join(PLAYBOOKS, playbook)
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), path]
+    if inventory:
+        cmd += ["-i", inventory]
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    if check:
+        cmd += ["--check", "--diff"]
+    cmd += extra_args or []
+    run_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_RETRY_FILES_ENABLED="false",
+                   ENTROPY_LAB_DIR=LAB_DIR, ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    run_env.update(env or {})
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False, env=run_env, cwd=ROOT)
+
+
+@pytest.fixture()
+def playbook():
+    return run_playbook
