@@ -185,16 +185,15 @@ class Planner:
             raise PlacementError("plan building is stuck: every blocked VM was already pivoted once")
 
     def _pivot_host(self, step: _Step, k: int, src: int) -> int:
+        """Host with most free memory that takes k now; hosts already in use first."""
         prob = self.prob
-        best, best_free = -1, -1
+        best, best_key = -1, None
         for h in prob.hosts_of(k):
-            if h in (src, self.target[k]) or not self.occ[h]:
-                continue   # an empty host would have to be switched on just for a pivot
-            if not self._fits(step, k, h, src):
+            if h in (src, self.target[k]) or not self._fits(step, k, h, src):
                 continue
-            free = self.lim_m[h] - self.lm[h] - step.in_m[h]
-            if free > best_free:
-                best, best_free = h, free
+            key = (bool(self.occ[h]), self.lim_m[h] - self.lm[h] - step.in_m[h], -h)
+            if best_key is None or key > best_key:
+                best, best_key = h, key
         return best
 
 

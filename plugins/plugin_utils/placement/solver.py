@@ -141,6 +141,19 @@ def _constraints_ok(model: Model, prob: Problem, placement: list[int]) -> bool:
     return not any(c.check_final(model, names) for c in model.constraints)
 
 
+def plan_for_target(model_or_dict: Any, target: dict[str, str], **overrides: Any) -> dict:
+    """Build and return the plan that moves the cluster to a given target placement {vm: host}."""
+    t0 = time.monotonic()
+    model = load_model(model_or_dict, **overrides)
+    prob = build_problem(model)
+    hidx = model.host_index
+    try:
+        placement = [hidx[target[n]] for n in prob.vm_names]
+    except KeyError as exc:
+        raise PlacementError(f"target: no host given for vm or unknown host {exc.args[0]!r}") from exc
+    return _plan(prob, placement, hosts_lower_bound(prob), t0, False, 0)
+
+
 def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, iterations: int) -> dict:
     model = prob.model
     solve_s = time.monotonic() - t0

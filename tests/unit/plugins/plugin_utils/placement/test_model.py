@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import pytest
+
+import placement
+from placement import ModelError
+
+from helpers import host, model, vm
+
+
+def base() -> dict:
+    return model([host("hv1"), host("hv2")], [vm("web01", "hv1"), vm("web02", "hv2")])
+
+
+def test_valid_model_loads():
+    m = placement.load_model(base())
+    assert [h.name for h in m.hosts] == ["hv1", "hv2"]
+    assert m.vm("web01").host == "hv1"
+    assert m.options.time_limit_s == 5
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda m: m["vms"][1].update(memory_mib="8G"),
+     "vms[1] (name 'web02'): field 'memory_mib' must be a non-negative integer, got '8G'"),
+    (lambda m: m["vms"][0].pop("cpu"), "vms[0] (name 'web01'): missing field 'cpu'"),
+    (lambda m: m["vms"][0].update(host="hv9"), "vms[0] (name 'web01'): unknown host 'hv9'"),
+    (lambda m: m["vms"][1].update(name="web01"), "vms[1] (name 'web01'): duplicate name"),
+    (lambda m: m["hosts"][1].update(name="hv1"), "hosts[1] (name 'hv1'): duplicate name"),
+    (lambda m: m["hosts"][0].update(cpu=-4), "hosts[0] (name 'hv1'): field 'cpu' must be a non-negative number"),
+    (lambda m: m["hosts"][0].update(cpu=True), "hosts[0] (name 'hv1'): field 'cpu'"),
+    (lambda m: m["hosts"][0].update(gpu=1), "hosts[0] (name 'hv1'): unknown field(s) 'gpu'"),
+    (lambda m: m["vms"][0].update(state="zombie"), "vms[0] (name 'web01'): field 'state' must be one of"),
+    (lambda m: m["hosts"][0].update(state="offline"), "vms[0] (name 'web01'): running on offline host 'hv1'"),
+    (lambda m: m["options"].update(objective="fastest"), "options: field 'objective' must be one of"),
+    (lambda m: m["options"].update(workers=8), "options: field 'workers' must be at most 2"),
+    (lambda m: m["options"].update(colour="red"), "options: unknown field(s) 'colour'"),
+    (lambda m: m.update(version=2), "model: field 'version' must be 1"),
+    (lambda m: m.update(extra=1), "model: unknown field(s) 'extra'"),
+    (lambda m: m.update(vms={}), "model: field 'vms' must be a list"),
+    (lambda m: m["constraints"].append({"type": "glue", "vms": ["web01"]}),
+     "constraints[0]: unknown constraint type 'glue'"),
+    (lambda m: m["constraints"].append({"type": "spread", "vms": ["web01", "nope"]}),
+     "constraints[0] (spread): unknown vm 'nope'"),
+    (lambda m: m["constraints"].append({"type": "ban", "vms": ["web01"], "hosts": ["hv7"]}),
+     "constraints[0] (ban): unknown host 'hv7'"),
+    (lambda m: m["constraints"].append({"type": "ban", "vms": ["web01"]}), "constraints[0] (ban): missing field 'hosts'"),
+    (lambda m: m["constraints"].append({"type": "overbook", "resource": "disk", "ratio": 2}),
+     "constraints[0] (overbook): field 'resource' must be one of cpu, memory, got 'disk'"),
+    (lambda m: m["constraints"].append({"type": "max_online", "amount": 2, "colour": 1}),
+     "constraints[0] (max_online): unknown field(s) 'colour'"),
+    (lambda m: m["constraints"].append({"type": "fence", "vms": ["web01"], "hosts": ["hv1"], "continuous": "yes"}),
+     "constraints[0] (fence): field 'continuous' must be a boolean"),
+])
+def test_malformed_models_name_the_entry(mutate, expected):
+    m = base()
+    mutate(m)
+    with pytest.raises(ModelError) as err:
+        placement.load_model(m)
+    assert expected in str(err.value)
+
+
+def test_not_an_object():
+    with pytest.raises(ModelError, match="model: must be a JSON object"):
+        placement.load_model([1, 2])
+    with pytest.raises(ModelError, match=r"hosts\[0\]: must be an object"):
+        placement.load_model(model(["hv1"], []))
+
+
+def test_names_are_data_only():
+    odd = "{{ lookup('pipe', 'id') }} \"quoted\" 'x' \u00e9\u6f22"
+    m = model([host(odd), host("hv2")], [vm(odd + "-vm", odd, gib=4), vm("b", "hv2", gib=4)])
+    plan = placement.solve(m, time_limit_s=2)
+    assert plan["target"][odd + "-vm"] in (odd, "hv2")
+    assert placement.check_plan(m, plan) == []
+
+
+def test_saved_vm_needs_no_host_and_uses_nothing():
+    m = model([host("hv1", gib=16)], [vm("a", "hv1", gib=12), {"name": "b", "host": None, "state": "stopped",
+                                                                 "cpu": 1, "memory_mib": 99999}])
+    loaded = placement.load_model(m)
+    assert loaded.demand("b", "memory") == 0
+    plan = placement.solve(m, time_limit_s=2)
+    assert plan["target"] == {"a": "hv1"}
+    assert placement.check_plan(m, plan) == []
+
+
+def test_overrides_are_validated():
+    with pytest.raises(ModelError, match="objective"):
+        placement.solve(base(), objective="nope")
