@@ -30,8 +30,12 @@ class SubResult:
 
 def solve_sub(st: State, free: list[int], hosts: list[int], mode: str, *, targets: frozenset | set = frozenset(),
               budgets: tuple[int | None, int | None] = (None, None), seed: int = 0, workers: int = 1,
-              dtime: float = 0.1, max_time: float = 5.0, initially_used: frozenset | set = frozenset()) -> SubResult:
-    """Re-place the `free` VMs onto `hosts`; modes: consolidate, repair, balance, moves.
+              dtime: float = 0.1, max_time: float = 5.0, initially_used: frozenset | set = frozenset(),
+              max_used: int | None = None) -> SubResult:
+    """Re-place the `free` VMs onto `hosts`; modes: consolidate, hosts, repair, balance, moves.
+
+    consolidate = fewest hosts, then least load left on `targets` (hosts we try to empty);
+    hosts = fewest hosts only; moves = least memory moved; `max_used` caps the hosts in use.
 
     budgets = (migrations left, memory MiB left) for the free VMs, counted against their initial host.
     """
@@ -91,7 +95,7 @@ def solve_sub(st: State, free: list[int], hosts: list[int], mode: str, *, target
             fixed = st.spread_count[g].get(h, 0) - sum(1 for j in fm if st.host_of[j] == h)
             model.Add(sum(vs) <= 1 - fixed)
     fixed_members = {h: len(st.members[h]) - sum(1 for j in st.members[h] if j in free_set) for h in hosts}
-    need_used = mode in ("consolidate", "repair") or prob.max_online
+    need_used = mode in ("consolidate", "hosts", "repair") or prob.max_online or max_used is not None
     used: dict[int, Any] = {}
     if need_used:
         for h in hosts:
@@ -109,6 +113,8 @@ def solve_sub(st: State, free: list[int], hosts: list[int], mode: str, *, target
         inside = [h for h in hosts if scope is None or h in scope]
         outside = st.online_count[k] - sum(1 for h in inside if st.members[h])
         model.Add(sum(used[h] for h in inside) <= amount - outside)
+    if max_used is not None:
+        model.Add(sum(used[h] for h in hosts) <= max_used)
     moved_mem = []
     moved_n = []
     for j in free:
@@ -128,9 +134,10 @@ def solve_sub(st: State, free: list[int], hosts: list[int], mode: str, *, target
         for h in targets:
             for j in by_host.get(h, []):
                 conc.append(((1000 * prob.mem[j]) // max(prob.cap_mem[h], 1) + (1000 * prob.cpu[j]) // max(prob.cap_cpu[h], 1) + 1) * x[j, h])
-        wconc = big
-        wh = wconc * (2000 * len(free) + 1)
-        model.Minimize(wh * sum(used[h] for h in hosts) + wconc * sum(conc) + cost)
+        wh = 2002 * len(free) + 1
+        model.Minimize(wh * sum(used[h] for h in hosts) + sum(conc))
+    elif mode == "hosts":
+        model.Minimize(sum(used[h] for h in hosts))
     elif mode == "repair":
         opened = [used[h] for h in hosts if h not in initially_used]
         model.Minimize(big * sum(opened) + cost)

@@ -29,7 +29,7 @@ class LnsConfig:
     max_migrations: int | None = None
     max_memory_moved_mib: int | None = None
     lower_bound: int = 0
-    dtime: float = 0.1
+    dtime: float = 0.04
     progress: Callable[[str], None] | None = None
 
 

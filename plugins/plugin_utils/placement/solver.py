@@ -18,6 +18,9 @@ from .state import State
 PLAN_VERSION = 1
 # VM x host pairs up to which one CP-SAT model over the whole cluster is used instead of the LNS.
 DENSE_PAIRS = 3000
+# Deterministic-time share of the remaining wall time for the dense model, so that the
+# deterministic limit (reproducible) normally ends the search before the wall clock does.
+DENSE_DTIME_SHARE = 0.15
 
 
 def _moved(prob: Problem, placement: list[int]) -> tuple[int, int]:
@@ -39,15 +42,19 @@ def _over_budget(prob: Problem, placement: list[int]) -> str | None:
     return None
 
 
-def _dense(st: State, mode: str, hosts: list[int], deadline: float, seed: int, workers: int) -> str:
+def _dense(st: State, mode: str, hosts: list[int], deadline: float, seed: int, workers: int,
+           share: float = 1.0, max_used: int | None = None) -> str:  # pylint: disable=too-many-arguments
     """Solve the whole problem in one CP-SAT model; returns the CP-SAT status."""
     prob = st.prob
     free = [j for j in range(prob.n_vms) if prob.movable[j]]
     opts = prob.model.options
     budgets = (opts.max_migrations, opts.max_memory_moved_mib)
     left = max(deadline - time.monotonic(), 0.05)
+    # the deterministic budget derives from the time limit, not from the wall time left, so that
+    # the same model and seed give the same plan
     res = solve_sub(st, free, hosts, mode, budgets=budgets, seed=seed, workers=workers,
-                    dtime=max(left, 0.05), max_time=left, initially_used=frozenset(prob.init))
+                    dtime=max(opts.time_limit_s * share * DENSE_DTIME_SHARE, 0.02), max_time=left * share,
+                    initially_used=frozenset(prob.init), max_used=max_used)
     if res.assign is not None:
         for j in free:
             if st.host_of[j] >= 0:
@@ -103,7 +110,11 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
         if opts.max_migrations is None and opts.max_memory_moved_mib is None:
             drain(st, t0 + opts.time_limit_s * 0.2)
         if dense:
-            proved = _dense(st, "consolidate", usable, deadline, opts.seed, opts.workers) == "optimal"
+            # lexicographic: fewest hosts first, then least memory moved with that many hosts
+            first = _dense(st, "hosts", usable, deadline, opts.seed, opts.workers, share=0.5)
+            second = _dense(st, "moves", usable, deadline, opts.seed, opts.workers, share=0.5,
+                            max_used=len(set(st.host_of)))
+            proved = first == "optimal" and second == "optimal"
         else:
             lns.consolidate()
             lns.reduce_moves("moves")

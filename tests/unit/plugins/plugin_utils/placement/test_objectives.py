@@ -65,7 +65,7 @@ def test_paused_vm_holds_memory_but_no_cpu():
 def test_same_seed_same_plan_lns():
     from placement.synthetic import make_cluster  # pylint: disable=import-outside-toplevel
     m = make_cluster(40, 200, seed=3)
-    m["options"] = {"time_limit_s": 60, "seed": 7, "max_iterations": 25}
+    m["options"] = {"time_limit_s": 60, "seed": 7, "max_iterations": 15}
     p1 = placement.solve(m)
     p2 = placement.solve(m)
     assert p1["target"] == p2["target"] and p1["steps"] == p2["steps"]
@@ -76,8 +76,8 @@ def test_same_seed_same_plan_lns():
 def test_same_seed_same_plan_dense():
     from placement.synthetic import make_cluster  # pylint: disable=import-outside-toplevel
     m = make_cluster(12, 60, seed=5)
-    p1 = solve_checked(m, time_limit_s=5, seed=1)
-    p2 = placement.solve(m, time_limit_s=5, seed=1)
+    p1 = solve_checked(m, time_limit_s=2, seed=1)
+    p2 = placement.solve(m, time_limit_s=2, seed=1)
     assert p1["target"] == p2["target"]
 
 
