@@ -1,0 +1,666 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: libvirt_cluster
+short_description: libvirt hypervisors and their VMs, with measured CPU and memory load
+version_added: 0.1.0
+description:
+  - Builds an inventory of a libvirt cluster from a list of hypervisor URIs. Every hypervisor
+    becomes a host in group C(hypervisors), every VM (domain) a host in group C(vms), with its
+    capacity, allocation and measured load as C(entropy_*) variables whose names carry their unit.
+  - Load is measured. The plugin takes a first sample of every hypervisor (node CPU times, domain
+    C(cpu.time), network bytes) concurrently, waits O(sampling_interval) seconds once, takes a
+    second sample and reports the rates. One wait in total, not one per hypervisor.
+  - An unreachable hypervisor is reported (group C(unreachable), variable C(entropy_error)) and the
+    rest of the inventory still builds, unless O(strict=true).
+  - A VM defined on several hypervisors is reported (group C(duplicates), variable
+    C(entropy_duplicate_on) and a warning), not hidden.
+  - The plugin can export the cluster as the placement solver's model (JSON version 1), as the
+    variable C(entropy_model) of the host named by O(model_host) and/or written to O(model_file).
+  - With caching enabled the cache holds the raw data read from libvirt, not the built inventory,
+    so a cached run replays the same data and builds the same inventory without contacting libvirt.
+  - The configuration file name must end in C(.libvirt_cluster.yml) or C(.libvirt_cluster.yaml).
+author:
+  - entropy.cluster developers
+requirements:
+  - libvirt-python (the Python binding of libvirt) on the controller
+extends_documentation_fragment:
+  - constructed
+  - inventory_cache
+options:
+  plugin:
+    description: Marks this file as a configuration of this plugin.
+    required: true
+    choices: ['entropy.cluster.libvirt_cluster']
+    type: str
+  hypervisors:
+    description:
+      - The hypervisors of the cluster. Each entry is a dictionary with the keys below.
+      - C(name) (required, string) - the inventory host name of the hypervisor; names must be unique.
+      - C(uri) (required, string) - its libvirt URI, for example C(qemu+tcp://hv01/system) or C(qemu+ssh://root@hv01/system).
+      - C(cpu) (optional, positive number) - CPU capacity in cores given to the solver, instead of
+        the number of CPUs libvirt reports.
+      - C(memory_mib) (optional, positive integer) - memory capacity in MiB, instead of what libvirt reports.
+      - C(reserved_memory_mib) (optional, non-negative integer) - memory kept for the hypervisor
+        itself, taken off the capacity in the exported model. Defaults to O(reserved_memory_mib).
+    type: list
+    elements: dict
+    required: true
+  auth_username:
+    description:
+      - User name for libvirt authentication (SASL), for URIs that ask for credentials.
+    type: str
+    env:
+      - name: ENTROPY_LIBVIRT_USERNAME
+  auth_password:
+    description:
+      - Password for libvirt authentication (SASL). Never written to the inventory, the cache or messages.
+    type: str
+    env:
+      - name: ENTROPY_LIBVIRT_PASSWORD
+  sampling_interval:
+    description:
+      - Seconds between the two load samples. CPU demand, host CPU use and network rates are
+        averages over this interval.
+      - C(0) takes a single sample and leaves the rates unset (V(null)); the exported model then
+        assumes every vCPU of a running VM is busy.
+    type: float
+    default: 1.0
+  parallelism:
+    description: Maximum number of hypervisors contacted at the same time.
+    type: int
+    default: 8
+  reserved_memory_mib:
+    description: Default memory in MiB kept for each hypervisor itself (see C(reserved_memory_mib) of O(hypervisors)).
+    type: int
+    default: 0
+  connection_vars:
+    description:
+      - Set C(ansible_connection=local) and C(ansible_python_interpreter={{ ansible_playbook_python }})
+        on every host of this inventory.
+      - Hypervisors and VMs are not SSH targets of the entropy.cluster playbooks; the modules run on the
+        controller and reach libvirt through C(entropy_uri) / C(entropy_hypervisor_uri). With these
+        variables a task on such a host runs on the controller with the Python that runs Ansible
+        (which has libvirt-python). Set V(false) if you also manage these machines over SSH from
+        another inventory source and want its connection variables to apply.
+    type: bool
+    default: true
+  model_host:
+    description:
+      - Name of an extra host that carries the solver model as the variable C(entropy_model)
+        (and its warnings as C(entropy_model_warnings)). It is put in no group other than C(all).
+      - Set to an empty string to add no such host.
+    type: str
+    default: entropy_cluster
+  model_file:
+    description:
+      - If set, the solver model (JSON version 1) is written to this path each time the inventory
+        is built (also from the cache).
+    type: path
+  model_constraints:
+    description: Constraints copied verbatim into the exported model (the solver validates them).
+    type: list
+    elements: dict
+    default: []
+  model_options:
+    description: Solver options copied verbatim into the exported model (the solver validates them).
+    type: dict
+    default: {}
+notes:
+  - "O(strict) (from the constructed options) also decides what an unreachable hypervisor does: with
+    O(strict=true) it makes the whole inventory fail with an error naming the hypervisor; by default it
+    is listed in group C(unreachable) and the rest of the inventory builds."
+  - "Variables of a hypervisor: C(entropy_kind=hypervisor), C(entropy_uri), C(entropy_reachable),
+    C(entropy_error), C(entropy_host_uuid), C(entropy_hostname), C(entropy_cpu_cores) (capacity),
+    C(entropy_memory_mib) (capacity), C(entropy_reserved_memory_mib), C(entropy_node_cpu_cores) and
+    C(entropy_node_memory_mib) (what libvirt reports), C(entropy_free_memory_mib),
+    C(entropy_cpu_used_cores) (measured on the node), C(entropy_vm_count), C(entropy_vm_active_count),
+    C(entropy_vm_cpu_demand_cores), C(entropy_vm_memory_mib)."
+  - "Variables of a VM: C(entropy_kind=vm), C(entropy_hypervisor), C(entropy_hypervisor_uri),
+    C(entropy_uuid), C(entropy_state), C(entropy_vcpus), C(entropy_memory_mib) (allocated),
+    C(entropy_memory_max_mib), C(entropy_memory_used_mib) (guest balloon statistics, V(null) where
+    the guest reports none), C(entropy_memory_rss_mib) (QEMU process), C(entropy_cpu_demand_cores),
+    C(entropy_net_rx_bytes_s), C(entropy_net_tx_bytes_s), C(entropy_snapshot_count),
+    C(entropy_has_managed_save), and for duplicates C(entropy_duplicate_on) and C(entropy_copies)."
+  - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(on_<hypervisor>) and
+    C(state_<state>) (names sanitized to letters, digits and underscores)."
+  - Connecting to a hypervisor whose address drops packets waits for the TCP timeout of the system;
+    libvirt has no connection timeout.
+seealso:
+  - name: entropy.cluster inventory documentation
+    description: docs/inventory.md in the collection (variables with units, caching, model export).
+    link: https://example.invalid/entropy/cluster/-/blob/main/docs/inventory.md
+"""
+
+EXAMPLES = r"""
+# cluster.libvirt_cluster.yml
+plugin: entropy.cluster.libvirt_cluster
+hypervisors:
+  - name: hv01
+    uri: qemu+tcp://hv01.example.com/system
+  - name: hv02
+    uri: qemu+ssh://root@hv02.example.com/system
+    cpu: 16             # capacity given to the solver, in cores
+    memory_mib: 65536
+    reserved_memory_mib: 2048
+sampling_interval: 2
+parallelism: 16
+
+# Keep the measurements 5 minutes; a cached run replays them without contacting libvirt.
+# plugin: entropy.cluster.libvirt_cluster
+# hypervisors: [...]
+# cache: true
+# cache_plugin: ansible.builtin.jsonfile
+# cache_connection: ~/.cache/entropy-inventory
+# cache_timeout: 300
+
+# Constructed options: groups from the measured load.
+# plugin: entropy.cluster.libvirt_cluster
+# hypervisors: [...]
+# groups:
+#   busy_hypervisors: entropy_kind == 'hypervisor' and (entropy_cpu_used_cores or 0) > 0.8 * entropy_cpu_cores
+# keyed_groups:
+#   - key: entropy_vcpus
+#     prefix: vcpus
+# compose:
+#   memory_gib: (entropy_memory_mib | default(0)) / 1024
+
+# Export the solver model to a file each time the inventory is built.
+# plugin: entropy.cluster.libvirt_cluster
+# hypervisors: [...]
+# model_file: /var/tmp/cluster-model.json
+"""
+
+import json
+import os
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible.errors import AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
+    DOMAIN_STATES,
+    EntropyLibvirtError,
+    close_quietly,
+    describe_error,
+    host_uuid,
+    libvirt,
+    open_connection,
+)
+from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import build_model
+
+try:
+    from ansible.template import trust_as_template
+except ImportError:  # ansible-core < 2.19: inventory strings are templated anyway
+    def trust_as_template(value):
+        return value
+
+RAW_VERSION = 1
+HYPERVISOR_KEYS = ("name", "uri", "cpu", "memory_mib", "reserved_memory_mib")
+# getAllDomainStats keys kept in the raw data (the cache): nothing else is read.
+KEPT_STATS = ("state.state", "cpu.time", "balloon.current", "balloon.maximum", "balloon.available", "balloon.unused",
+              "balloon.rss", "vcpu.current", "vcpu.maximum")
+_NET_BYTES = re.compile(r"^net\.\d+\.(rx|tx)\.bytes$")
+_GROUP_CHARS = re.compile(r"[^A-Za-z0-9_]")
+
+
+def sanitize_group(name):
+    """A group name made of letters, digits and underscores."""
+    return _GROUP_CHARS.sub("_", str(name))
+
+
+def _mib(kib):
+    return None if kib is None else int(kib) // 1024
+
+
+def _rate(before, after, seconds):
+    if before is None or after is None or not seconds or seconds <= 0:
+        return None
+    return max(0.0, (after - before) / seconds)
+
+
+# --------------------------------------------------------------------------- fetching (libvirt only)
+
+def _stats_flags():
+    return (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL | libvirt.VIR_DOMAIN_STATS_BALLOON
+            | libvirt.VIR_DOMAIN_STATS_VCPU | libvirt.VIR_DOMAIN_STATS_INTERFACE)
+
+
+def _domain_stats(conn):
+    """name -> the kept stats of every domain, plus the domain objects (for the details pass)."""
+    try:
+        records = conn.getAllDomainStats(_stats_flags(), 0)
+    except libvirt.libvirtError as exc:
+        # A driver that refuses some stats groups: fall back to state only.
+        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED):
+            raise
+        records = conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0)
+    stats, domains = {}, {}
+    for dom, values in records:
+        name = dom.name()
+        kept = {key: values[key] for key in KEPT_STATS if key in values}
+        rx = tx = None
+        for key, value in values.items():
+            match = _NET_BYTES.match(key)
+            if match:
+                if match.group(1) == "rx":
+                    rx = (rx or 0) + value
+                else:
+                    tx = (tx or 0) + value
+        kept["net.rx.bytes"] = rx
+        kept["net.tx.bytes"] = tx
+        stats[name] = kept
+        domains[name] = dom
+    return stats, domains
+
+
+def _sample(conn):
+    node_cpu = conn.getCPUStats(libvirt.VIR_NODE_CPU_STATS_ALL_CPUS, 0)
+    stamp = time.monotonic()
+    stats, domains = _domain_stats(conn)
+    return {"t": stamp, "node_cpu": dict(node_cpu), "domains": stats}, domains
+
+
+def _details(dom, state):
+    """What getAllDomainStats does not give: UUID, sizes (test driver), snapshots, managed save."""
+    info = None
+    entry = {"uuid": dom.UUIDString()}
+    try:
+        info = dom.info()  # [state, maxMem KiB, memory KiB, nrVirtCpu, cpuTime]
+    except libvirt.libvirtError:
+        info = None
+    if info:
+        entry.update({"info_state": info[0], "max_memory_kib": info[1], "memory_kib": info[2], "vcpus": info[3]})
+    try:
+        entry["snapshot_count"] = dom.snapshotNum(0)
+    except libvirt.libvirtError:
+        entry["snapshot_count"] = None
+    active = state in (1, 2, 3, 4, 7)
+    if active:
+        entry["has_managed_save"] = False
+    else:
+        try:
+            entry["has_managed_save"] = bool(dom.hasManagedSaveImage(0))
+        except libvirt.libvirtError:
+            entry["has_managed_save"] = None
+    return entry
+
+
+class _Hypervisor:
+    """One hypervisor during a fetch: its connection and the raw record being filled."""
+
+    def __init__(self, spec, username, password):
+        self.spec = spec
+        self.username = username
+        self.password = password
+        self.conn = None
+        self.raw = {"name": spec["name"], "uri": spec["uri"], "reachable": False, "error": None, "samples": []}
+
+    def first(self):
+        raw = self.raw
+        try:
+            self.conn = open_connection(self.spec["uri"], self.username, self.password, readonly=True)
+            info = self.conn.getInfo()  # [model, memory MiB, cpus, MHz, nodes, sockets, cores, threads]
+            raw["node"] = {"model": info[0], "memory_mib": info[1], "cpus": info[2], "mhz": info[3]}
+            raw["host_uuid"] = host_uuid(self.conn)
+            raw["hostname"] = self.conn.getHostname()
+            raw["free_memory_mib"] = self.conn.getFreeMemory() // (1024 * 1024)
+            sample, domains = _sample(self.conn)
+            raw["samples"].append(sample)
+            raw["details"] = {name: _details(dom, sample["domains"][name].get("state.state")) for name, dom in domains.items()}
+            raw["reachable"] = True
+        except EntropyLibvirtError as exc:
+            self._fail(exc.message)
+        except libvirt.libvirtError as exc:
+            self._fail(describe_error(exc, "reading hypervisor %s" % self.spec["name"], self.spec["uri"]).message)
+
+    def second(self):
+        if not self.raw["reachable"]:
+            return
+        try:
+            sample, _domains = _sample(self.conn)
+            self.raw["samples"].append(sample)
+        except libvirt.libvirtError as exc:
+            self._fail(describe_error(exc, "second load sample of hypervisor %s" % self.spec["name"], self.spec["uri"]).message)
+
+    def _fail(self, message):
+        self.raw["reachable"] = False
+        self.raw["error"] = message
+        self.close()
+
+    def close(self):
+        close_quietly(self.conn)
+        self.conn = None
+
+
+def fetch(specs, sampling_interval, parallelism, username=None, password=None):
+    """Read every hypervisor: sample 1 on all (concurrently), one wait, sample 2 on all.
+
+    Returns the raw data (JSON-serializable, no credentials): what the cache stores.
+    """
+    workers = [_Hypervisor(spec, username, password) for spec in specs]
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(workers) or 1))) as pool:
+        list(pool.map(lambda w: w.first(), workers))
+        if sampling_interval > 0:
+            reachable = [w for w in workers if w.raw["reachable"]]
+            if reachable:
+                first_done = time.monotonic()
+                time.sleep(max(0.0, sampling_interval - (time.monotonic() - first_done)))
+                list(pool.map(lambda w: w.second(), reachable))
+        list(pool.map(lambda w: w.close(), workers))
+    return {"version": RAW_VERSION, "fetched_at": started, "sampling_interval": sampling_interval,
+            "hypervisors": [w.raw for w in workers]}
+
+
+# --------------------------------------------------------------------------- raw data -> variables (pure)
+
+def summarize(raw, specs, default_reserved_mib=0):
+    """Raw fetched data + configuration -> (hypervisor vars by name, list of VM copies).
+
+    Each VM copy is (vm name, vars); a VM defined on several hypervisors gives several copies.
+    """
+    by_name = {h["name"]: h for h in raw["hypervisors"]}
+    hypervisors, copies = {}, []
+    for spec in specs:
+        record = by_name[spec["name"]]
+        hv = {
+            "entropy_kind": "hypervisor",
+            "entropy_uri": spec["uri"],
+            "entropy_reachable": bool(record.get("reachable")),
+            "entropy_error": record.get("error"),
+            "entropy_host_uuid": record.get("host_uuid"),
+            "entropy_hostname": record.get("hostname"),
+            "entropy_node_cpu_cores": (record.get("node") or {}).get("cpus"),
+            "entropy_node_memory_mib": (record.get("node") or {}).get("memory_mib"),
+            "entropy_free_memory_mib": record.get("free_memory_mib"),
+            "entropy_reserved_memory_mib": spec.get("reserved_memory_mib", default_reserved_mib),
+            "entropy_cpu_used_cores": None,
+            "entropy_vm_count": None,
+            "entropy_vm_active_count": None,
+            "entropy_vm_cpu_demand_cores": None,
+            "entropy_vm_memory_mib": None,
+        }
+        hv["entropy_cpu_cores"] = spec.get("cpu", hv["entropy_node_cpu_cores"])
+        hv["entropy_memory_mib"] = spec.get("memory_mib", hv["entropy_node_memory_mib"])
+        hypervisors[spec["name"]] = hv
+        samples = record.get("samples") or []
+        if not hv["entropy_reachable"] or not samples:
+            continue
+        first, second = samples[0], (samples[1] if len(samples) > 1 else None)
+        seconds = (second["t"] - first["t"]) if second else None
+        if second:
+            busy = [sum(s["node_cpu"].get(k, 0) for k in ("kernel", "user")) for s in (first, second)]
+            used = _rate(busy[0], busy[1], seconds)
+            hv["entropy_cpu_used_cores"] = None if used is None else round(used / 1e9, 4)
+        demand_sum, memory_sum, active = 0.0, 0, 0
+        for name in sorted(first["domains"]):
+            stats = first["domains"][name]
+            later = (second or {}).get("domains", {}).get(name) if second else None
+            detail = record.get("details", {}).get(name, {})
+            state_code = stats.get("state.state", detail.get("info_state"))
+            state = DOMAIN_STATES.get(state_code, "unknown")
+            memory_kib = stats.get("balloon.current", detail.get("memory_kib"))
+            used_mib = None
+            if stats.get("balloon.available") is not None and stats.get("balloon.unused") is not None:
+                used_mib = _mib(stats["balloon.available"] - stats["balloon.unused"])
+            is_running = state in ("running", "blocked", "shutdown", "nostate")
+            demand = None
+            rx = tx = None
+            if later is not None:
+                cpu_rate = _rate(stats.get("cpu.time"), later.get("cpu.time"), seconds)
+                demand = None if cpu_rate is None else round(cpu_rate / 1e9, 4)
+                rx_rate = _rate(stats.get("net.rx.bytes"), later.get("net.rx.bytes"), seconds)
+                tx_rate = _rate(stats.get("net.tx.bytes"), later.get("net.tx.bytes"), seconds)
+                rx = None if rx_rate is None else round(rx_rate, 1)
+                tx = None if tx_rate is None else round(tx_rate, 1)
+            if not is_running and state != "unknown":
+                demand = 0.0 if demand is None else demand
+            vm = {
+                "entropy_kind": "vm",
+                "entropy_hypervisor": spec["name"],
+                "entropy_hypervisor_uri": spec["uri"],
+                "entropy_uuid": detail.get("uuid"),
+                "entropy_state": state,
+                "entropy_vcpus": stats.get("vcpu.current", detail.get("vcpus")),
+                "entropy_memory_mib": _mib(memory_kib),
+                "entropy_memory_max_mib": _mib(stats.get("balloon.maximum", detail.get("max_memory_kib"))),
+                "entropy_memory_used_mib": used_mib,
+                "entropy_memory_rss_mib": _mib(stats.get("balloon.rss")),
+                "entropy_cpu_demand_cores": demand,
+                "entropy_net_rx_bytes_s": rx,
+                "entropy_net_tx_bytes_s": tx,
+                "entropy_snapshot_count": detail.get("snapshot_count"),
+                "entropy_has_managed_save": detail.get("has_managed_save"),
+            }
+            copies.append((name, vm))
+            if state in ("running", "blocked", "shutdown", "nostate", "paused", "pmsuspended"):
+                active += 1
+                memory_sum += vm["entropy_memory_mib"] or 0
+                demand_sum += demand or 0.0
+        hv["entropy_vm_count"] = len(first["domains"])
+        hv["entropy_vm_active_count"] = active
+        hv["entropy_vm_memory_mib"] = memory_sum
+        hv["entropy_vm_cpu_demand_cores"] = round(demand_sum, 4) if second else None
+    return hypervisors, copies
+
+
+def merge_copies(copies):
+    """VM name -> vars, one entry per VM. A VM defined on several hypervisors keeps the copy that is
+    active (the first one in configuration order if several are), with entropy_duplicate_on and
+    entropy_copies describing every copy."""
+    grouped = {}
+    for name, vm in copies:
+        grouped.setdefault(name, []).append(vm)
+    merged = {}
+    active_states = ("running", "blocked", "shutdown", "nostate", "paused", "pmsuspended")
+    for name, group in grouped.items():
+        if len(group) == 1:
+            merged[name] = group[0]
+            continue
+        chosen = next((vm for vm in group if vm["entropy_state"] in active_states), group[0])
+        vm = dict(chosen)
+        vm["entropy_duplicate_on"] = [c["entropy_hypervisor"] for c in group]
+        vm["entropy_copies"] = [{"hypervisor": c["entropy_hypervisor"], "state": c["entropy_state"], "uuid": c["entropy_uuid"],
+                                 "memory_mib": c["entropy_memory_mib"], "cpu_demand_cores": c["entropy_cpu_demand_cores"],
+                                 "has_managed_save": c["entropy_has_managed_save"]} for c in group]
+        merged[name] = vm
+    return merged
+
+
+# --------------------------------------------------------------------------- configuration
+
+def validate_hypervisors(value, default_reserved_mib=0):
+    """The hypervisors option, checked entry by entry; raises ValueError with a message naming the entry."""
+    if not isinstance(value, list) or not value:
+        raise ValueError("'hypervisors' must be a non-empty list of {name, uri} entries, for example: "
+                         "hypervisors: [{name: hv01, uri: 'qemu+tcp://hv01/system'}]")
+    if default_reserved_mib is None or isinstance(default_reserved_mib, bool) or not isinstance(default_reserved_mib, int) or default_reserved_mib < 0:
+        raise ValueError("'reserved_memory_mib' must be a non-negative integer (MiB), got %r" % (default_reserved_mib,))
+    specs, names, uris = [], {}, {}
+    for idx, entry in enumerate(value):
+        label = "hypervisors[%d]" % idx
+        if not isinstance(entry, dict):
+            raise ValueError("%s must be a dictionary with keys name and uri, got %r" % (label, entry))
+        name = entry.get("name")
+        if isinstance(name, str) and name:
+            label = "hypervisors[%d] (name %s)" % (idx, name)
+        unknown = sorted(str(k) for k in entry if k not in HYPERVISOR_KEYS)
+        if unknown:
+            raise ValueError("%s: unknown key(s) %s; allowed keys are %s" % (label, ", ".join(unknown), ", ".join(HYPERVISOR_KEYS)))
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("%s: 'name' is required and must be a non-empty string (the inventory host name)" % label)
+        if name in names:
+            raise ValueError("%s: duplicate name %r, already used by hypervisors[%d]; give every hypervisor its own name" % (label, name, names[name]))
+        names[name] = idx
+        uri = entry.get("uri")
+        if not isinstance(uri, str) or not uri.strip():
+            raise ValueError("%s: 'uri' is required and must be a libvirt URI string such as qemu+tcp://%s/system" % (label, name))
+        spec = {"name": name, "uri": uri.strip()}
+        if "cpu" in entry and entry["cpu"] is not None:
+            cpu = entry["cpu"]
+            if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or cpu <= 0:
+                raise ValueError("%s: 'cpu' must be a positive number of cores, got %r" % (label, cpu))
+            spec["cpu"] = cpu
+        for key, positive in (("memory_mib", True), ("reserved_memory_mib", False)):
+            if key in entry and entry[key] is not None:
+                val = entry[key]
+                if isinstance(val, bool) or not isinstance(val, int) or (val <= 0 if positive else val < 0):
+                    raise ValueError("%s: %r must be a %s integer (MiB), got %r" % (label, key, "positive" if positive else "non-negative", val))
+                spec[key] = val
+        if spec["uri"] in uris:
+            spec["_same_uri_as"] = uris[spec["uri"]]
+        uris.setdefault(spec["uri"], name)
+        specs.append(spec)
+    return specs
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+    """libvirt hypervisors and VMs with measured load (see DOCUMENTATION)."""
+
+    NAME = "entropy.cluster.libvirt_cluster"
+
+    def verify_file(self, path):
+        """Accept only files named *.libvirt_cluster.yml or *.libvirt_cluster.yaml."""
+        if super().verify_file(path):
+            return path.endswith((".libvirt_cluster.yml", ".libvirt_cluster.yaml"))
+        return False
+
+    def parse(self, inventory, loader, path, cache=True):
+        super().parse(inventory, loader, path, cache)
+        self._read_config_data(path)
+        try:
+            specs = validate_hypervisors(self.get_option("hypervisors"), self.get_option("reserved_memory_mib"))
+            interval = float(self.get_option("sampling_interval"))
+            if interval < 0:
+                raise ValueError("'sampling_interval' must be 0 or more seconds, got %r" % interval)
+            parallelism = self.get_option("parallelism")
+            if parallelism < 1:
+                raise ValueError("'parallelism' must be at least 1, got %r" % parallelism)
+        except ValueError as exc:
+            raise AnsibleParserError("%s: %s" % (path, exc)) from None
+        for spec in specs:
+            if "_same_uri_as" in spec:
+                self.display.warning("libvirt_cluster: hypervisors %s and %s have the same URI %s: their VMs will show as duplicates"
+                                     % (spec["_same_uri_as"], spec["name"], spec["uri"]))
+
+        cache_key = self.get_cache_key(path)
+        use_cache = self.get_option("cache") and cache
+        update_cache = self.get_option("cache") and not cache
+        raw = None
+        if use_cache:
+            try:
+                raw = self._cache[cache_key]
+            except KeyError:
+                update_cache = True
+            else:
+                if not self._cache_matches(raw, specs, interval):
+                    raw, update_cache = None, True
+        if raw is None:
+            if libvirt is None:
+                raise AnsibleParserError("%s: the Python module 'libvirt' (libvirt-python) is not installed on the controller: "
+                                         "pip install libvirt-python" % path)
+            raw = fetch(specs, interval, parallelism, self.get_option("auth_username"), self.get_option("auth_password"))
+        if update_cache:
+            self._cache[cache_key] = raw
+        self._populate(raw, specs, path)
+
+    @staticmethod
+    def _cache_matches(raw, specs, interval):
+        """A cached record is used only if it covers exactly the configured hypervisors."""
+        if not isinstance(raw, dict) or raw.get("version") != RAW_VERSION:
+            return False
+        cached = [(h.get("name"), h.get("uri")) for h in raw.get("hypervisors") or []]
+        return cached == [(s["name"], s["uri"]) for s in specs] and raw.get("sampling_interval") == interval
+
+    def _populate(self, raw, specs, path):
+        strict = self.get_option("strict")
+        hypervisors, copies = summarize(raw, specs, self.get_option("reserved_memory_mib"))
+        down = [(name, hv["entropy_error"]) for name, hv in hypervisors.items() if not hv["entropy_reachable"]]
+        if strict and down:
+            raise AnsibleParserError("%s: hypervisor %s is unreachable: %s (strict is true; fix the hypervisor or its URI, "
+                                     "or set strict: false to list it in group 'unreachable')" % (path, down[0][0], down[0][1]))
+        vms = merge_copies(copies)
+
+        inventory = self.inventory
+        for group in ("hypervisors", "vms", "unreachable", "duplicates"):
+            inventory.add_group(group)
+        model_host = self.get_option("model_host") or None
+        connection_vars = {}
+        if self.get_option("connection_vars"):
+            connection_vars = {"ansible_connection": "local",
+                               "ansible_python_interpreter": trust_as_template("{{ ansible_playbook_python }}")}
+
+        all_vars = {}
+        for name, hv in hypervisors.items():
+            inventory.add_host(name, group="hypervisors")
+            if not hv["entropy_reachable"]:
+                inventory.add_host(name, group="unreachable")
+                self.display.warning("libvirt_cluster: hypervisor %s is unreachable: %s" % (name, hv["entropy_error"]))
+            self._set_vars(name, hv, connection_vars, strict)
+            all_vars[name] = hv
+
+        for name in sorted(vms):
+            vm = vms[name]
+            if name in hypervisors or name == model_host:
+                self.display.warning("libvirt_cluster: VM %s on %s has the name of a hypervisor or of the model host: "
+                                     "it is left out of the inventory; rename one of them" % (name, vm["entropy_hypervisor"]))
+                continue
+            inventory.add_host(name, group="vms")
+            inventory.add_host(name, group=self._group("on_%s" % vm["entropy_hypervisor"]))
+            inventory.add_host(name, group=self._group("state_%s" % vm["entropy_state"]))
+            if "entropy_duplicate_on" in vm:
+                inventory.add_host(name, group="duplicates")
+                self.display.warning("libvirt_cluster: VM %s is defined on several hypervisors: %s (listed on %s)"
+                                     % (name, ", ".join("%s (%s)" % (c["hypervisor"], c["state"]) for c in vm["entropy_copies"]),
+                                        vm["entropy_hypervisor"]))
+            self._set_vars(name, vm, connection_vars, strict)
+            all_vars[name] = vm
+
+        model = None
+        if model_host or self.get_option("model_file"):
+            model = build_model(all_vars, self.get_option("model_constraints"), self.get_option("model_options"))
+        if model_host:
+            inventory.add_host(model_host)
+            for key, value in connection_vars.items():
+                inventory.set_variable(model_host, key, value)
+            inventory.set_variable(model_host, "entropy_kind", "model")
+            inventory.set_variable(model_host, "entropy_model", model)
+            inventory.set_variable(model_host, "entropy_model_warnings", model["warnings"])
+        model_file = self.get_option("model_file")
+        if model_file:
+            self._write_model(model_file, model)
+
+    def _group(self, name):
+        group = sanitize_group(name)
+        self.inventory.add_group(group)
+        return group
+
+    def _set_vars(self, host, variables, connection_vars, strict):
+        for key, value in connection_vars.items():
+            self.inventory.set_variable(host, key, value)
+        for key, value in variables.items():
+            self.inventory.set_variable(host, key, value)
+        hostvars = self.inventory.get_host(host).get_vars()
+        self._set_composite_vars(self.get_option("compose"), hostvars, host, strict=strict)
+        self._add_host_to_composed_groups(self.get_option("groups"), hostvars, host, strict=strict)
+        self._add_host_to_keyed_groups(self.get_option("keyed_groups"), hostvars, host, strict=strict)
+
+    @staticmethod
+    def _write_model(path, model):
+        path = os.path.expanduser(path)
+        tmp = "%s.tmp.%d.%d" % (path, os.getpid(), threading.get_ident())
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(model, handle, indent=2, sort_keys=True)
+                handle.write("\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise AnsibleParserError("cannot write the model to model_file %s: %s" % (path, exc)) from None
+
