@@ -37,12 +37,13 @@ class LibvirtModule(AnsibleModule):
     """
 
     def __init__(self, argument_spec: dict, **kwargs) -> None:
+        # before AnsibleModule.__init__: it calls fail_json (which closes connections) on bad arguments
+        self._connections: list = []
         spec = dict(CONNECTION_ARGUMENT_SPEC)
         spec.update(argument_spec)
         super().__init__(argument_spec=spec, **kwargs)
         if not HAS_LIBVIRT:
             self.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
-        self._connections: list = []
 
     @property
     def uri(self) -> str:
