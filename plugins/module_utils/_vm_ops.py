@@ -1,0 +1,254 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private helpers shared by the VM modules (vm_migrate, vm_state, vm_snapshot, vm_info, host_info).
+
+Not a public API: names may change between releases. No Ansible import here, so the helpers
+can be unit tested with a plain libvirt connection.
+"""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
+    DOMAIN_STATES,
+    EntropyLibvirtError,
+    describe_error,
+    libvirt,
+)
+
+# States in which a domain has a running QEMU process (it occupies memory on its host).
+ACTIVE_STATES = ("running", "blocked", "paused", "shutdown", "crashed", "pmsuspended")
+
+
+def vm_condition(dom) -> str:
+    """The state the vm_state module talks about: running, paused, saved, shutoff, crashed, pmsuspended, ...
+
+    ``saved`` is a shut-off domain with a managed save image (it resumes from memory on start);
+    ``blocked`` counts as ``running``; ``shutdown`` (a guest shutting down) stays ``shutdown``.
+    """
+    state, _reason = dom.state()
+    word = DOMAIN_STATES.get(state, "unknown")
+    if word == "blocked":
+        return "running"
+    if word == "shutoff" and has_managed_save(dom):
+        return "saved"
+    return word
+
+
+def has_managed_save(dom) -> bool:
+    try:
+        return bool(dom.hasManagedSaveImage(0))
+    except libvirt.libvirtError:
+        return False
+
+
+def is_active(dom) -> bool:
+    try:
+        return bool(dom.isActive())
+    except libvirt.libvirtError:
+        return False
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.25) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds passed; returns the last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def snapshot_list(dom) -> list[dict]:
+    """The domain's snapshots, oldest first: name, description, creation_time, state, current, parent."""
+    snaps = []
+    for snap in dom.listAllSnapshots(0):
+        root = ET.fromstring(snap.getXMLDesc(0))
+        created = root.findtext("creationTime")
+        try:
+            is_current = bool(snap.isCurrent(0))
+        except libvirt.libvirtError:
+            is_current = False
+        try:
+            parent = snap.getParent(0).getName()
+        except libvirt.libvirtError:
+            parent = None
+        memory = root.find("memory")
+        snaps.append(dict(
+            name=snap.getName(),
+            description=root.findtext("description") or "",
+            creation_time=int(created) if created and created.isdigit() else None,
+            state=root.findtext("state") or "unknown",
+            current=is_current,
+            parent=parent,
+            memory=memory.get("snapshot") if memory is not None else None,
+        ))
+    snaps.sort(key=lambda s: (s["creation_time"] or 0, s["name"]))
+    return snaps
+
+
+def _text_int(node, path: str, default: int = 0) -> int:
+    value = node.findtext(path)
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def domain_facts(dom) -> dict:
+    """What vm_info returns for one domain."""
+    root = ET.fromstring(dom.XMLDesc(0))
+    state, max_kib, cur_kib, vcpus, cpu_time = dom.info()
+    try:
+        autostart = bool(dom.autostart())
+    except libvirt.libvirtError:
+        autostart = False
+    try:
+        snapshots = sorted(dom.snapshotListNames(0))
+    except libvirt.libvirtError:
+        snapshots = []
+    disks = []
+    for disk in root.findall("devices/disk"):
+        source = disk.find("source")
+        src = None
+        if source is not None:
+            src = source.get("file") or source.get("dev") or source.get("name") or source.get("volume")
+            if source.get("pool") and source.get("volume"):
+                src = "%s/%s" % (source.get("pool"), source.get("volume"))
+        driver = disk.find("driver")
+        target = disk.find("target")
+        disks.append(dict(
+            target=target.get("dev") if target is not None else None,
+            bus=target.get("bus") if target is not None else None,
+            device=disk.get("device", "disk"),
+            type=disk.get("type"),
+            source=src,
+            format=driver.get("type") if driver is not None else None,
+        ))
+    interfaces = []
+    for iface in root.findall("devices/interface"):
+        source = iface.find("source")
+        src = None
+        if source is not None:
+            src = source.get("network") or source.get("bridge") or source.get("dev") or source.get("address")
+        mac = iface.find("mac")
+        model = iface.find("model")
+        target = iface.find("target")
+        interfaces.append(dict(
+            type=iface.get("type"),
+            mac=mac.get("address") if mac is not None else None,
+            model=model.get("type") if model is not None else None,
+            source=src,
+            target=target.get("dev") if target is not None else None,
+        ))
+    return dict(
+        name=dom.name(),
+        uuid=dom.UUIDString(),
+        id=dom.ID() if dom.ID() >= 0 else None,
+        state=DOMAIN_STATES.get(state, "unknown"),
+        condition=vm_condition(dom),
+        vcpus=vcpus,
+        max_vcpus=_text_int(root, "vcpu", vcpus),
+        memory_mib=dict(max=max_kib // 1024, current=cur_kib // 1024),
+        cpu_time_ns=cpu_time,
+        persistent=bool(dom.isPersistent()),
+        autostart=autostart,
+        has_managed_save=has_managed_save(dom),
+        snapshots=snapshots,
+        disks=disks,
+        interfaces=interfaces,
+    )
+
+
+def host_facts(conn) -> dict:
+    """What host_info returns for one hypervisor."""
+    from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import host_uuid  # pylint: disable=import-outside-toplevel
+
+    model, memory_mib, cpus, mhz, nodes, sockets, cores, threads = conn.getInfo()
+    free = None
+    try:
+        free = conn.getFreeMemory() // (1024 * 1024)
+    except libvirt.libvirtError:
+        free = None
+    available = available_memory_bytes(conn)
+    states: dict[str, int] = {}
+    active = 0
+    for dom in conn.listAllDomains(0):
+        word = vm_condition(dom)
+        states[word] = states.get(word, 0) + 1
+        if is_active(dom):
+            active += 1
+    caps = ET.fromstring(conn.getCapabilities())
+    try:
+        hypervisor_version = conn.getVersion()
+    except libvirt.libvirtError:
+        hypervisor_version = None
+    return dict(
+        uri=conn.getURI(),
+        hostname=conn.getHostname(),
+        host_uuid=host_uuid(conn),
+        hypervisor=conn.getType(),
+        hypervisor_version=version_string(hypervisor_version),
+        libvirt_version=version_string(conn.getLibVersion()),
+        arch=model,
+        cpu=dict(
+            count=cpus,
+            model=caps.findtext("host/cpu/model") or model,
+            mhz=mhz,
+            numa_nodes=nodes,
+            sockets=sockets,
+            cores=cores,
+            threads=threads,
+        ),
+        memory_mib=memory_mib,
+        free_memory_mib=free,
+        available_memory_mib=available // (1024 * 1024) if available is not None else None,
+        vms=dict(total=sum(states.values()), active=active, by_state=states),
+    )
+
+
+def version_string(number: int | None) -> str | None:
+    """libvirt's 1000000*major + 1000*minor + release as ``major.minor.release``."""
+    if number is None:
+        return None
+    return "%d.%d.%d" % (number // 1000000, (number // 1000) % 1000, number % 1000)
+
+
+def available_memory_bytes(conn) -> int | None:
+    """Memory a new VM could get on the host: free + buffers + cached from the node memory stats.
+
+    None where the driver does not report node memory statistics (the test driver)."""
+    try:
+        stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS, 0)
+    except libvirt.libvirtError:
+        return None
+    if "free" not in stats:
+        return None
+    return (stats.get("free", 0) + stats.get("buffers", 0) + stats.get("cached", 0)) * 1024
+
+
+def libvirt_call(action: str, uri: str | None, func, *args):
+    """Run a libvirt call; failures become EntropyLibvirtError naming ``action`` and ``uri``."""
+    try:
+        return func(*args)
+    except libvirt.libvirtError as exc:
+        raise describe_error(exc, action, uri) from None
+
+
+__all__ = [
+    "ACTIVE_STATES",
+    "EntropyLibvirtError",
+    "available_memory_bytes",
+    "domain_facts",
+    "has_managed_save",
+    "host_facts",
+    "is_active",
+    "libvirt_call",
+    "snapshot_list",
+    "version_string",
+    "vm_condition",
+    "wait_for",
+]

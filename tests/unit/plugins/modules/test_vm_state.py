@@ -1,0 +1,125 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""entropy.cluster.vm_state against the libvirt test driver: every transition, idempotency, check mode, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import TEST_URI, UNREACHABLE_URI, libvirt
+
+
+def condition(hv, name="test"):
+    dom = hv.lookupByName(name)
+    state = dom.state()[0]
+    if state == libvirt.VIR_DOMAIN_SHUTOFF and dom.hasManagedSaveImage(0):
+        return "saved"
+    return {1: "running", 3: "paused", 5: "shutoff"}[state]
+
+
+def vm_state(run, state, check=False, **extra):
+    return run("vm_state", dict(uri=TEST_URI, name="test", state=state, **extra), check=check, diff=True)
+
+
+# (start, target, expected result)
+TRANSITIONS = [
+    ("running", "paused", "paused"),
+    ("running", "saved", "saved"),
+    ("running", "destroyed", "shutoff"),
+    ("running", "shutdown", "shutoff"),
+    ("paused", "running", "running"),
+    ("paused", "saved", "saved"),
+    ("paused", "destroyed", "shutoff"),
+    ("paused", "shutdown", "shutoff"),
+    ("saved", "running", "running"),
+    ("saved", "paused", "paused"),
+    ("saved", "destroyed", "shutoff"),
+    ("shutoff", "running", "running"),
+    ("shutoff", "paused", "paused"),
+]
+
+
+def bring(hv, start):
+    dom = hv.lookupByName("test")
+    if start == "paused":
+        dom.suspend()
+    elif start == "saved":
+        dom.managedSave(0)
+    elif start == "shutoff":
+        dom.destroy()
+    assert condition(hv) == start
+
+
+@pytest.mark.parametrize("start,target,expected", TRANSITIONS)
+def test_transition_check_mode_then_real_then_idempotent(hv, run, start, target, expected):
+    bring(hv, start)
+    checked = vm_state(run, target, check=True)
+    assert checked["changed"] is True and not checked.get("failed"), checked
+    assert checked["previous_state"] == start and checked["state"] == expected
+    assert checked["diff"] == dict(before=dict(state=start), after=dict(state=expected))
+    assert condition(hv) == start, "check mode must not touch the VM"
+
+    done = vm_state(run, target)
+    assert done["changed"] is True and not done.get("failed"), done
+    assert done["previous_state"] == start and done["state"] == expected
+    assert condition(hv) == expected
+
+    again = vm_state(run, target)
+    assert again["changed"] is False and again["state"] == expected, again
+    again_check = vm_state(run, target, check=True)
+    assert again_check["changed"] is False
+
+
+def test_already_running_is_unchanged(hv, run):
+    result = vm_state(run, "running")
+    assert result["changed"] is False
+    assert result["previous_state"] == result["state"] == "running"
+    assert result["diff"]["before"] == result["diff"]["after"]
+
+
+def test_shutdown_reports_not_forced_when_guest_obeys(hv, run):
+    result = vm_state(run, "shutdown", shutdown_timeout=5)
+    assert result["changed"] is True and result["forced"] is False
+
+
+def test_saved_vm_shutdown_needs_force(hv, run):
+    bring(hv, "saved")
+    result = vm_state(run, "shutdown")
+    assert result["failed"] and "force: true" in result["msg"] and "saved" in result["msg"]
+    assert condition(hv) == "saved"
+    forced = vm_state(run, "shutdown", force=True)
+    assert forced["changed"] is True and forced["state"] == "shutoff"
+    assert condition(hv) == "shutoff"
+
+
+def test_cannot_save_a_shut_off_vm(hv, run):
+    bring(hv, "shutoff")
+    result = vm_state(run, "saved")
+    assert result["failed"] and "only a running or paused VM can be saved" in result["msg"]
+    assert result["previous_state"] == "shutoff"
+    assert condition(hv) == "shutoff"
+
+
+def test_unknown_vm_names_the_vm_and_lists_what_is_there(hv, run):
+    result = run("vm_state", dict(uri=TEST_URI, name="nope", state="running"))
+    assert result["failed"] and result["error_kind"] == "no_domain"
+    assert "'nope'" in result["msg"] and "'test'" in result["msg"]
+
+
+def test_unreachable_hypervisor(run):
+    result = run("vm_state", dict(uri=UNREACHABLE_URI, name="test", state="running"))
+    assert result["failed"] and result["error_kind"] == "unreachable"
+    assert UNREACHABLE_URI in result["msg"] and "Traceback" not in result["msg"]
+
+
+def test_bad_state_is_rejected_by_argument_spec(run):
+    result = run("vm_state", dict(uri=TEST_URI, name="test", state="sleeping"))
+    assert result["failed"] and "state" in result["msg"]
+
+
+def test_transient_vm_is_undefined_after_destroy(hv, run):
+    xml = hv.lookupByName("test").XMLDesc(0).replace("<name>test</name>", "<name>tmpvm</name>")
+    xml = xml.replace(hv.lookupByName("test").UUIDString(), "11111111-2222-3333-4444-555555555555")
+    hv.createXML(xml, 0)
+    result = run("vm_state", dict(uri=TEST_URI, name="tmpvm", state="destroyed"))
+    assert result["changed"] is True and result["state"] == "undefined"
