@@ -106,7 +106,7 @@ def new_state(base: str, hosts: int, vms_per_host: int, subnet: str) -> dict:
     vm_list = []
     n = 0
     for host in host_list:
-        for _ in range(vms_per_host):
+        for _slot in range(vms_per_host):
             n += 1
             # Every other VM gets some CPU load, so measured demand is not all zero.
             vm_list.append({"name": "vm%d" % n, "home": host["name"], "memory_mib": VM_MEMORY_MIB,
@@ -120,7 +120,8 @@ def new_state(base: str, hosts: int, vms_per_host: int, subnet: str) -> dict:
 def preflight() -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root: it starts libvirtd in mount namespaces (run: sudo bash tools/run.sh lab-up)")
-    missing = [b for b in ("libvirtd", "qemu-system-x86_64", "qemu-img", "unshare") if not shutil.which(b, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")]
+    search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    missing = [b for b in ("libvirtd", "qemu-system-x86_64", "qemu-img", "unshare") if not shutil.which(b, path=search)]
     if missing:
         raise LabError("missing programs: %s. Install the Debian packages of bindep.txt (bash tools/run.sh setup)." % ", ".join(missing))
     probe = subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "true"], capture_output=True, text=True, check=False)
@@ -161,8 +162,8 @@ def write_host_files(host: dict) -> None:
         passwd = handle.read()
     with open("/etc/group", encoding="utf-8") as handle:
         group = handle.read()
-    files["etc/passwd"] = passwd + "".join(line + "\n" for line in PASSWD_EXTRA if line.split(":")[0] + ":" not in passwd)
-    files["etc/group"] = group + "".join(line + "\n" for line in GROUP_EXTRA if line.split(":")[0] + ":" not in group)
+    files["etc/passwd"] = passwd + "".join(line + "\n" for line in PASSWD_EXTRA if line.split(":", maxsplit=1)[0] + ":" not in passwd)
+    files["etc/group"] = group + "".join(line + "\n" for line in GROUP_EXTRA if line.split(":", maxsplit=1)[0] + ":" not in group)
     for rel, text in files.items():
         with open(os.path.join(hdir, rel), "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -255,7 +256,7 @@ def stop_daemon(host: dict) -> None:
         host["pid"] = None
         return
     os.kill(pid, signal.SIGTERM)
-    for _ in range(150):
+    for _tick in range(150):
         if not process_running(pid):
             break
         time.sleep(0.1)

@@ -100,9 +100,16 @@ sanity() {
       [ -f ~/.ansible/test/cache/get_pip_$v.py ] || cp "$getpip" ~/.ansible/test/cache/get_pip_$v.py
     done
   fi
+  # ansible-test resolves symlinks and needs .../ansible_collections/entropy/cluster as the real path:
+  # test a copy of exactly what git would ship (tracked + untracked-not-ignored files).
+  local copy=$TMP/sanity/ansible_collections/entropy/cluster
+  rm -rf "$TMP/sanity" && mkdir -p "$copy"
+  (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - 2>/dev/null) | tar -xf - -C "$copy"
+  # The copy sits inside this checkout, whose .gitignore hides .tmp/: give it a git index of its own.
+  (cd "$copy" && git init -q && git add -A)
   local pyver
   pyver=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-  (cd "$COLLECTION_LINK" && ansible-test sanity --venv --python "$pyver" --requirements --color no "$@")
+  (cd "$copy" && ansible-test sanity --venv --python "$pyver" --requirements --color no "$@")
 }
 
 integration() {

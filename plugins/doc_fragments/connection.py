@@ -27,6 +27,6 @@ options:
 requirements:
   - libvirt-python (the Python binding of libvirt) on the host that runs the module
 notes:
-  - Connections are opened by the module on the host it runs on (usually the controller with
-    C(delegate_to: localhost)); remote hypervisors are reached through their libvirt URI.
+  - "Connections are opened by the module on the host it runs on (usually the controller, with
+    C(delegate_to: localhost)); remote hypervisors are reached through their libvirt URI."
 """
