@@ -44,7 +44,9 @@ def check_plan(model: Any, plan: Any) -> list[str]:  # pylint: disable=too-many-
     for h in model.hosts:
         for r in ("cpu", "memory"):
             limit[h.name, r] = max(model.capacity(h.name, r), initial.get((h.name, r), 0.0))
-    continuous = [c for c in model.constraints if c.continuous]
+    # a continuous constraint already broken before the plan starts can only be judged at the end
+    start = {v: {h} for v, h in where.items() if h is not None}
+    continuous = [c for c in model.constraints if c.continuous and not c.check_state(model, start)]
     cap = model.options.max_parallel_migrations_per_host
     for s, step in enumerate(steps):
         occ: dict[str, set[str]] = {v: ({h} if h is not None else set()) for v, h in where.items()}

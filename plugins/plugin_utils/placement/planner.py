@@ -163,10 +163,21 @@ class Planner:
 
     def _break_deadlock(self, step: _Step, blocked: list[int]) -> None:
         prob = self.prob
+        # one pivot per group of hosts linked by blocked migrations: one move breaks a whole cycle
+        parent: dict[int, int] = {}
+
+        def find(h: int) -> int:
+            while parent.setdefault(h, h) != h:
+                parent[h] = parent[parent[h]]
+                h = parent[h]
+            return h
+
+        for j in blocked:
+            parent[find(self.cur[j])] = find(self.target[j])
         done: set[int] = set()
         for j in blocked:
             d = self.target[j]
-            if d in done:
+            if find(d) in done:
                 continue
             # a VM sitting on the blocked destination that must leave anyway, never pivoted before
             cands = sorted((k for k in self.occ[d] if self.cur[k] == d and self.target[k] != d
@@ -174,7 +185,7 @@ class Planner:
             for k in cands:
                 pivot = self._pivot_host(step, k, d)
                 self.pivoted.add(k)
-                done.add(d)
+                done.add(find(d))
                 if pivot >= 0:
                     self.pivots += 1
                     self._add(step, k, "migrate", d, pivot)

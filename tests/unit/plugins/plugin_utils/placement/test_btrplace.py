@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import gzip
+import json
+import os
+
+import pytest
+
+import placement
+
+from conftest import ROOT
+
+DATA = os.path.join(ROOT, os.pardir, "shared", "data", "btrplace")
+FILES = ["issue-100.json.gz", "issue-101.json.gz", "issue-131-0.json.gz", "min-migrations.json.gz"]
+needs_data = pytest.mark.skipif(not os.path.isdir(DATA), reason=f"BtrPlace instances not found in {DATA}")
+
+
+@needs_data
+@pytest.mark.parametrize("name", FILES)
+def test_real_instances_load_solve_and_check(name):
+    m = placement.import_btrplace(os.path.join(DATA, name))
+    with gzip.open(os.path.join(DATA, name), "rt") as handle:
+        raw = json.load(handle)
+    online = raw["model"]["mapping"]["onlineNodes"]
+    assert len(m["hosts"]) == len(online) + len(raw["model"]["mapping"]["offlineNodes"])
+    assert sum(v["state"] == "running" for v in m["vms"]) == sum(len(n["runningVMs"]) for n in online.values())
+    assert any("storage" in w or "controller_cpu" in w for w in m["warnings"])
+    loaded = placement.load_model(m)
+    plan = placement.solve(m, time_limit_s=3)
+    assert placement.check_plan(m, plan) == [], name
+    assert plan["warnings"] == loaded.warnings
+    assert plan["stats"]["solve_seconds"] < 10
+
+
+@needs_data
+def test_issue_101_violated_capacity_is_repaired():
+    m = placement.import_btrplace(os.path.join(DATA, "issue-101.json.gz"))
+    caps = [c for c in m["constraints"] if c["type"] == "capacity" and c["hosts"] == ["node-0"]]
+    assert caps and caps[0]["amount"] == 274
+    plan = placement.solve(m, time_limit_s=3)
+    load = sum(v["cpu"] for v in m["vms"] if plan["target"].get(v["name"]) == "node-0")
+    assert load <= 274
+    assert plan["stats"]["migrations"] >= 1
+
+
+def test_mapping_of_constraints_and_states():
+    inst = {"model": {"mapping": {"onlineNodes": {"0": {"runningVMs": [1, 2], "sleepingVMs": [3]},
+                                                  "1": {"runningVMs": [], "sleepingVMs": []}},
+                                  "offlineNodes": [2], "readyVMs": [4]},
+                      "views": [{"id": "shareableResource", "rcId": "cpu", "defConsumption": 1, "defCapacity": 8,
+                                 "nodes": {}, "vms": {"1": 2}},
+                                {"id": "shareableResource", "rcId": "mem", "defConsumption": 512, "defCapacity": 4096,
+                                 "nodes": {"1": 8192}, "vms": {}}]},
+            "constraints": [{"id": "spread", "vms": [1, 2], "continuous": True},
+                            {"id": "ban", "vm": 1, "nodes": [1], "continuous": False},
+                            {"id": "resourceCapacity", "rc": "cpu", "amount": 4, "nodes": [0, 1]},
+                            {"id": "among", "vms": [1], "parts": [[0]]}],
+            "objective": {"id": "minimizeMTTR"}}
+    m = placement.import_btrplace(inst)
+    assert m["hosts"][1] == {"name": "node-1", "cpu": 8.0, "memory_mib": 8192, "state": "online"}
+    assert m["hosts"][2]["state"] == "offline"
+    states = {v["name"]: (v["state"], v["host"], v["cpu"]) for v in m["vms"]}
+    assert states == {"vm-1": ("running", "node-0", 2.0), "vm-2": ("running", "node-0", 1.0),
+                      "vm-3": ("saved", "node-0", 1.0), "vm-4": ("stopped", None, 1.0)}
+    assert {"type": "spread", "vms": ["vm-1", "vm-2"], "continuous": True} in m["constraints"]
+    assert {"type": "ban", "vms": ["vm-1"], "hosts": ["node-1"], "continuous": False} in m["constraints"]
+    assert any("among" in w for w in m["warnings"])
+    assert any("several nodes" in w for w in m["warnings"])
+    plan = placement.solve(m, time_limit_s=2)   # spread forces vm-2 away from vm-1, ban keeps vm-1 home
+    assert plan["target"] == {"vm-1": "node-0", "vm-2": "node-1"}
+    assert placement.check_plan(m, plan) == []

@@ -1,0 +1,95 @@
+"""The checker must catch each kind of violation in hand-written bad plans."""
+from __future__ import annotations
+
+import pytest
+
+import placement
+
+from helpers import GIB, host, model, vm
+
+
+def base(**opts) -> dict:
+    hosts = [host("hv1", cpu=8, gib=16), host("hv2", cpu=8, gib=16), host("hv3", cpu=8, gib=16),
+             host("off", state="offline")]
+    vms = [vm("a", "hv1", cpu=2, gib=10), vm("b", "hv2", cpu=2, gib=10), vm("c", "hv3", cpu=1, gib=2),
+           {"name": "s", "host": "hv3", "state": "stopped", "cpu": 1, "memory_mib": 1024}]
+    return model(hosts, vms, **opts)
+
+
+def mig(v: str, src: str, dst: str, gib: int = 10) -> dict:
+    return {"action": "migrate", "vm": v, "from": src, "to": dst, "memory_mib": gib * GIB}
+
+
+def plan(steps: list, target: dict | None = None) -> dict:
+    return {"version": 1, "status": "feasible", "steps": steps,
+            "target": target if target is not None else {"a": "hv1", "b": "hv2", "c": "hv3"}}
+
+
+def test_good_plan_passes():
+    p = plan([[mig("c", "hv3", "hv1", 2)]], {"a": "hv1", "b": "hv2", "c": "hv1"})
+    assert placement.check_plan(base(), p) == []
+
+
+@pytest.mark.parametrize("m, p, needle", [
+    (base(), plan([[mig("c", "hv2", "hv1", 2)]], {"a": "hv1", "b": "hv2", "c": "hv1"}),
+     "migrates from 'hv2' but is on 'hv3'"),
+    # swap without pivot: a and b are on both hosts during the step -> 20 GiB on a 16 GiB host
+    (base(), plan([[mig("a", "hv1", "hv2"), mig("b", "hv2", "hv1")]], {"a": "hv2", "b": "hv1", "c": "hv3"}),
+     "host 'hv1' memory 20480 exceeds 16384 during the step"),
+    (base(), plan([[mig("c", "hv3", "hv1", 2)], [mig("c", "hv3", "hv2", 2)]], {"a": "hv1", "b": "hv2", "c": "hv2"}),
+     "step 1 action 0: vm 'c' migrates from 'hv3' but is on 'hv1'"),
+    (base(), plan([[mig("c", "hv3", "hv1", 2), mig("c", "hv3", "hv2", 2)]], {"a": "hv1", "b": "hv2", "c": "hv1"}),
+     "more than one action in this step"),
+    (base(), plan([[mig("c", "hv3", "off", 2)]], {"a": "hv1", "b": "hv2", "c": "off"}), "offline host 'off'"),
+    (base(), plan([[mig("s", "hv3", "hv1", 1)]]), "vm 's' is stopped, it cannot be acted on"),
+    (base(), plan([[mig("zz", "hv3", "hv1", 1)]]), "unknown vm 'zz'"),
+    (base(), plan([[{"action": "teleport", "vm": "c"}]]), "unknown action"),
+    (base(), plan([]), None),
+    (base(), plan([], {"a": "hv1", "b": "hv2", "c": "hv1"}), "target: vm 'c' ends on 'hv3', target says 'hv1'"),
+    (base(), plan([], {"a": "hv1", "b": "hv2"}), "target: must list exactly the running/paused vms"),
+    (base(), plan([[{"action": "suspend", "vm": "c", "host": "hv3"}]]), "end: vm 'c' is left suspended"),
+    (base(), plan([[{"action": "resume", "vm": "c", "host": "hv1"}]]), "resumed but it is not suspended"),
+    (base(constraints=[{"type": "ban", "vms": ["c"], "hosts": ["hv1"], "continuous": True}]),
+     plan([[mig("c", "hv3", "hv1", 2)], [mig("c", "hv1", "hv2", 2)]], {"a": "hv1", "b": "hv2", "c": "hv2"}),
+     "step 0: constraint #0 (ban ['c'] from ['hv1']): vm 'c' occupies banned host 'hv1'"),
+    (base(constraints=[{"type": "ban", "vms": ["c"], "hosts": ["hv1"]}]),
+     plan([[mig("c", "hv3", "hv1", 2)]], {"a": "hv1", "b": "hv2", "c": "hv1"}),
+     "end: constraint #0 (ban ['c'] from ['hv1']): vm 'c' is on banned host 'hv1'"),
+    (base(constraints=[{"type": "spread", "vms": ["a", "c"], "continuous": True}]),
+     plan([[mig("c", "hv3", "hv1", 2)], [mig("c", "hv1", "hv2", 2)]], {"a": "hv1", "b": "hv2", "c": "hv2"}),
+     "step 0: constraint #0 (spread ['a', 'c']): vms 'a' and 'c' share host 'hv1'"),
+    (base(constraints=[{"type": "root", "vms": ["c"]}]),
+     plan([[mig("c", "hv3", "hv1", 2)]], {"a": "hv1", "b": "hv2", "c": "hv1"}), "(root ['c']): vm 'c' occupies 'hv1'"),
+    (base(constraints=[{"type": "offline", "hosts": ["hv3"]}]), plan([]), "end: constraint #0 (offline ['hv3']): vm 'c' is still on 'hv3'"),
+    (base(constraints=[{"type": "max_online", "amount": 2}]), plan([]), "(max_online 2): 3 hosts in use"),
+    (base(constraints=[{"type": "lonely", "vms": ["a"]}]),
+     plan([[mig("c", "hv3", "hv1", 2)]], {"a": "hv1", "b": "hv2", "c": "hv1"}), "foreign vm 'c' shares host 'hv1'"),
+    (base(constraints=[{"type": "gather", "vms": ["a", "b"]}]), plan([]), "vms are split over hosts"),
+    (base(constraints=[{"type": "preserve", "vms": ["c"], "resource": "memory", "amount": 8 * GIB}]),
+     plan([[mig("c", "hv3", "hv1", 2)]], {"a": "hv1", "b": "hv2", "c": "hv1"}), "host 'hv1' memory 18432 exceeds 16384"),
+    (base(max_parallel_migrations_per_host=1),
+     plan([[mig("c", "hv3", "hv1", 2), mig("b", "hv2", "hv3")]], {"a": "hv1", "b": "hv3", "c": "hv1"}),
+     "host 'hv3' has 2 concurrent migrations, cap is 1"),
+])
+def test_checker_detects(m, p, needle):
+    problems = placement.check_plan(m, p)
+    if needle is None:
+        assert problems == []
+    else:
+        assert any(needle in line for line in problems), problems
+
+
+def test_cpu_overload_may_not_appear_but_may_stay():
+    m = model([host("hv1", cpu=4), host("hv2", cpu=4)], [vm("a", "hv1", cpu=3, gib=1), vm("b", "hv1", cpu=3, gib=1),
+                                                         vm("c", "hv2", cpu=3, gib=1)])
+    # hv1 starts overloaded (6 > 4); moving b onto hv2 during a step would overload hv2 (6 > 4)
+    bad = plan([[mig("b", "hv1", "hv2", 1)]], {"a": "hv1", "b": "hv2", "c": "hv2"})
+    assert any("host 'hv2' cpu 6 exceeds 4" in e for e in placement.check_plan(m, bad))
+    # leaving hv1 as it was is allowed during the plan, but not at the end
+    assert any("end: host 'hv1' cpu 6 exceeds capacity 4" in e
+               for e in placement.check_plan(m, plan([], {"a": "hv1", "b": "hv1", "c": "hv2"})))
+
+
+def test_malformed_plan_and_model():
+    assert placement.check_plan(base(), {"steps": 3, "target": {}}) == ["plan: 'steps' must be a list of lists of actions"]
+    assert placement.check_plan({"version": 1}, plan([]))[0].startswith("model: ")

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+from helpers import host, model, vm
+
+TOOL = os.path.join(ROOT, "tools", "entropy_solve.py")
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, input=stdin, check=False,
+                          timeout=60)
+
+
+def test_cli_solves_and_checks(tmp_path):
+    src = tmp_path / "model.json"
+    out = tmp_path / "plan.json"
+    src.write_text(json.dumps(model([host("hv1"), host("hv2")], [vm("a", "hv1"), vm("b", "hv2", gib=4)])))
+    res = run(str(src), "-o", str(out), "--time-limit", "2", "--seed", "3")
+    assert res.returncode == 0, res.stderr
+    plan = json.loads(out.read_text())
+    assert plan["stats"]["hosts_used_after"] == 1
+    assert "hosts used 2 -> 1" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = run(str(src), "--check", str(out))
+    assert res.returncode == 0 and "plan is valid" in res.stderr
+    plan["target"]["a"] = "hv2" if plan["target"]["a"] == "hv1" else "hv1"
+    out.write_text(json.dumps(plan))
+    res = run(str(src), "--check", str(out))
+    assert res.returncode == 1 and "violation: target: vm 'a'" in res.stderr
+
+
+def test_cli_bad_input_exit_2_without_traceback(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(model([host("hv1")], [{"name": "web01", "host": "hv1", "cpu": 1, "memory_mib": "8G"}])))
+    res = run(str(bad))
+    assert res.returncode == 2
+    assert "vms[0] (name 'web01'): field 'memory_mib' must be a non-negative integer, got '8G'" in res.stderr
+    assert "Traceback" not in res.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    res = run(str(broken))
+    assert res.returncode == 2 and "cannot read model" in res.stderr and "Traceback" not in res.stderr
+    res = run(str(tmp_path / "missing.json"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_cli_infeasible_exit_3(tmp_path):
+    src = tmp_path / "m.json"
+    src.write_text(json.dumps(model([host("hv1", gib=8)], [vm("a", "hv1", gib=16)])))
+    res = run(str(src))
+    assert res.returncode == 3 and "infeasible: " in res.stderr and "'a'" in res.stderr
+
+
+def test_package_imports_without_ortools():
+    code = ("import sys; sys.modules['ortools'] = None; sys.modules['ortools.sat'] = None; "
+            "sys.modules['ortools.sat.python'] = None; sys.path.insert(0, sys.argv[1]); import placement; "
+            "m = {'version': 1, 'hosts': [{'name': 'h', 'cpu': 1, 'memory_mib': 1}], 'vms': []}; "
+            "placement.load_model(m); print(placement.check_plan(m, {'steps': [], 'target': {}}))\n"
+            "try:\n    placement.solve(m)\nexcept placement.PlacementError as e:\n    print('ERR', e)")
+    res = subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "plugins", "plugin_utils")],
+                         capture_output=True, text=True, check=False, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["[]", "ERR ortools is required to optimise placements: pip install ortools"]
+
+
+def test_no_ansible_and_only_relative_imports():
+    pkg = os.path.join(ROOT, "plugins", "plugin_utils", "placement")
+    for name in os.listdir(pkg):
+        if name.endswith(".py"):
+            with open(os.path.join(pkg, name), encoding="utf-8") as handle:
+                text = handle.read()
+            assert "import ansible" not in text and "from ansible" not in text, name
+            assert "\nfrom placement" not in text and "\nimport placement" not in text, name
+            assert "from __future__ import annotations" in text, name
