@@ -163,7 +163,7 @@ parallelism: 16
 # groups:
 #   busy_hypervisors: entropy_kind == 'hypervisor' and (entropy_cpu_used_cores or 0) > 0.8 * entropy_cpu_cores
 # keyed_groups:
-#   - key: entropy_vcpus
+#   - key: entropy_vcpus | string
 #     prefix: vcpus
 # compose:
 #   memory_gib: (entropy_memory_mib | default(0)) / 1024
@@ -181,7 +181,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible.errors import AnsibleParserError
+from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
@@ -534,7 +534,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache)
-        self._read_config_data(path)
+        try:
+            config = self._read_config_data(path)
+        except AnsibleParserError:
+            raise
+        except AnsibleError as exc:  # an option of the wrong type: ansible says which, without a traceback
+            raise AnsibleParserError("%s: %s" % (path, exc)) from None
+        unknown = sorted(str(key) for key in config if key not in self._options)
+        if unknown:
+            raise AnsibleParserError("%s: unknown option(s) %s; the options of %s are: %s"
+                                     % (path, ", ".join(unknown), self.NAME, ", ".join(sorted(self._options))))
         try:
             specs = validate_hypervisors(self.get_option("hypervisors"), self.get_option("reserved_memory_mib"))
             interval = float(self.get_option("sampling_interval"))

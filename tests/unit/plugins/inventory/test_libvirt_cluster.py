@@ -1,0 +1,291 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""entropy.cluster.libvirt_cluster through ansible's real InventoryManager, on the libvirt test driver."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import pytest
+from ansible.errors import AnsibleError, AnsibleParserError
+
+libvirt = pytest.importorskip("libvirt")
+
+UNREACHABLE_URI = "qemu+tcp://127.0.0.1:1/system"  # connection refused
+
+try:
+    from ansible_collections.entropy.cluster.plugins.plugin_utils.placement import load_model
+except ImportError:  # the solver is optional for these tests
+    load_model = None
+
+HV1_DOMAINS = [
+    {"name": "web1", "memory_mib": 64, "max_memory_mib": 128, "vcpus": 2, "uuid": "11111111-1111-1111-1111-111111111111"},
+    {"name": "web2", "memory_mib": 96, "state": "paused"},
+    {"name": "db1", "memory_mib": 256, "state": "shutoff", "managed_save": True},
+]
+HV2_DOMAINS = [
+    {"name": "app1", "memory_mib": 128},
+    {"name": "old1", "memory_mib": 32, "state": "shutoff"},
+]
+
+
+def two_hosts(cluster, **options):
+    hv1 = cluster.node("hv1", HV1_DOMAINS)
+    hv2 = cluster.node("hv2", HV2_DOMAINS, cpus=8, memory_kib=16 * 1024 * 1024)
+    return cluster.config([{"name": "hv1", "uri": hv1, "cpu": 2, "memory_mib": 1024},
+                           {"name": "hv2", "uri": hv2, "reserved_memory_mib": 512}], **options)
+
+
+def names(inv, group):
+    return sorted(h.name for h in inv.groups[group].get_hosts()) if group in inv.groups else []
+
+
+def hvars(inv, host):
+    return inv.get_host(host).get_vars()
+
+
+def test_groups_and_variables(cluster):
+    inv = cluster.inventory(two_hosts(cluster))
+    assert names(inv, "hypervisors") == ["hv1", "hv2"]
+    assert names(inv, "vms") == ["app1", "db1", "old1", "web1", "web2"]
+    assert names(inv, "on_hv1") == ["db1", "web1", "web2"]
+    assert names(inv, "on_hv2") == ["app1", "old1"]
+    assert names(inv, "state_running") == ["app1", "web1"]
+    assert names(inv, "state_paused") == ["web2"]
+    assert names(inv, "state_shutoff") == ["db1", "old1"]
+    assert names(inv, "unreachable") == [] and names(inv, "duplicates") == []
+
+    hv1, hv2 = hvars(inv, "hv1"), hvars(inv, "hv2")
+    assert hv1["entropy_kind"] == "hypervisor" and hv1["entropy_reachable"] is True and hv1["entropy_error"] is None
+    assert hv1["entropy_uri"].startswith("test:///")
+    assert hv1["entropy_cpu_cores"] == 2 and hv1["entropy_memory_mib"] == 1024  # overrides
+    assert hv1["entropy_node_cpu_cores"] == 4 and hv1["entropy_node_memory_mib"] == 8192  # what libvirt reports
+    assert hv2["entropy_cpu_cores"] == 8 and hv2["entropy_memory_mib"] == 16384  # no override: libvirt's figures
+    assert hv2["entropy_reserved_memory_mib"] == 512 and hv1["entropy_reserved_memory_mib"] == 0
+    assert hv1["entropy_vm_count"] == 3 and hv1["entropy_vm_active_count"] == 2
+    assert hv1["entropy_vm_memory_mib"] == 64 + 96
+    assert hv1["entropy_host_uuid"] is None  # the test driver has no host UUID
+    assert isinstance(hv1["entropy_free_memory_mib"], int)
+    assert hv1["entropy_cpu_used_cores"] is not None and hv1["entropy_cpu_used_cores"] >= 0  # test driver: constant, 0
+
+    web1 = hvars(inv, "web1")
+    assert web1["entropy_kind"] == "vm" and web1["entropy_hypervisor"] == "hv1" and web1["entropy_hypervisor_uri"] == hv1["entropy_uri"]
+    assert web1["entropy_uuid"] == "11111111-1111-1111-1111-111111111111"
+    assert web1["entropy_state"] == "running" and web1["entropy_vcpus"] == 2
+    assert web1["entropy_memory_mib"] == 64 and web1["entropy_memory_max_mib"] == 128
+    assert web1["entropy_memory_used_mib"] is None  # no balloon statistics from the test driver
+    assert web1["entropy_cpu_demand_cores"] is None  # no cpu.time from the test driver: not measured, not invented
+    assert web1["entropy_net_rx_bytes_s"] is None and web1["entropy_net_tx_bytes_s"] is None
+    assert web1["entropy_snapshot_count"] == 0 and web1["entropy_has_managed_save"] is False
+    db1 = hvars(inv, "db1")
+    assert db1["entropy_state"] == "shutoff" and db1["entropy_has_managed_save"] is True and db1["entropy_cpu_demand_cores"] == 0.0
+    assert hvars(inv, "old1")["entropy_has_managed_save"] is False
+    # connection variables: these hosts are not SSH targets
+    assert web1["ansible_connection"] == "local" and hv1["ansible_connection"] == "local"
+    assert "entropy_duplicate_on" not in web1
+
+
+def test_connection_vars_can_be_turned_off(cluster):
+    inv = cluster.inventory(two_hosts(cluster, connection_vars=False))
+    assert "ansible_connection" not in hvars(inv, "web1")
+    assert "ansible_connection" not in hvars(inv, "hv1")
+
+
+def test_verify_file_naming_rule(cluster):
+    from ansible.plugins.loader import inventory_loader  # pylint: disable=import-outside-toplevel
+
+    plugin = inventory_loader.get("entropy.cluster.libvirt_cluster")
+    good = two_hosts(cluster)
+    other = os.path.join(cluster.path, "cluster.yml")
+    with open(good, encoding="utf-8") as src, open(other, "w", encoding="utf-8") as dst:
+        dst.write(src.read())
+    yaml_name = os.path.join(cluster.path, "x.libvirt_cluster.yaml")
+    os.link(good, yaml_name)
+    assert plugin.verify_file(good) and plugin.verify_file(yaml_name)
+    assert not plugin.verify_file(other)
+
+
+def test_unreachable_hypervisor_is_reported_and_the_rest_builds(cluster, warnings):
+    hv1 = cluster.node("hv1", HV1_DOMAINS)
+    path = cluster.config([{"name": "hv1", "uri": hv1}, {"name": "dead", "uri": UNREACHABLE_URI}])
+    inv = cluster.inventory(path)
+    assert names(inv, "hypervisors") == ["dead", "hv1"]
+    assert names(inv, "unreachable") == ["dead"]
+    dead = hvars(inv, "dead")
+    assert dead["entropy_reachable"] is False
+    assert UNREACHABLE_URI in dead["entropy_error"] and "Check that libvirtd runs there" in dead["entropy_error"]
+    assert dead["entropy_vm_count"] is None and dead["entropy_cpu_used_cores"] is None
+    assert names(inv, "on_hv1") == ["db1", "web1", "web2"]
+    assert any("dead" in w and "unreachable" in w for w in warnings)
+    model = hvars(inv, "entropy_cluster")["entropy_model"]
+    assert [h["name"] for h in model["hosts"]] == ["hv1"]
+    assert any("dead" in w and "left out" in w for w in model["warnings"])
+
+
+def test_strict_makes_an_unreachable_hypervisor_fatal(cluster):
+    hv1 = cluster.node("hv1", HV1_DOMAINS)
+    path = cluster.config([{"name": "hv1", "uri": hv1}, {"name": "dead", "uri": UNREACHABLE_URI}], strict=True)
+    with pytest.raises(AnsibleParserError) as err:
+        cluster.parse(path)
+    assert "hypervisor dead is unreachable" in str(err.value) and UNREACHABLE_URI in str(err.value)
+    assert "Traceback" not in str(err.value)
+
+
+def test_vm_on_two_hypervisors_is_reported(cluster, warnings):
+    # Two names for test:///default: the same in-process hypervisor, so its domain "test" is on both.
+    path = cluster.config([{"name": "hv1", "uri": "test:///default"}, {"name": "hv2", "uri": "test:///default"}])
+    inv = cluster.inventory(path)
+    assert names(inv, "duplicates") == ["test"]
+    test = hvars(inv, "test")
+    assert test["entropy_duplicate_on"] == ["hv1", "hv2"]
+    assert [c["hypervisor"] for c in test["entropy_copies"]] == ["hv1", "hv2"]
+    assert test["entropy_hypervisor"] == "hv1"
+    assert any("test" in w and "several hypervisors" in w for w in warnings)
+    assert any("same URI" in w for w in warnings)
+    model = hvars(inv, "entropy_cluster")["entropy_model"]
+    assert [v["name"] for v in model["vms"]] == ["test"]  # once in the model, its other copy off hv2's capacity
+    assert any("also running on hv2" in w for w in model["warnings"])
+
+
+def test_snapshot_count(cluster):
+    keep = libvirt.open("test:///default")  # holds the shared state while the plugin opens its own connection
+    try:
+        keep.lookupByName("test").snapshotCreateXML("<domainsnapshot><name>s1</name></domainsnapshot>", 0)
+        inv = cluster.inventory(cluster.config([{"name": "hv1", "uri": "test:///default"}]))
+        assert hvars(inv, "test")["entropy_snapshot_count"] == 1
+    finally:
+        keep.close()
+
+
+@pytest.mark.parametrize(("hypervisors", "options", "expected"), [
+    ([], {}, "'hypervisors' must be a non-empty list"),
+    ("hv1", {}, "hypervisors"),
+    ([{"name": "hv1"}], {}, "hypervisors[0] (name hv1): 'uri' is required"),
+    ([{"uri": "test:///default"}], {}, "hypervisors[0]: 'name' is required"),
+    ([{"name": "hv1", "uri": "test:///default"}, {"name": "hv1", "uri": "test:///default"}], {},
+     "hypervisors[1] (name hv1): duplicate name 'hv1', already used by hypervisors[0]"),
+    ([{"name": "hv1", "uri": "test:///default", "cpus": 4}], {}, "hypervisors[0] (name hv1): unknown key(s) cpus; allowed keys are"),
+    ([{"name": "hv1", "uri": "test:///default", "cpu": "two"}], {}, "'cpu' must be a positive number of cores, got 'two'"),
+    ([{"name": "hv1", "uri": "test:///default", "memory_mib": -5}], {}, "'memory_mib' must be a positive integer (MiB)"),
+    (["qemu:///system"], {}, "hypervisors[0] must be a dictionary with keys name and uri"),
+    ([{"name": "hv1", "uri": "test:///default"}], {"sampling_interval": -1}, "'sampling_interval' must be 0 or more"),
+    ([{"name": "hv1", "uri": "test:///default"}], {"parallelism": 0}, "'parallelism' must be at least 1"),
+    ([{"name": "hv1", "uri": "test:///default"}], {"sampling_interval": "soon"}, "sampling_interval"),
+    ([{"name": "hv1", "uri": "test:///default"}], {"colour": "blue"}, "colour"),
+])
+def test_bad_configuration_names_the_entry(cluster, hypervisors, options, expected):
+    path = cluster.config(hypervisors, **options)
+    with pytest.raises(AnsibleParserError) as err:
+        cluster.parse(path)
+    assert expected in str(err.value)
+    assert "Traceback" not in str(err.value)
+
+
+def test_cache_replays_raw_data_without_libvirt(cluster, tmp_path, monkeypatch):
+    cache_dir = str(tmp_path / "cache")
+    options = {"cache": True, "cache_plugin": "ansible.builtin.jsonfile", "cache_connection": cache_dir,
+               "auth_password": "s3cret-pw-not-for-cache"}
+    path = two_hosts(cluster, **options)
+    first = cluster.inventory(path, cache=False)  # refresh: fetch from libvirt and store
+    files = glob.glob(os.path.join(cache_dir, "*"))
+    assert files, "the jsonfile cache should hold the fetched data"
+    with open(files[0], encoding="utf-8") as handle:
+        cached_text = handle.read()
+    assert "s3cret-pw-not-for-cache" not in cached_text
+    from ansible.plugins.loader import cache_loader, inventory_loader  # pylint: disable=import-outside-toplevel
+
+    key = inventory_loader.get("entropy.cluster.libvirt_cluster").get_cache_key(path)
+    cached = cache_loader.get("ansible.builtin.jsonfile", _uri=cache_dir, _prefix="ansible_inventory_").get(key)
+    assert cached["version"] == 1 and [h["name"] for h in cached["hypervisors"]] == ["hv1", "hv2"]
+    assert "samples" in cached["hypervisors"][0]  # raw samples, not the built inventory
+    assert "_meta" not in cached and "entropy_state" not in cached_text
+
+    # Second run: libvirt must not be touched. Remove the node files (their URIs now fail) and make fetching fail.
+    for xml in glob.glob(os.path.join(cluster.path, "*.xml")):
+        os.unlink(xml)
+    from ansible_collections.entropy.cluster.plugins.inventory import libvirt_cluster  # pylint: disable=import-outside-toplevel
+
+    def no_fetch(*_args, **_kwargs):
+        raise AssertionError("libvirt was contacted on a cached run")
+
+    monkeypatch.setattr(libvirt_cluster, "fetch", no_fetch)
+    second = cluster.inventory(path, cache=True)
+    for host in ("hv1", "hv2", "web1", "web2", "db1", "app1", "old1", "entropy_cluster"):
+        assert hvars(second, host) == hvars(first, host), host
+    assert names(second, "on_hv1") == names(first, "on_hv1")
+    assert names(second, "unreachable") == []
+
+
+def test_cache_is_not_used_for_another_hypervisor_list(cluster, tmp_path):
+    cache_dir = str(tmp_path / "cache")
+    options = {"cache": True, "cache_plugin": "ansible.builtin.jsonfile", "cache_connection": cache_dir}
+    path = two_hosts(cluster, **options)
+    cluster.inventory(path, cache=False)
+    hv1 = cluster.node("hv1", HV1_DOMAINS)
+    cluster.config([{"name": "hv1", "uri": hv1}], **options)  # same file, fewer hypervisors
+    inv = cluster.inventory(path, cache=True)
+    assert names(inv, "hypervisors") == ["hv1"]
+
+
+def test_constructed_options(cluster):
+    path = two_hosts(cluster, compose={"memory_gib": "(entropy_memory_mib | default(0)) / 1024"},
+                     groups={"big_vms": "entropy_kind == 'vm' and entropy_memory_mib >= 128"},
+                     keyed_groups=[{"key": "entropy_vcpus | string", "prefix": "vcpus", "default_value": "none"}])
+    inv = cluster.inventory(path)
+    assert hvars(inv, "app1")["memory_gib"] == 0.125
+    assert names(inv, "big_vms") == ["app1", "db1"]
+    assert names(inv, "vcpus_2") == ["web1"]
+    assert "app1" in names(inv, "vcpus_1")
+
+
+def test_constructed_strict_reports_bad_expression(cluster):
+    path = two_hosts(cluster, compose={"x": "no_such_var + 1"}, strict=True)
+    with pytest.raises(AnsibleError, match="Could not set x for host"):
+        cluster.parse(path)
+
+
+def test_model_export(cluster):
+    model_file = os.path.join(cluster.path, "model.json")
+    inv = cluster.inventory(two_hosts(cluster, model_file=model_file, model_options={"objective": "consolidate"},
+                                      model_constraints=[{"type": "ban", "vms": ["web1"], "hosts": ["hv2"]}]))
+    model = hvars(inv, "entropy_cluster")["entropy_model"]
+    with open(model_file, encoding="utf-8") as handle:
+        assert json.load(handle) == json.loads(json.dumps(model))
+    assert model["version"] == 1
+    assert model["hosts"] == [{"name": "hv1", "cpu": 2.0, "memory_mib": 1024, "state": "online"},
+                              {"name": "hv2", "cpu": 8.0, "memory_mib": 16384 - 512, "state": "online"}]
+    vms = {v["name"]: v for v in model["vms"]}
+    assert vms["web1"] == {"name": "web1", "host": "hv1", "state": "running", "memory_mib": 64, "vcpus": 2}  # cpu unmeasured
+    assert vms["web2"]["state"] == "paused" and vms["web2"]["cpu"] == 0.0
+    assert vms["db1"]["state"] == "saved" and vms["old1"]["state"] == "stopped"
+    assert model["options"] == {"objective": "consolidate"} and model["constraints"][0]["type"] == "ban"
+    assert any("web1" in w and "not measured" in w for w in model["warnings"])
+    assert "entropy_cluster" in [h.name for h in inv.groups["all"].get_hosts()]
+    if load_model is not None:
+        parsed = load_model(json.loads(json.dumps(model)))
+        assert len(parsed.constraints) == 1
+        assert {h.name for h in parsed.hosts} == {"hv1", "hv2"}
+        assert parsed.vm("web1").cpu == 2.0  # the solver's rule: unmeasured -> every vCPU busy
+
+
+def test_model_host_can_be_disabled(cluster):
+    inv = cluster.inventory(two_hosts(cluster, model_host=""))
+    assert inv.get_host("entropy_cluster") is None
+
+
+def test_vm_named_like_a_hypervisor_is_left_out_with_a_warning(cluster, warnings):
+    hv1 = cluster.node("hv1", [{"name": "hv2"}, {"name": "ok"}])
+    hv2 = cluster.node("hv2", [])
+    inv = cluster.inventory(cluster.config([{"name": "hv1", "uri": hv1}, {"name": "hv2", "uri": hv2}]))
+    assert names(inv, "vms") == ["ok"]
+    assert hvars(inv, "hv2")["entropy_kind"] == "hypervisor"
+    assert any("VM hv2 on hv1" in w for w in warnings)
+
+
+def test_single_sample_when_interval_is_zero(cluster):
+    inv = cluster.inventory(two_hosts(cluster, sampling_interval=0))
+    assert hvars(inv, "hv1")["entropy_cpu_used_cores"] is None
+    assert hvars(inv, "hv1")["entropy_vm_cpu_demand_cores"] is None
+    assert hvars(inv, "web1")["entropy_cpu_demand_cores"] is None
