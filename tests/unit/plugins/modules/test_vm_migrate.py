@@ -1,0 +1,141 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""entropy.cluster.vm_migrate against the libvirt test driver: pre-flight checks, check mode, refusals.
+
+The test driver cannot migrate at all, so real migrations are covered by
+tests/integration/test_modules_migrate.py on the lab; here every refusal and the report of
+where the VM is are checked.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import TEST_URI, UNREACHABLE_URI, libvirt
+
+OTHER_HOST_XML = """<node>
+  <cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads><active>2</active></cpu>
+  <memory>4194304</memory>
+  <domain type="test">
+    <name>small</name>
+    <uuid>22222222-3333-4444-5555-666666666666</uuid>
+    <memory>65536</memory>
+    <vcpu>1</vcpu>
+    <os><type>hvm</type></os>
+  </domain>
+  %s
+</node>
+"""
+CLASHING_TEST_VM = """<domain type="test">
+    <name>test</name>
+    <uuid>33333333-4444-5555-6666-777777777777</uuid>
+    <memory>65536</memory>
+    <vcpu>1</vcpu>
+    <os><type>hvm</type></os>
+  </domain>"""
+
+
+@pytest.fixture()
+def other_host(tmp_path):
+    """A second test-driver "host" (a custom node file): another URI, the VM 'small' running there."""
+    path = tmp_path / "other.xml"
+    path.write_text(OTHER_HOST_XML % "")
+    return "test://%s" % path
+
+
+@pytest.fixture()
+def clashing_host(tmp_path):
+    path = tmp_path / "clash.xml"
+    path.write_text(OTHER_HOST_XML % CLASHING_TEST_VM)
+    return "test://%s" % path
+
+
+def migrate(run, dest, check=False, name="test", uri=TEST_URI, **extra):
+    return run("vm_migrate", dict(uri=uri, destination_uri=dest, name=name, **extra), check=check, diff=True)
+
+
+def test_check_mode_predicts_a_live_migration_and_moves_nothing(hv, run, other_host):
+    result = migrate(run, other_host, check=True, unsafe=True, bandwidth_mib_s=50)
+    assert not result.get("failed"), result
+    assert result["changed"] is True
+    assert result["location"] == "source" and result["defined_on"] == ["source"]
+    assert result["migration"]["kind"] == "live" and result["migration"]["mode"] == "direct"
+    assert result["migration"]["flags"] == ["LIVE", "PERSIST_DEST", "UNDEFINE_SOURCE", "UNSAFE"]
+    assert result["migration"]["parameters"] == {"bandwidth": 50}
+    assert result["diff"]["before"]["uri"] == TEST_URI and result["diff"]["after"]["uri"] == other_host
+    assert result["job"] == {} and result["timed_out"] is False
+    assert hv.lookupByName("test").isActive()
+
+
+def test_check_mode_flags_for_peer2peer_copy_storage_and_offline(hv, run, other_host):
+    result = migrate(run, other_host, check=True, mode="peer2peer", copy_storage="all", auto_converge=True, live=False, persistent=False)
+    assert result["migration"]["kind"] == "suspended"
+    assert result["migration"]["flags"] == ["UNDEFINE_SOURCE", "PEER2PEER", "AUTO_CONVERGE", "NON_SHARED_DISK"]
+    hv.lookupByName("test").destroy()
+    offline = migrate(run, other_host, check=True)
+    assert offline["migration"]["kind"] == "offline"
+    assert offline["migration"]["flags"] == ["OFFLINE", "PERSIST_DEST", "UNDEFINE_SOURCE"]
+    assert offline["location"] == "none" and offline["defined_on"] == ["source"]
+
+
+def test_test_driver_cannot_migrate_and_says_so(hv, run, other_host):
+    result = migrate(run, other_host, unsafe=True)
+    assert result["failed"] and result["error_kind"] == "unsupported", result
+    assert "cannot migrate" in result["msg"] and "test driver" in result["msg"]
+    assert result["location"] == "source" and "runs on the source" in result["msg"]
+    p2p = migrate(run, other_host, unsafe=True, mode="peer2peer")
+    assert p2p["failed"] and p2p["error_kind"] == "unsupported", p2p
+    assert p2p["location"] == "source"
+    assert hv.lookupByName("test").isActive()
+
+
+def test_same_host_is_refused(hv, run):
+    result = migrate(run, TEST_URI)
+    assert result["failed"] and result["error_kind"] == "same_host"
+    assert "same host" in result["msg"] and result["location"] == "source"
+
+
+def test_vm_with_snapshots_is_refused_with_the_fix(hv, run, other_host):
+    hv.lookupByName("test").snapshotCreateXML("<domainsnapshot><name>s1</name></domainsnapshot>", 0)
+    for check in (True, False):
+        result = migrate(run, other_host, check=check)
+        assert result["failed"] and result["error_kind"] == "snapshots", result
+        assert "1 snapshot" in result["msg"] and "vm_snapshot" in result["msg"] and "all: true" in result["msg"]
+        assert result["location"] == "source"
+
+
+def test_vm_already_on_destination_is_unchanged(hv, run, other_host):
+    result = migrate(run, other_host, name="small", uri=TEST_URI)
+    assert not result.get("failed"), result
+    assert result["changed"] is False and result["location"] == "destination" and result["defined_on"] == ["destination"]
+    assert result["diff"]["before"] == result["diff"]["after"]
+
+
+def test_unknown_vm_lists_what_is_on_the_source(hv, run, other_host):
+    result = migrate(run, other_host, name="ghost")
+    assert result["failed"] and result["error_kind"] == "no_domain"
+    assert "'ghost'" in result["msg"] and "'test'" in result["msg"] and result["location"] == "none"
+
+
+def test_name_clash_on_destination(hv, run, clashing_host):
+    result = migrate(run, clashing_host)
+    assert result["failed"] and result["error_kind"] == "name_clash"
+    assert "different VM with the same name" in result["msg"]
+
+
+def test_unreachable_destination_keeps_the_vm_on_the_source(hv, run):
+    result = migrate(run, UNREACHABLE_URI)
+    assert result["failed"] and result["error_kind"] == "unreachable"
+    assert "destination is unreachable" in result["msg"] and UNREACHABLE_URI in result["msg"]
+    assert result["location"] == "source"
+
+
+def test_unreachable_source(run, other_host):
+    result = migrate(run, other_host, uri=UNREACHABLE_URI)
+    assert result["failed"] and result["error_kind"] == "unreachable"
+    assert "source is unreachable" in result["msg"] and result["location"] == "unknown"
+
+
+def test_invalid_numbers_are_refused(hv, run, other_host):
+    result = migrate(run, other_host, bandwidth_mib_s=0)
+    assert result["failed"] and "bandwidth_mib_s" in result["msg"]
