@@ -1,0 +1,130 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""cluster_model: inventory host vars -> the solver's model (pure, no libvirt, no Ansible)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(__file__)
+PLUGIN_UTILS = os.path.abspath(os.path.join(HERE, os.pardir, os.pardir, os.pardir, os.pardir, "plugins", "plugin_utils"))
+_spec = importlib.util.spec_from_file_location("entropy_cluster_model", os.path.join(PLUGIN_UTILS, "cluster_model.py"))
+cluster_model = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cluster_model)
+
+if PLUGIN_UTILS not in sys.path:
+    sys.path.insert(0, PLUGIN_UTILS)
+try:
+    from placement import load_model  # the solver, imported standalone like its own tests do
+except ImportError:
+    load_model = None
+
+
+def hv(cpu=4, memory=4096, reachable=True, **extra):
+    data = {"entropy_kind": "hypervisor", "entropy_cpu_cores": cpu, "entropy_memory_mib": memory, "entropy_reachable": reachable,
+            "entropy_reserved_memory_mib": 0, "entropy_error": None if reachable else "connecting failed"}
+    data.update(extra)
+    return data
+
+
+def vm(host, state="running", demand=0.25, memory=512, vcpus=2, **extra):
+    data = {"entropy_kind": "vm", "entropy_hypervisor": host, "entropy_state": state, "entropy_cpu_demand_cores": demand,
+            "entropy_memory_mib": memory, "entropy_vcpus": vcpus, "entropy_has_managed_save": False}
+    data.update(extra)
+    return data
+
+
+@pytest.mark.parametrize(("state", "managed_save", "expected"), [
+    ("running", False, "running"), ("blocked", False, "running"), ("paused", False, "paused"),
+    ("pmsuspended", False, "paused"), ("shutoff", True, "saved"), ("shutoff", False, "stopped"),
+    ("crashed", False, "stopped"), ("shutdown", False, "running"), ("unknown", False, "running"),
+])
+def test_vm_model_state(state, managed_save, expected):
+    assert cluster_model.vm_model_state(state, managed_save) == expected
+
+
+def test_basic_model_shape():
+    model = cluster_model.build_model({
+        "hv1": hv(cpu=2, memory=320, entropy_reserved_memory_mib=20), "hv2": hv(),
+        "vm1": vm("hv1", demand=0.15, memory=64, vcpus=1),
+        "vm2": vm("hv2", state="paused", demand=None),
+        "vm3": vm("hv2", state="shutoff", entropy_has_managed_save=True, demand=0.0),
+        "vm4": vm("hv2", state="shutoff"),
+        "entropy_cluster": {"entropy_kind": "model"}, "other": {"ansible_host": "x"},
+    }, constraints=[{"type": "spread", "vms": ["vm1", "vm2"]}], options={"objective": "consolidate"})
+    assert model["version"] == 1
+    assert model["hosts"] == [{"name": "hv1", "cpu": 2.0, "memory_mib": 300, "state": "online"},
+                              {"name": "hv2", "cpu": 4.0, "memory_mib": 4096, "state": "online"}]
+    assert model["vms"] == [
+        {"name": "vm1", "host": "hv1", "state": "running", "memory_mib": 64, "vcpus": 1, "cpu": 0.15},
+        {"name": "vm2", "host": "hv2", "state": "paused", "memory_mib": 512, "vcpus": 2, "cpu": 0.0},
+        {"name": "vm3", "host": "hv2", "state": "saved", "memory_mib": 512, "vcpus": 2, "cpu": 0.0},
+        {"name": "vm4", "host": "hv2", "state": "stopped", "memory_mib": 512, "vcpus": 2, "cpu": 0.0},
+    ]
+    assert model["constraints"] == [{"type": "spread", "vms": ["vm1", "vm2"]}]
+    assert model["options"] == {"objective": "consolidate"} and model["warnings"] == []
+    if load_model is not None:
+        parsed = load_model(model)
+        assert parsed.vm("vm1").cpu == 0.15 and parsed.host("hv1").memory_mib == 300
+
+
+def test_unreachable_hypervisor_and_its_vms_are_left_out():
+    model = cluster_model.build_model({"hv1": hv(), "hv2": hv(reachable=False, cpu=None, memory=None),
+                                       "vm1": vm("hv1"), "vm2": vm("hv2")})
+    assert [h["name"] for h in model["hosts"]] == ["hv1"]
+    assert [v["name"] for v in model["vms"]] == ["vm1"]
+    assert len(model["warnings"]) == 1 and "hv2" in model["warnings"][0] and "unreachable" in model["warnings"][0]
+    if load_model is not None:
+        load_model(model)
+
+
+def test_unmeasured_cpu_is_left_to_the_solver_rule():
+    model = cluster_model.build_model({"hv1": hv(), "vm1": vm("hv1", demand=None, vcpus=3)})
+    assert "cpu" not in model["vms"][0] and model["vms"][0]["vcpus"] == 3
+    assert "not measured" in model["warnings"][0]
+    if load_model is not None:
+        assert load_model(model).vm("vm1").cpu == 3.0
+
+
+def test_vm_without_memory_or_cpu_information_is_left_out():
+    model = cluster_model.build_model({"hv1": hv(), "vm1": vm("hv1", memory=None), "vm2": vm("hv1", demand=None, vcpus=None),
+                                       "vm3": vm("nowhere")})
+    assert model["vms"] == []
+    assert len(model["warnings"]) == 3
+
+
+def test_hypervisor_with_unknown_capacity_is_left_out():
+    model = cluster_model.build_model({"hv1": hv(cpu=None)})
+    assert model["hosts"] == [] and "capacity is unknown" in model["warnings"][0]
+
+
+def test_duplicate_copies_are_taken_off_capacity():
+    copies = [{"hypervisor": "hv1", "state": "running", "memory_mib": 512, "cpu_demand_cores": 0.5},
+              {"hypervisor": "hv2", "state": "running", "memory_mib": 512, "cpu_demand_cores": 0.5},
+              {"hypervisor": "hv3", "state": "shutoff", "memory_mib": 512, "cpu_demand_cores": 0.0}]
+    model = cluster_model.build_model({"hv1": hv(), "hv2": hv(), "hv3": hv(),
+                                       "vm1": vm("hv1", demand=0.5, entropy_duplicate_on=["hv1", "hv2", "hv3"], entropy_copies=copies)})
+    hosts = {h["name"]: h for h in model["hosts"]}
+    assert hosts["hv2"]["memory_mib"] == 4096 - 512 and hosts["hv2"]["cpu"] == 3.5
+    assert hosts["hv3"]["memory_mib"] == 4096
+    assert [v["name"] for v in model["vms"]] == ["vm1"]
+    assert len(model["warnings"]) == 2
+
+
+def test_from_ansible_inventory_json():
+    data = {"_meta": {"hostvars": {
+        "hv1": {k: ({"__ansible_unsafe": v} if isinstance(v, str) else v) for k, v in hv().items()},
+        "vm1": {k: ({"__ansible_unsafe": v} if isinstance(v, str) else v) for k, v in vm("hv1").items()},
+    }}, "all": {"children": ["ungrouped"]}}
+    model = cluster_model.model_from_inventory_json(data)
+    assert model["vms"][0]["host"] == "hv1" and model["vms"][0]["state"] == "running"
+    with pytest.raises(ValueError, match="_meta.hostvars"):
+        cluster_model.model_from_inventory_json({"all": {}})
+
+
+def test_strip_unsafe():
+    assert cluster_model.strip_unsafe({"a": [{"__ansible_unsafe": "x"}, 1], "b": {"__ansible_unsafe": "y"}}) == {"a": ["x", 1], "b": "y"}
