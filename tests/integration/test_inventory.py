@@ -1,0 +1,167 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""entropy.cluster.libvirt_cluster against the real lab, through the ansible-inventory command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+COLLECTIONS = os.path.join(ROOT, ".tmp", "collections")
+sys.path.insert(0, COLLECTIONS)
+
+# pylint: disable=wrong-import-position
+from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import model_from_inventory_json, strip_unsafe  # noqa: E402
+
+try:
+    from ansible_collections.entropy.cluster.plugins.plugin_utils.placement import load_model
+except ImportError:
+    load_model = None
+
+UNREACHABLE_URI = "qemu+tcp://127.0.0.1:1/system"
+
+
+def ansible_inventory(source: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-inventory"), "-i", source, *args]
+    run_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    run_env.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, env=run_env, cwd=ROOT, timeout=120)
+
+
+def listed(source: str, env: dict | None = None) -> dict:
+    result = ansible_inventory(source, "--list", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def group(data: dict, name: str) -> list[str]:
+    return sorted(data.get(name, {}).get("hosts", []))
+
+
+@pytest.fixture(scope="module")
+def inventory(lab):
+    data = listed(lab.inventory)
+    return data, strip_unsafe(data["_meta"]["hostvars"])
+
+
+def test_list_shows_hypervisors_and_vms_with_measured_load(lab, inventory):
+    data, hostvars = inventory
+    assert group(data, "hypervisors") == sorted(lab.hosts)
+    assert group(data, "vms") == sorted(lab.vms)
+    assert group(data, "unreachable") == [] and group(data, "duplicates") == []
+    placement = lab.placement()
+    for vm, spec in lab.vms.items():
+        hvars = hostvars[vm]
+        where = [h for h, s in placement[vm] if s in ("running", "paused")]
+        assert hvars["entropy_hypervisor"] == where[0], vm
+        assert vm in group(data, "on_%s" % where[0])
+        assert hvars["entropy_memory_mib"] == spec["memory_mib"] == 64
+        assert hvars["entropy_vcpus"] == 1
+        assert hvars["entropy_state"] == "running" and vm in group(data, "state_running")
+        assert hvars["entropy_uuid"] and hvars["entropy_snapshot_count"] >= 0
+        assert hvars["entropy_cpu_demand_cores"] is not None and 0 <= hvars["entropy_cpu_demand_cores"] < 1.5
+        if spec["load"] > 0:
+            assert hvars["entropy_cpu_demand_cores"] > 0.03, "loaded VM %s should show CPU demand: %s" % (vm, hvars)
+        assert hvars["entropy_memory_rss_mib"] is None or hvars["entropy_memory_rss_mib"] > 0
+    uuids = set()
+    for name, spec in lab.hosts.items():
+        hvars = hostvars[name]
+        assert hvars["entropy_reachable"] is True and hvars["entropy_error"] is None
+        assert hvars["entropy_uri"] == spec["uri"]
+        assert hvars["entropy_cpu_cores"] == spec["cpu"] and hvars["entropy_memory_mib"] == spec["memory_mib"]
+        assert hvars["entropy_node_cpu_cores"] >= 1 and hvars["entropy_free_memory_mib"] > 0  # node figures vary: no exact values
+        assert hvars["entropy_cpu_used_cores"] is not None and hvars["entropy_cpu_used_cores"] >= 0
+        assert hvars["entropy_vm_count"] == sum(1 for where in placement.values() if any(h == name for h, _s in where))
+        assert hvars["entropy_host_uuid"] == lab.host_uuid(name)
+        uuids.add(hvars["entropy_host_uuid"])
+    assert len(uuids) == len(lab.hosts)
+    assert hostvars[sorted(lab.vms)[0]]["entropy_migrate_unsafe"] is True  # the lab's group_vars next to the config apply
+
+
+def test_exported_model_matches_the_inventory(lab, inventory):
+    data, hostvars = inventory
+    model = hostvars["entropy_cluster"]["entropy_model"]
+    assert model == model_from_inventory_json(data)  # the lookup's path and the inventory's agree
+    assert sorted(h["name"] for h in model["hosts"]) == sorted(lab.hosts)
+    assert sorted(v["name"] for v in model["vms"]) == sorted(lab.vms)
+    assert all(h["cpu"] == 2.0 and h["memory_mib"] == 320 for h in model["hosts"])
+    if load_model is not None:
+        load_model(model)
+
+
+def test_graph(lab):
+    result = ansible_inventory(lab.inventory, "--graph")
+    assert result.returncode == 0, result.stderr
+    for name in ("@hypervisors:", "@vms:", "@state_running:") + tuple("@on_%s:" % h for h in lab.hosts):
+        assert name in result.stdout
+    for name in list(lab.hosts) + list(lab.vms):
+        assert "--%s\n" % name in result.stdout
+
+
+def _with_dead_entry(lab, tmp_path, **options) -> str:
+    with open(lab.inventory, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    config["hypervisors"].append({"name": "dead", "uri": UNREACHABLE_URI})
+    config["sampling_interval"] = 0.5
+    config.update(options)
+    path = str(tmp_path / "dead.libvirt_cluster.yml")
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config, handle)
+    return path
+
+
+def test_unreachable_hypervisor_entry(lab, tmp_path):
+    data = listed(_with_dead_entry(lab, tmp_path))
+    hostvars = strip_unsafe(data["_meta"]["hostvars"])
+    assert group(data, "unreachable") == ["dead"]
+    assert group(data, "hypervisors") == sorted(list(lab.hosts) + ["dead"])
+    assert group(data, "vms") == sorted(lab.vms)
+    assert hostvars["dead"]["entropy_reachable"] is False and UNREACHABLE_URI in hostvars["dead"]["entropy_error"]
+    model = hostvars["entropy_cluster"]["entropy_model"]
+    assert "dead" not in [h["name"] for h in model["hosts"]] and any("dead" in w for w in model["warnings"])
+
+
+def test_unreachable_hypervisor_with_strict_fails(lab, tmp_path):
+    result = ansible_inventory(_with_dead_entry(lab, tmp_path, strict=True), "--list", env={"ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"})
+    assert result.returncode != 0
+    assert "hypervisor dead is unreachable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_stopped_daemon_lands_in_unreachable(tmp_path):
+    """A real libvirtd of our own 1-host lab, stopped: the inventory reports it unreachable."""
+    lab_dir = str(tmp_path / "lab")
+    env = dict(os.environ, ENTROPY_LAB_DIR=lab_dir)
+    lab_py = [sys.executable, os.path.join(ROOT, "tools", "lab.py")]
+    started = time.monotonic()
+    up = subprocess.run(lab_py + ["up", "--hosts", "1", "--vms-per-host", "0", "--subnet", "127.0.29"],
+                        capture_output=True, text=True, check=False, env=env, timeout=60)
+    try:
+        if up.returncode != 0 or time.monotonic() - started > 30:
+            pytest.skip("a private 1-host lab did not come up within 30 s: %s%s" % (up.stdout, up.stderr))
+        with open(os.path.join(lab_dir, "lab.json"), encoding="utf-8") as handle:
+            state = json.load(handle)
+        source = os.path.join(lab_dir, "lab.libvirt_cluster.yml")
+        assert group(listed(source), "unreachable") == []
+        os.kill(state["hosts"][0]["pid"], signal.SIGTERM)
+        for _ in range(50):
+            try:
+                os.kill(state["hosts"][0]["pid"], 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        data = listed(source)
+        assert group(data, "unreachable") == ["hv1"]
+        assert "Connection refused" in strip_unsafe(data["_meta"]["hostvars"])["hv1"]["entropy_error"]
+    finally:
+        subprocess.run(lab_py + ["down"], capture_output=True, text=True, check=False, env=env, timeout=60)
+        shutil.rmtree(lab_dir, ignore_errors=True)
