@@ -1,0 +1,184 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: reconfiguration_plan
+author: entropy.cluster contributors
+short_description: Compute where every VM should run and the plan of parallel steps that gets there
+version_added: 0.1.0
+description:
+  - Builds the cluster model from the inventory of M(entropy.cluster.libvirt_cluster) (hypervisors and VMs with their measured
+    load, from O(ansible_lookup_hostvars)), or takes a model given as data or as a JSON file, and solves it with the
+    placement solver of the collection (OR-Tools CP-SAT).
+  - Returns one plan (a dictionary) in the documented plan format (C(docs/plan-format.md)), with two additions used by
+    M(entropy.cluster.apply_plan) to refuse stale plans and to check each step - C(initial), the placement the plan starts from,
+    and C(model_warnings), what the model builder left out.
+  - Runs on the controller. Needs the Python package C(ortools) there.
+options:
+  _terms:
+    description: Not used.
+    required: false
+  model:
+    description:
+      - The cluster model as data (format version 1, C(docs/model-format.md)). Mutually exclusive with O(model_file).
+      - If neither O(model) nor O(model_file) is given, the model is built from the hostvars of the inventory.
+    type: dict
+  model_file:
+    description: Path of a model JSON file on the controller.
+    type: path
+  objective:
+    description:
+      - V(consolidate) uses the fewest hosts, then moves the least memory; V(repair) removes every overload and constraint
+        violation moving the least memory; V(balance) evens the load without changing the number of hosts used.
+      - Defaults to the model's own option, else V(consolidate).
+    type: str
+    choices: [consolidate, repair, balance]
+  constraints:
+    description:
+      - Placement constraints added to the model's (see C(docs/model-format.md)).
+      - "For example C({type: spread, vms: [a, b]})."
+    type: list
+    elements: dict
+    default: []
+  evacuate:
+    description: Hypervisors to empty, for maintenance (adds an C(offline) constraint for them).
+    type: list
+    elements: str
+    default: []
+  time_limit_s:
+    description: Wall-clock time the solver may use, in seconds.
+    type: float
+  seed:
+    description: Random seed of the solver; the same model, seed and limits give the same plan.
+    type: int
+  max_migrations:
+    description: The plan moves at most this many VMs (the best plan within the budget is returned).
+    type: int
+  max_memory_moved_mib:
+    description: The plan moves at most this much VM memory, in MiB.
+    type: int
+  min_gain_hosts:
+    description: With O(objective=consolidate), return an empty plan unless it frees at least this many hosts.
+    type: int
+  solver_options:
+    description: Other solver options (C(workers), C(bandwidth_mib_s), C(max_parallel_migrations_per_host), ...).
+    type: dict
+    default: {}
+  ansible_lookup_hostvars:
+    description:
+      - Inventory host variables to build the model from. Defaults to the play's C(hostvars); hosts are told apart by
+        their C(entropy_kind) variable (C(hypervisor) or C(vm)).
+    type: dict
+notes:
+  - The model built from the inventory leaves out unreachable hypervisors and their VMs; the plan's C(model_warnings) says so.
+seealso:
+  - plugin: entropy.cluster.libvirt_cluster
+    plugin_type: inventory
+"""
+
+EXAMPLES = r"""
+- name: Plan a consolidation of the cluster in the inventory
+  ansible.builtin.set_fact:
+    plan: "{{ lookup('entropy.cluster.reconfiguration_plan', objective='consolidate', time_limit_s=10) }}"
+
+- name: Plan the evacuation of hv03, keeping two VMs apart
+  ansible.builtin.set_fact:
+    plan: >-
+      {{ lookup('entropy.cluster.reconfiguration_plan', objective='repair', evacuate=['hv03'],
+                constraints=[{'type': 'spread', 'vms': ['db1', 'db2']}]) }}
+
+- name: What-if on a saved model, without any inventory
+  ansible.builtin.debug:
+    msg: "{{ lookup('entropy.cluster.reconfiguration_plan', model_file='cluster.json').stats }}"
+"""
+
+RETURN = r"""
+_raw:
+  description: One plan.
+  type: list
+  elements: dict
+  contains:
+    status:
+      description: C(optimal), C(feasible) or C(unchanged).
+      type: str
+    target:
+      description: VM name -> hypervisor name after the plan.
+      type: dict
+    initial:
+      description: "VM name -> C({host, state}) before the plan (what a stale-plan check compares with)."
+      type: dict
+    steps:
+      description: "Steps in order; the actions of a step run in parallel (C({action, vm, from, to, memory_mib}) for a migration)."
+      type: list
+      elements: list
+    stats:
+      description: Hosts used before and after, lower bound, migrations, memory moved (MiB), solve seconds, estimated duration.
+      type: dict
+    model_warnings:
+      description: What the model builder left out or assumed (unreachable hypervisors, unmeasured CPU demand).
+      type: list
+      elements: str
+"""
+
+import json
+from collections.abc import Mapping
+
+from ansible.errors import AnsibleError, AnsibleLookupError
+from ansible.plugins.lookup import LookupBase
+
+from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import build_model
+from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook import initial_placement
+from ansible_collections.entropy.cluster.plugins.plugin_utils.placement import InfeasibleError, ModelError, PlacementError, solve
+
+
+class LookupModule(LookupBase):
+
+    def run(self, terms, variables=None, **kwargs):
+        self.set_options(var_options=variables, direct=kwargs)
+        model = self._model(variables or {})
+        model = dict(model)
+        constraints = list(model.get("constraints") or []) + list(self.get_option("constraints") or [])
+        evacuate = self.get_option("evacuate") or []
+        if evacuate:
+            constraints.append({"type": "offline", "hosts": list(evacuate)})
+        model["constraints"] = constraints
+        overrides = dict(self.get_option("solver_options") or {})
+        for name in ("objective", "time_limit_s", "seed", "max_migrations", "max_memory_moved_mib", "min_gain_hosts"):
+            if self.get_option(name) is not None:
+                overrides[name] = self.get_option(name)
+        warnings = list(model.pop("warnings", None) or [])
+        try:
+            plan = solve(model, **overrides)
+        except InfeasibleError as exc:
+            raise AnsibleLookupError("no placement satisfies the request: %s" % (getattr(exc, "explanation", None) or exc)) from None
+        except ModelError as exc:
+            raise AnsibleLookupError("the cluster model is malformed: %s" % exc) from None
+        except PlacementError as exc:
+            raise AnsibleLookupError("the placement solver failed: %s" % exc) from None
+        plan["initial"] = initial_placement(model)
+        plan["model_warnings"] = warnings
+        return [plan]
+
+    def _model(self, variables: Mapping) -> Mapping:
+        given, path = self.get_option("model"), self.get_option("model_file")
+        if given and path:
+            raise AnsibleError("reconfiguration_plan: give either model or model_file, not both")
+        if given:
+            return given
+        if path:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    return json.load(handle)
+            except OSError as exc:
+                raise AnsibleError("reconfiguration_plan: cannot read the model file %s: %s" % (path, exc.strerror)) from None
+            except ValueError as exc:
+                raise AnsibleError("reconfiguration_plan: the model file %s is not valid JSON: %s" % (path, exc)) from None
+        hostvars = self.get_option("ansible_lookup_hostvars") or variables.get("hostvars") or {}
+        model = build_model({name: hostvars[name] for name in hostvars})
+        if not model["hosts"]:
+            raise AnsibleError("reconfiguration_plan: the inventory has no reachable hypervisor (no host with entropy_kind=hypervisor); "
+                               "use the entropy.cluster.libvirt_cluster inventory, or pass model / model_file"
+                               + (" (%s)" % "; ".join(model["warnings"]) if model["warnings"] else ""))
+        return model
