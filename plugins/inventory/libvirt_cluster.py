@@ -80,7 +80,8 @@ options:
   connection_vars:
     description:
       - Set C(ansible_connection=local) and C(ansible_python_interpreter={{ ansible_playbook_python }})
-        on every host of this inventory.
+        as group variables of C(hypervisors) and C(vms) (and on the model host), so a host variable from
+        another inventory source still takes precedence.
       - Hypervisors and VMs are not SSH targets of the entropy.cluster playbooks; the modules run on the
         controller and reach libvirt through C(entropy_uri) / C(entropy_hypervisor_uri). With these
         variables a task on such a host runs on the controller with the Python that runs Ansible
@@ -606,13 +607,18 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             connection_vars = {"ansible_connection": "local",
                                "ansible_python_interpreter": trust_as_template("{{ ansible_playbook_python }}")}
 
+        # Group variables (cheaper than per host, and a host variable from another source still wins).
+        for group in ("hypervisors", "vms"):
+            for key, value in connection_vars.items():
+                inventory.set_variable(group, key, value)
+
         all_vars = {}
         for name, hv in hypervisors.items():
             inventory.add_host(name, group="hypervisors")
             if not hv["entropy_reachable"]:
                 inventory.add_host(name, group="unreachable")
                 self.display.warning("libvirt_cluster: hypervisor %s is unreachable: %s" % (name, hv["entropy_error"]))
-            self._set_vars(name, hv, connection_vars, strict)
+            self._set_vars(name, hv, strict)
             all_vars[name] = hv
 
         for name in sorted(vms):
@@ -629,7 +635,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self.display.warning("libvirt_cluster: VM %s is defined on several hypervisors: %s (listed on %s)"
                                      % (name, ", ".join("%s (%s)" % (c["hypervisor"], c["state"]) for c in vm["entropy_copies"]),
                                         vm["entropy_hypervisor"]))
-            self._set_vars(name, vm, connection_vars, strict)
+            self._set_vars(name, vm, strict)
             all_vars[name] = vm
 
         model = None
@@ -651,11 +657,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self.inventory.add_group(group)
         return group
 
-    def _set_vars(self, host, variables, connection_vars, strict):
-        for key, value in connection_vars.items():
-            self.inventory.set_variable(host, key, value)
+    def _set_vars(self, host, variables, strict):
         for key, value in variables.items():
             self.inventory.set_variable(host, key, value)
+        if not (self.get_option("compose") or self.get_option("groups") or self.get_option("keyed_groups")):
+            return
         hostvars = self.inventory.get_host(host).get_vars()
         self._set_composite_vars(self.get_option("compose"), hostvars, host, strict=strict)
         self._add_host_to_composed_groups(self.get_option("groups"), hostvars, host, strict=strict)

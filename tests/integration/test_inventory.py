@@ -165,3 +165,15 @@ def test_stopped_daemon_lands_in_unreachable(tmp_path):
     finally:
         subprocess.run(lab_py + ["down"], capture_output=True, text=True, check=False, env=env, timeout=60)
         shutil.rmtree(lab_dir, ignore_errors=True)
+
+
+def test_tasks_on_inventory_hosts_run_on_the_controller_python(lab):
+    """connection_vars: a task on a VM host runs locally with the Python that runs Ansible (it has libvirt-python)."""
+    vm = sorted(lab.vms)[0]
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible"), "-i", lab.inventory, vm, "-m", "ansible.builtin.setup",
+           "-a", "filter=ansible_python"]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_NOCOLOR="1")
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"executable": "%s"' % os.path.join(os.path.dirname(sys.executable), "python") in result.stdout \
+        or '"executable": "%s"' % sys.executable in result.stdout

@@ -82,15 +82,19 @@ def test_groups_and_variables(cluster):
     db1 = hvars(inv, "db1")
     assert db1["entropy_state"] == "shutoff" and db1["entropy_has_managed_save"] is True and db1["entropy_cpu_demand_cores"] == 0.0
     assert hvars(inv, "old1")["entropy_has_managed_save"] is False
-    # connection variables: these hosts are not SSH targets
-    assert web1["ansible_connection"] == "local" and hv1["ansible_connection"] == "local"
+    # connection variables (group variables): these hosts are not SSH targets
+    for group in ("vms", "hypervisors"):
+        assert inv.groups[group].get_vars()["ansible_connection"] == "local"
+        assert inv.groups[group].get_vars()["ansible_python_interpreter"] == "{{ ansible_playbook_python }}"
+    assert hvars(inv, "entropy_cluster")["ansible_connection"] == "local"
     assert "entropy_duplicate_on" not in web1
 
 
 def test_connection_vars_can_be_turned_off(cluster):
     inv = cluster.inventory(two_hosts(cluster, connection_vars=False))
-    assert "ansible_connection" not in hvars(inv, "web1")
-    assert "ansible_connection" not in hvars(inv, "hv1")
+    assert "ansible_connection" not in inv.groups["vms"].get_vars()
+    assert "ansible_connection" not in inv.groups["hypervisors"].get_vars()
+    assert "ansible_connection" not in hvars(inv, "entropy_cluster")
 
 
 def test_verify_file_naming_rule(cluster):
