@@ -24,7 +24,7 @@ description:
     so a cached run replays the same data and builds the same inventory without contacting libvirt.
   - The configuration file name must end in C(.libvirt_cluster.yml) or C(.libvirt_cluster.yaml).
 author:
-  - entropy.cluster developers
+  - entropy.cluster developers (@entropy)
 requirements:
   - libvirt-python (the Python binding of libvirt) on the controller
 extends_documentation_fragment:
@@ -678,4 +678,3 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             os.replace(tmp, path)
         except OSError as exc:
             raise AnsibleParserError("cannot write the model to model_file %s: %s" % (path, exc)) from None
-
