@@ -1,0 +1,97 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""entropy.cluster.vm_migrate on the real lab through ansible-playbook: a tour of all hosts
+(direct and peer-to-peer, check mode, idempotency) and the refusals (same host, snapshots,
+unsafe storage, timeout). After every step: each VM runs exactly once, where we expect it."""
+
+from __future__ import annotations
+
+import json
+
+
+def migrate_once(lab, playbook, tmp_path, vm, source, destination, check=False, **options):
+    result_file = tmp_path / "migrate.json"
+    if result_file.exists():
+        result_file.unlink()
+    proc = playbook("modules_migrate.yml", check=check, extra_vars=dict(
+        vm=vm, source=lab.uri(source), destination=lab.uri(destination), result_file=str(result_file), **options))
+    assert proc.returncode == 0, proc.stdout
+    lab.assert_each_vm_once()
+    return json.loads(result_file.read_text())
+
+
+def test_tour_of_all_hosts_and_back(lab, playbook):
+    vm = "vm4"
+    start = lab.running_on(vm)[0]
+    others = [h for h in sorted(lab.hosts) if h != start]
+    route = [start, *others, start]
+    modes = ["direct", "peer2peer"] + ["direct"] * (len(route) - 3)
+    proc = playbook("modules_migrate_tour.yml", extra_vars=dict(vm=vm, route=[lab.uri(h) for h in route], modes=modes))
+    assert proc.returncode == 0, proc.stdout
+    assert "failed=0" in proc.stdout
+    assert lab.running_on(vm) == [start]
+    lab.assert_each_vm_once()
+
+
+def test_check_mode_moves_nothing(lab, playbook, tmp_path):
+    vm = "vm6"
+    source = lab.running_on(vm)[0]
+    target = next(h for h in sorted(lab.hosts) if h != source)
+    result = migrate_once(lab, playbook, tmp_path, vm, source, target, check=True)
+    assert result["changed"] is True and not result.get("failed"), result
+    assert result["location"] == "source" and result["job"] == {}
+    assert result["diff"]["before"]["host"] == source and result["diff"]["after"]["host"] == target
+    assert lab.running_on(vm) == [source]
+
+
+def test_refusals_leave_the_vm_where_it_was(lab, playbook, tmp_path):
+    vm = "vm6"
+    source = lab.running_on(vm)[0]
+    target = next(h for h in sorted(lab.hosts) if h != source)
+
+    same = migrate_once(lab, playbook, tmp_path, vm, source, source)
+    assert same["failed"] and same["error_kind"] == "same_host" and "host UUID %s" % lab.host_uuid(source) in same["msg"]
+    assert same["location"] == "source" and lab.running_on(vm) == [source]
+
+    unsafe = migrate_once(lab, playbook, tmp_path, vm, source, target, unsafe=False)
+    assert unsafe["failed"] and unsafe["error_kind"] == "unsafe", unsafe
+    assert "unsafe: true" in unsafe["msg"] and "copy_storage: all" in unsafe["msg"]
+    assert unsafe["location"] == "source" and lab.running_on(vm) == [source]
+
+    conn = lab.connect(source)
+    try:
+        conn.lookupByName(vm).snapshotCreateXML("<domainsnapshot><name>pin</name></domainsnapshot>", 0)
+        snap = migrate_once(lab, playbook, tmp_path, vm, source, target)
+        assert snap["failed"] and snap["error_kind"] == "snapshots", snap
+        assert "1 snapshot" in snap["msg"] and "vm_snapshot" in snap["msg"]
+        assert snap["location"] == "source" and lab.running_on(vm) == [source]
+    finally:
+        conn.lookupByName(vm).snapshotLookupByName("pin").delete(0)
+        conn.close()
+
+
+def test_timeout_aborts_and_the_vm_stays_on_the_source(lab, playbook, tmp_path):
+    """1 MiB/s and 1 ms downtime rarely converge within 1 s for a VM that keeps writing memory (vm1..vm5
+    with CPU load); if one attempt does finish, the VM moved and we try again from where it is."""
+    vm = "vm3"
+    home = lab.running_on(vm)[0]
+    for _attempt in range(3):
+        source = lab.running_on(vm)[0]
+        target = next(h for h in sorted(lab.hosts) if h != source)
+        result = migrate_once(lab, playbook, tmp_path, vm, source, target, timeout=1, bandwidth_mib_s=1, max_downtime_ms=1)
+        if not result.get("failed"):
+            assert result["location"] == "destination" and lab.running_on(vm) == [target]
+            continue
+        assert result["error_kind"] == "timeout" and result["timed_out"] is True, result
+        assert "did not finish within timeout=1s and was aborted" in result["msg"]
+        assert result["location"] == "source" and "runs on the source" in result["msg"]
+        assert lab.running_on(vm) == [source]
+        break
+    else:
+        raise AssertionError("three migrations at 1 MiB/s finished within 1 s: the timeout path was not exercised")
+    # put it back home (unlimited bandwidth)
+    current = lab.running_on(vm)[0]
+    if current != home:
+        back = migrate_once(lab, playbook, tmp_path, vm, current, home)
+        assert back["changed"] and back["location"] == "destination"
+    assert lab.running_on(vm) == [home]
