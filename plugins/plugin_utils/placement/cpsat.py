@@ -53,15 +53,21 @@ def solve_sub(st: State, free: list[int], hosts: list[int], mode: str, *, target
             fixed_m[h] -= prob.mem[j]
     x: dict[tuple[int, int], Any] = {}
     by_host: dict[int, list[int]] = {h: [] for h in hosts}
+    optional = mode == "squeeze"   # VMs may stay unplaced; the objective places as much as it can
     for j in free:
         cands = [h for h in hosts if prob.allowed(j, h) and prob.cpu[j] <= prob.cap_cpu[h] - fixed_c[h]
                  and prob.mem[j] <= prob.cap_mem[h] - fixed_m[h]]
         if not cands:
+            if optional:
+                continue
             return SubResult("infeasible", None, None)
         for h in cands:
             x[j, h] = model.NewBoolVar("")
             by_host[h].append(j)
-        model.AddExactlyOne(x[j, h] for h in cands)
+        if optional:
+            model.AddAtMostOne(x[j, h] for h in cands)
+        else:
+            model.AddExactlyOne(x[j, h] for h in cands)
         cur = st.host_of[j]
         for h in cands:
             model.AddHint(x[j, h], h == cur)
@@ -120,6 +126,8 @@ def solve_sub(st: State, free: list[int], hosts: list[int], mode: str, *, target
     for j in free:
         stay = x.get((j, prob.init[j]))
         mv = 1 if stay is None else 1 - stay
+        if optional:
+            mv = 0   # leftovers are placed later; budgets are not used with squeezing
         moved_n.append(mv)
         moved_mem.append((prob.mem[j] + 1) * mv)
     left_n, left_m = budgets
@@ -136,6 +144,11 @@ def solve_sub(st: State, free: list[int], hosts: list[int], mode: str, *, target
                 conc.append(((1000 * prob.mem[j]) // max(prob.cap_mem[h], 1) + (1000 * prob.cpu[j]) // max(prob.cap_cpu[h], 1) + 1) * x[j, h])
         wh = 2002 * len(free) + 1
         model.Minimize(wh * sum(used[h] for h in hosts) + sum(conc))
+    elif mode == "squeeze":
+        placed = []
+        for (j, h), var in x.items():
+            placed.append(squeeze_weight(prob, j) * var)
+        model.Maximize(sum(placed))
     elif mode == "hosts":
         model.Minimize(sum(used[h] for h in hosts))
     elif mode == "repair":
@@ -156,6 +169,10 @@ def solve_sub(st: State, free: list[int], hosts: list[int], mode: str, *, target
     params.random_seed = seed
     params.max_deterministic_time = dtime
     params.max_time_in_seconds = max(max_time, 0.01)
+    if len(free) < 400:
+        # tiny neighbourhoods: presolve and LP relaxation cost more than they save (measured)
+        params.cp_model_presolve = False
+        params.linearization_level = 0
     status = solver.Solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return SubResult("infeasible" if status == cp_model.INFEASIBLE else "unknown", None, None)
@@ -164,6 +181,11 @@ def solve_sub(st: State, free: list[int], hosts: list[int], mode: str, *, target
         if solver.BooleanValue(var):
             assign[j] = h
     return SubResult("optimal" if status == cp_model.OPTIMAL else "feasible", assign, solver.ObjectiveValue())
+
+
+def squeeze_weight(prob, j: int) -> int:
+    """Size of a VM relative to an average host, so big leftovers count more than small ones."""
+    return 1 + (1000 * prob.mem[j]) // max(prob.avg_mem, 1) + (1000 * prob.cpu[j]) // max(prob.avg_cpu, 1)
 
 
 def _lonely(model: Any, st: State, x: dict, by_host: dict, hosts: list[int], free_set: set) -> None:

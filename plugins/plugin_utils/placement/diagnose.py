@@ -32,8 +32,14 @@ def diagnose(prob: Problem) -> list[str]:
                 if n in vpos:
                     restricting.setdefault(vpos[n], []).append(con)
     offline = [c for c in model.constraints if isinstance(c, Offline)]
+    # distinct capacity vectors of usable hosts: a VM without restrictions fits iff one of them holds it
+    kinds = {(prob.cap_cpu[h], prob.cap_mem[h]) for h in usable}
     for j in range(prob.n_vms):
         name = prob.vm_names[j]
+        if j not in restricting and prob.init[j] in usable:
+            if not any(prob.cpu[j] <= c and prob.mem[j] <= m for c, m in kinds):
+                problems.append(f"vm {name!r} ({_vm_size(prob, j)}) fits on no online host")
+            continue
         hosts = set(usable)
         blamed = []
         if prob.init[j] not in usable and not prob.movable[j]:

@@ -20,7 +20,7 @@ def host_order(prob: Problem) -> list[int]:
                   key=lambda h: (-(prob.cap_cpu[h] / mc + prob.cap_mem[h] / mm), h))
 
 
-def _unit_size(prob: Problem, unit: list[int]) -> float:
+def unit_size(prob: Problem, unit: list[int]) -> float:
     mc = max(prob.cap_cpu) or 1
     mm = max(prob.cap_mem) or 1
     return sum(prob.cpu[j] / mc + prob.mem[j] / mm for j in unit)
@@ -56,7 +56,7 @@ def place_units(st: State, units: list[int], order: list[int], allow_open: bool 
     """Best-fit the given units; returns the units that found no host."""
     prob = st.prob
     failed = []
-    for u in sorted(units, key=lambda u: (-_unit_size(prob, st.units[u]), u)):
+    for u in sorted(units, key=lambda u: (-unit_size(prob, st.units[u]), u)):
         unit = st.units[u]
         h = st.best_used_host(unit, exclude)
         if h < 0 and allow_open:
@@ -113,7 +113,7 @@ def drain(st: State, deadline: float, protect: frozenset | set = frozenset()) ->
                     st.remove(j)
             moved: list[int] = []
             ok = True
-            for u in sorted(units, key=lambda u: (-_unit_size(prob, st.units[u]), u)):
+            for u in sorted(units, key=lambda u: (-unit_size(prob, st.units[u]), u)):
                 h = st.best_used_host(st.units[u], {t})
                 if h < 0:
                     ok = False

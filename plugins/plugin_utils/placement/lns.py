@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .cpsat import solve_sub
+from .cpsat import solve_sub, squeeze_weight
+from .greedy import place_units
 from .state import State
 
 MAX_FREE_VMS = 160
@@ -80,11 +81,13 @@ class Lns:
         return self.cfg.deadline - time.monotonic()
 
     def _apply(self, free: list[int], assign: dict[int, int]) -> int:
-        changed = sum(1 for j in free if assign[j] != self.st.host_of[j])
+        changed = sum(1 for j in free if assign.get(j, -1) != self.st.host_of[j])
         for j in free:
-            self.st.remove(j)
+            if self.st.host_of[j] >= 0:
+                self.st.remove(j)
         for j in free:
-            self.st.add(j, assign[j])
+            if j in assign:
+                self.st.add(j, assign[j])
         return changed
 
     def _solve(self, free: list[int], hosts: list[int], mode: str, targets: frozenset | set = frozenset()) -> bool:
@@ -94,7 +97,7 @@ class Lns:
         res = solve_sub(self.st, free, hosts, mode, targets=targets, budgets=self._budgets(free),
                         seed=self.rng.randrange(1 << 30), workers=self.cfg.workers, dtime=self.cfg.dtime,
                         max_time=min(self._time_left(), 10 * self.cfg.dtime + 1), initially_used=self.initially_used)
-        if res.assign is None or len(res.assign) != len(free):
+        if res.assign is None or (mode != "squeeze" and len(res.assign) != len(free)):
             return False
         return self._apply(free, res.assign) > 0
 
@@ -161,6 +164,74 @@ class Lns:
             if time.monotonic() - last_report > 1.0:
                 self._report("consolidate")
                 last_report = time.monotonic()
+
+    # --- squeeze leftovers into a fixed host set ------------------------------------------------
+    def unplaced(self) -> list[int]:
+        return [j for j, h in enumerate(self.st.host_of) if h < 0]
+
+    def squeeze(self, keep: set[int], stop: float, patience: int = 40) -> None:
+        """Place the VMs left over by packing into `keep`, rearranging small groups of hosts;
+        after `patience` fruitless tries one more host joins the set."""
+        st, prob = self.st, self.prob
+        stale = 0
+        last_report = time.monotonic()
+        while not self._done() and time.monotonic() < stop:
+            left = self.unplaced()
+            if not left:
+                return
+            weight = sum(squeeze_weight(prob, j) for j in left)
+            left.sort(key=lambda j: (-squeeze_weight(prob, j), j))
+            picked = [left[min(int(self.rng.random() ** 2 * len(left)), len(left) - 1)]]
+            if len(left) > 1 and self.rng.random() < 0.5:
+                other = self.rng.choice(left)
+                if other not in picked:
+                    picked.append(other)
+            u = picked[0]
+            pool = [h for h in keep if prob.allowed(u, h)]
+            if not pool:
+                stale = patience
+            else:
+                def slack(h: int) -> float:
+                    return ((prob.cap_cpu[h] - st.lc[h]) / max(prob.cap_cpu[h], 1)
+                            + (prob.cap_mem[h] - st.lm[h]) / max(prob.cap_mem[h], 1))
+                roomy = sorted(pool, key=lambda h: (-slack(h), h))[:12]
+                self.rng.shuffle(roomy)
+                k = 8 if stale < patience // 2 else 14
+                hosts = roomy[:3]
+                others = [h for h in pool if h not in hosts]
+                hosts += self.rng.sample(others, min(k - len(hosts), len(others)))
+                free = sorted(set(picked) | set(self._free_vms(hosts)))
+                self._solve(free, hosts, "squeeze")
+                after = sum(squeeze_weight(prob, j) for j in self.unplaced())
+                stale = 0 if after < weight else stale + 1
+            if stale >= patience:
+                added = self._open_one(keep, u)
+                if added < 0:
+                    return
+                stale = 0
+            if time.monotonic() - last_report > 1.0:
+                self._report(f"packing ({len(self.unplaced())} vms left, {len(keep)} hosts)")
+                last_report = time.monotonic()
+
+    def _open_one(self, keep: set[int], u: int) -> int:
+        """Add the host that best takes leftover VM u (prefer one that already carries load)."""
+        st, prob = self.st, self.prob
+        best, best_key = -1, None
+        for h in range(prob.n_hosts):
+            if h in keep or not prob.usable[h] or not st.fits([u], h):
+                continue
+            key = (prob.cap_mem[h] / max(prob.avg_mem, 1) + prob.cap_cpu[h] / max(prob.avg_cpu, 1), -h)
+            if best_key is None or key > best_key:
+                best, best_key = h, key
+        if best < 0:
+            return -1
+        keep.add(best)
+        units = sorted({st.unit_of[j] for j in self.unplaced()})
+        place_units(st, units, [], allow_open=False)
+        if st.host_of[u] < 0 and st.fits(st.units[st.unit_of[u]], best):
+            for j in st.units[st.unit_of[u]]:
+                st.add(j, best)
+        return best
 
     # --- fewer migrations -------------------------------------------------------------------
     def reduce_moves(self, mode: str = "moves") -> None:

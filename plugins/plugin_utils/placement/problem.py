@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .constraints import Ban, Fence, Gather, Lonely, MaxOnline, Root, Spread
 from .model import Model
@@ -32,6 +33,16 @@ class Problem:
     gather_groups: list[list[int]] = field(default_factory=list)
     max_online: list[tuple[int, frozenset | None, object]] = field(default_factory=list)
     vm_spreads: list[list[int]] = field(default_factory=list)
+
+    @cached_property
+    def avg_cpu(self) -> int:
+        caps = [c for c, u in zip(self.cap_cpu, self.usable) if u]
+        return sum(caps) // max(len(caps), 1)
+
+    @cached_property
+    def avg_mem(self) -> int:
+        caps = [c for c, u in zip(self.cap_mem, self.usable) if u]
+        return sum(caps) // max(len(caps), 1)
 
     @property
     def n_hosts(self) -> int:

@@ -8,7 +8,9 @@ from .bounds import hosts_lower_bound
 from .cpsat import require_ortools, solve_sub
 from .diagnose import raise_if_infeasible
 from .errors import InfeasibleError, PlacementError
-from .greedy import drain, keep_and_repair
+from .greedy import drain, host_order, keep_and_repair, place_units
+from .hostset import choose_hosts, joint_cover_bound
+from .pack import pack_cosine, relabel
 from .lns import Lns, LnsConfig
 from .model import Model, load_model
 from .planner import build_plan
@@ -64,6 +66,35 @@ def _dense(st: State, mode: str, hosts: list[int], deadline: float, seed: int, w
     return res.status
 
 
+def _pack(st: State, lns: Lns, opts: Any, deadline: float) -> None:
+    """Consolidate by packing into a host set chosen up front (type aware, cosine rule), placing
+    the leftovers on extra hosts, then letting the LNS empty the least filled hosts."""
+    prob = st.prob
+    saved = st.placement()
+    keep = choose_hosts(st, seed=opts.seed)
+    movable = sorted({st.unit_of[j] for j in range(prob.n_vms)
+                      if all(prob.movable[k] for k in st.units[st.unit_of[j]])})
+    for u in movable:
+        for j in st.units[u]:
+            st.remove(j)
+    left = pack_cosine(st, keep, movable)
+    if left:
+        left = place_units(st, left, host_order(prob), allow_open=True)
+    if left or len(set(st.host_of)) >= len(set(saved)):
+        _restore(st, saved)
+    relabel(st)
+    lns.consolidate(share=0.5)
+    relabel(st)
+
+
+def _restore(st: State, placement: list[int]) -> None:
+    for j in range(st.prob.n_vms):
+        if st.host_of[j] >= 0:
+            st.remove(j)
+    for j, h in enumerate(placement):
+        st.add(j, h)
+
+
 def _cpu_peak(prob: Problem, placement: list[int]) -> float:
     lc, _lm = prob.loads(placement)
     return max((lc[h] / prob.cap_cpu[h] for h in set(placement) if prob.cap_cpu[h]), default=0.0)
@@ -82,7 +113,7 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
     deadline = t0 + opts.time_limit_s
     prob = build_problem(model)
     raise_if_infeasible(prob)
-    lb = hosts_lower_bound(prob)
+    lb = max(hosts_lower_bound(prob), joint_cover_bound(prob) or 0)
     usable = [h for h in range(prob.n_hosts) if prob.usable[h]]
     dense = prob.n_vms * max(len(usable), 1) <= DENSE_PAIRS
     st, failed = keep_and_repair(prob)
@@ -107,14 +138,17 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
                     lower_bound=lb, progress=progress)
     lns = Lns(st, cfg)
     if opts.objective == "consolidate":
-        if opts.max_migrations is None and opts.max_memory_moved_mib is None:
+        if dense and opts.max_migrations is None and opts.max_memory_moved_mib is None:
             drain(st, t0 + opts.time_limit_s * 0.2)
-        if dense:
+        if dense:  # pylint: disable=no-else-raise
             # lexicographic: fewest hosts first, then least memory moved with that many hosts
             first = _dense(st, "hosts", usable, deadline, opts.seed, opts.workers, share=0.5)
             second = _dense(st, "moves", usable, deadline, opts.seed, opts.workers, share=0.5,
                             max_used=len(set(st.host_of)))
             proved = first == "optimal" and second == "optimal"
+        elif opts.max_migrations is None and opts.max_memory_moved_mib is None:
+            _pack(st, lns, opts, deadline)
+            lns.reduce_moves("moves")
         else:
             lns.consolidate()
             lns.reduce_moves("moves")
