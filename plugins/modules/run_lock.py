@@ -1,0 +1,525 @@
+#!/usr/bin/python
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: run_lock
+short_description: Make sure two entropy.cluster runs never overlap (a lock file)
+version_added: 0.1.0
+description:
+  - Takes (O(state=present)) or releases (O(state=absent)) a lock file, so that two runs of the consolidate,
+    evacuate or rebalance playbooks started by AWX, cron or by hand never work on the same cluster at the same time.
+  - "The lock lives on the host the module runs on; run it on the controller (C(delegate_to: localhost), C(run_once: true))
+    so that every run of every playbook for a cluster sees the same file."
+  - The lock file is created atomically (C(O_CREAT|O_EXCL)) and holds a JSON record naming the run that holds it
+    (owner, token, host, pid, creation time). Taking over a stale lock and releasing a lock are serialized with an
+    advisory C(flock) on the lock's directory, so two runs cannot both take over the same stale lock.
+  - When the lock is already held by another run and is not stale, the module fails with a message naming the holder
+    and since when it holds the lock.
+  - A lock older than O(ttl) seconds is stale (its run is assumed dead) and is taken over; the module then reports
+    RV(stale_taken_over=true) and the record of the previous holder in RV(previous_holder).
+author:
+  - entropy.cluster contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - In check mode nothing is created or removed; the module reports whether the lock would be taken or released,
+        and fails when it is held by another run, as it would without check mode.
+  diff_mode:
+    support: full
+    details:
+      - The diff shows who holds the lock before and after.
+  platform:
+    support: full
+    platforms: posix
+options:
+  path:
+    description:
+      - Path of the lock file, one per cluster, for example C(/var/lock/entropy-cluster/<cluster>.lock).
+      - Missing parent directories are created (O(state=present)).
+    type: path
+    required: true
+  state:
+    description:
+      - V(present) takes the lock; V(absent) releases it.
+    type: str
+    choices: [present, absent]
+    default: present
+  owner:
+    description:
+      - Free text identifying the run that takes the lock, shown to whoever finds it held,
+        for example C(awx job {{ awx_job_id }}) or C(cron on ctl01).
+      - Defaults to C(<user>@<hostname> pid <parent pid of the module>).
+      - Only used with O(state=present).
+    type: str
+  ttl:
+    description:
+      - Age in seconds after which a lock is stale, that is, its run is assumed dead, and may be taken over.
+      - Choose it longer than the longest run of the playbook.
+      - Only used with O(state=present).
+    type: int
+    default: 7200
+  token:
+    description:
+      - With O(state=present), the token to write into the lock; a random token is made when it is not given.
+        A lock already held with this token is left alone (C(changed=false)), so taking the same lock twice in one
+        run is idempotent. Without O(token), a lock that exists and is not stale is always held by another run.
+      - With O(state=absent), release the lock only if it holds this token, and fail otherwise (another run took it
+        over). Without O(token), the lock is removed whoever holds it.
+      - Pass the RV(token) returned by O(state=present) to O(state=absent).
+    type: str
+notes:
+  - The lock is only as good as the place it lives in; all runs for one cluster must use the same O(path) on the same
+    host (the controller, or the AWX execution node shared by the job templates).
+  - The pid in the lock record is the parent process of the module, for information; the module does not check
+    whether it is still alive (it may be on another host). Staleness is decided by age only (O(ttl)).
+  - The ages are computed from the wall clock of the host the module runs on.
+seealso:
+  - module: ansible.builtin.file
+"""
+
+EXAMPLES = r"""
+- name: Take the cluster lock (fails when another run holds it)
+  entropy.cluster.run_lock:
+    path: /var/lock/entropy-cluster/prod.lock
+    owner: "awx job {{ awx_job_id | default('manual') }} by {{ lookup('ansible.builtin.env', 'USER') }}"
+    ttl: 14400
+  delegate_to: localhost
+  run_once: true
+  register: cluster_lock
+
+- name: Consolidate while holding the lock, release it whatever happens
+  block:
+    - name: Plan and migrate
+      ansible.builtin.debug:
+        msg: the real work runs here
+  always:
+    - name: Release the cluster lock (only if this run still holds it)
+      entropy.cluster.run_lock:
+        path: /var/lock/entropy-cluster/prod.lock
+        state: absent
+        token: "{{ cluster_lock.token }}"
+      delegate_to: localhost
+      run_once: true
+
+- name: Choose the token, so that a retried job or a second play of the same AWX job takes the lock idempotently
+  entropy.cluster.run_lock:
+    path: /var/lock/entropy-cluster/prod.lock
+    token: "awx-job-{{ awx_job_id }}"
+    owner: "awx job {{ awx_job_id }}"
+  delegate_to: localhost
+  run_once: true
+
+- name: Remove a lock left behind by a run that is known to be dead (whoever holds it)
+  entropy.cluster.run_lock:
+    path: /var/lock/entropy-cluster/prod.lock
+    state: absent
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+path:
+  description: Path of the lock file.
+  returned: always
+  type: str
+  sample: /var/lock/entropy-cluster/prod.lock
+token:
+  description:
+    - Token of the lock held by this run; pass it to O(state=absent).
+    - In check mode, the token the lock would be taken with.
+  returned: when O(state=present) and the lock is held or would be taken
+  type: str
+  sample: 3f2a9c0e5b7d4e1f8a6b2c9d0e4f7a1b
+owner:
+  description: Owner of the lock held by this run.
+  returned: when O(state=present) and the lock is held or would be taken
+  type: str
+  sample: awx job 42 (awx)
+created:
+  description: When the lock held by this run was taken, in seconds since the epoch.
+  returned: when O(state=present) and the lock is held or would be taken
+  type: float
+  sample: 1764171192.53
+created_iso:
+  description: When the lock held by this run was taken, ISO 8601 in UTC.
+  returned: when O(state=present) and the lock is held or would be taken
+  type: str
+  sample: "2026-11-26T15:33:12+00:00"
+stale_taken_over:
+  description: True when the lock was held by another run but was stale (older than O(ttl)) and was taken over.
+  returned: when O(state=present) and the lock is held or would be taken
+  type: bool
+  sample: false
+previous_holder:
+  description:
+    - The lock record replaced by a stale takeover (O(state=present)) or released (O(state=absent)); null when there
+      was none.
+    - The token of the record is not returned.
+  returned: success
+  type: dict
+  sample:
+    owner: cron on ctl01
+    host: ctl01
+    pid: 81234
+    created: 1764160000.0
+    created_iso: "2026-11-26T12:26:40+00:00"
+    age: 11192
+  contains:
+    owner:
+      description: Owner of the lock.
+      type: str
+    host:
+      description: Host name of the machine the holder ran on.
+      type: str
+    pid:
+      description: Parent process id of the module that took the lock (for information).
+      type: int
+    created:
+      description: When the lock was taken, in seconds since the epoch.
+      type: float
+    created_iso:
+      description: When the lock was taken, ISO 8601 in UTC.
+      type: str
+    age:
+      description: Age of the lock in whole seconds when the module ran.
+      type: int
+held_by:
+  description:
+    - The lock record of the run that holds the lock, when the module failed because another run holds it
+      (O(state=present)) or because the lock holds another token (O(state=absent)). Same keys as RV(previous_holder).
+  returned: failure because the lock is held by another run
+  type: dict
+  sample:
+    owner: awx job 41
+    host: awx-ee-1
+    pid: 4711
+    created: 1764170000.0
+    created_iso: "2026-11-26T15:13:20+00:00"
+    age: 1192
+"""
+
+import datetime
+import errno
+import fcntl
+import getpass
+import json
+import os
+import secrets
+import socket
+import time
+import typing as t
+
+from ansible.module_utils.basic import AnsibleModule
+
+LOCK_KIND = "entropy.cluster.run_lock"
+
+
+class CorruptLock(Exception):
+    """The lock file exists but does not hold a lock record."""
+
+
+def now() -> float:
+    return time.time()
+
+
+def iso(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def default_owner() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "uid%d" % os.getuid()
+    return "%s@%s pid %d" % (user, socket.gethostname(), os.getppid())
+
+
+def new_record(owner: str, token: str) -> dict[str, t.Any]:
+    created = now()
+    return {
+        "kind": LOCK_KIND,
+        "owner": owner,
+        "token": token,
+        "pid": os.getppid(),
+        "host": socket.gethostname(),
+        "created": created,
+        "created_iso": iso(created),
+    }
+
+
+def acquire(path: str, record: dict[str, t.Any]) -> bool:
+    """Create the lock file atomically with the record; False when it already exists.
+
+    O_CREAT|O_EXCL: of any number of processes calling this at once, exactly one creates the file.
+    The record is written in one write and fsynced before the file is closed."""
+    data = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except FileExistsError:
+        return False
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+    return True
+
+
+def read_record(path: str) -> dict[str, t.Any] | None:
+    """The lock record in path, None when there is no lock file; CorruptLock when it is not a lock record."""
+    try:
+        with open(path, "rb") as lock_file:
+            raw = lock_file.read()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise CorruptLock("it is a directory") from None
+    if not raw.strip():
+        raise CorruptLock("it is empty")
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise CorruptLock("it is not JSON: %s" % exc) from None
+    if not isinstance(record, dict):
+        raise CorruptLock("it holds JSON but not an object")
+    for key, kinds in (("token", (str,)), ("created", (int, float)), ("owner", (str,))):
+        value = record.get(key)
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            raise CorruptLock("its %r is missing or not a %s" % (key, kinds[0].__name__))
+    return record
+
+
+def holder(record: dict[str, t.Any] | None, at: float) -> dict[str, t.Any] | None:
+    """What the module reports about a lock record: everything but the token, plus its age."""
+    if record is None:
+        return None
+    created = float(record["created"])
+    pid = record.get("pid")
+    return {
+        "owner": record["owner"],
+        "host": record.get("host"),
+        "pid": pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        "created": created,
+        "created_iso": iso(created),
+        "age": int(at - created),
+    }
+
+
+def diff_side(record: dict[str, t.Any] | None) -> dict[str, t.Any]:
+    if record is None:
+        return {"state": "absent"}
+    return {"state": "present", "owner": record["owner"], "since": iso(float(record["created"]))}
+
+
+class DirectoryMutex:
+    """An advisory flock on the lock's directory, for the read-check-modify steps (takeover, release).
+
+    flock is released by the kernel when the process dies, so a crashed run never leaves it held.
+    Where the filesystem has no flock, the steps run unserialized (creation stays atomic through O_EXCL)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.fd: int | None = None
+
+    def __enter__(self) -> DirectoryMutex:
+        try:
+            self.fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return self
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF):
+                raise
+        return self
+
+    def sync(self) -> None:
+        """Make a created or removed lock file durable (fsync of the directory)."""
+        if self.fd is not None:
+            try:
+                os.fsync(self.fd)
+            except OSError:
+                pass
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+
+class LockModule(AnsibleModule):
+    """AnsibleModule without the file facts for RV(path).
+
+    AnsibleModule adds uid, gid, owner, group, mode and state of any returned C(path) that exists; here C(owner)
+    is the run holding the lock and must not be replaced by the Unix owner of the file."""
+
+    def add_path_info(self, kwargs: dict[str, t.Any]) -> dict[str, t.Any]:
+        return kwargs
+
+
+class RunLock:
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        self.path: str = os.path.abspath(module.params["path"])
+        self.directory = os.path.dirname(self.path)
+        self.check = module.check_mode
+        self.result: dict[str, t.Any] = {"changed": False, "path": self.path}
+
+    def fail(self, msg: str, **extra: t.Any) -> t.NoReturn:
+        self.result.update(extra)
+        self.module.fail_json(msg=msg, **self.result)
+
+    def read(self) -> dict[str, t.Any] | None:
+        try:
+            return read_record(self.path)
+        except CorruptLock as exc:
+            self.fail(
+                "the lock file %s is not an entropy.cluster run lock (%s); if no entropy.cluster run is going on, "
+                "remove it (rm %s, or this module with state=absent and no token) and run again"
+                % (self.path, exc, self.path)
+            )
+        except OSError as exc:
+            self.fail("cannot read the lock file %s: %s" % (self.path, exc.strerror or exc))
+
+    def finish(self, before: dict[str, t.Any] | None, after: dict[str, t.Any] | None) -> t.NoReturn:
+        if self.module._diff:
+            self.result["diff"] = {"before": diff_side(before), "after": diff_side(after)}
+        self.module.exit_json(**self.result)
+
+    def held_message(self, record: dict[str, t.Any], at: float, ttl: int) -> str:
+        info = holder(record, at) or {}
+        where = ""
+        if info.get("host") or info.get("pid") is not None:
+            where = " on %s pid %s" % (info.get("host") or "?", info.get("pid") if info.get("pid") is not None else "?")
+        return (
+            "another entropy.cluster run holds %s since %s (%d s ago, owner %r%s); wait for it to finish, or, if that run "
+            "is dead, remove the file (rm %s, or this module with state=absent and no token). The lock becomes stale "
+            "and is taken over after ttl=%d s."
+            % (self.path, info["created_iso"], info["age"], info["owner"], where, self.path, ttl)
+        )
+
+    def present(self) -> t.NoReturn:
+        params = self.module.params
+        ttl: int = params["ttl"]
+        if ttl < 1:
+            self.fail("ttl must be at least 1 second, got %d" % ttl)
+        owner: str = params["owner"] or default_owner()
+        token: str = params["token"] or secrets.token_hex(16)
+        self.result["stale_taken_over"] = False
+        self.result["previous_holder"] = None
+
+        if not self.check:
+            try:
+                os.makedirs(self.directory, exist_ok=True)
+            except OSError as exc:
+                self.fail("cannot create the directory %s of the lock file: %s" % (self.directory, exc.strerror or exc))
+
+        with DirectoryMutex(self.directory) as mutex:
+            at = now()
+            current = self.read()
+            if current is not None:
+                if params["token"] is not None and current["token"] == params["token"]:
+                    self.result.update(
+                        token=current["token"],
+                        owner=current["owner"],
+                        created=float(current["created"]),
+                        created_iso=iso(float(current["created"])),
+                    )
+                    self.finish(current, current)
+                if at - float(current["created"]) <= ttl:
+                    self.fail(self.held_message(current, at, ttl), held_by=holder(current, at))
+                self.result["stale_taken_over"] = True
+                self.result["previous_holder"] = holder(current, at)
+
+            record = new_record(owner, token)
+            self.result.update(changed=True, token=token, owner=owner, created=record["created"], created_iso=record["created_iso"])
+            if self.check:
+                self.finish(current, record)
+            try:
+                if current is not None:
+                    # stale: under the directory mutex nobody else takes it over or releases it meanwhile
+                    try:
+                        os.unlink(self.path)
+                    except FileNotFoundError:
+                        pass
+                if not acquire(self.path, record):
+                    # a run that does not take the directory mutex (no flock on this filesystem) was faster
+                    theirs = self.read()
+                    if theirs is None:
+                        self.fail("the lock file %s appeared and vanished while taking it; run again" % self.path)
+                    self.result.update(changed=False, stale_taken_over=False)
+                    self.fail(self.held_message(theirs, now(), ttl), held_by=holder(theirs, now()))
+            except OSError as exc:
+                self.fail("cannot create the lock file %s: %s" % (self.path, exc.strerror or exc))
+            mutex.sync()
+        self.finish(current, record)
+
+    def absent(self) -> t.NoReturn:
+        token: str | None = self.module.params["token"]
+        self.result["previous_holder"] = None
+        with DirectoryMutex(self.directory) as mutex:
+            at = now()
+            if token is None and not os.path.isdir(self.path):
+                # removing whatever is there, a corrupt file included
+                try:
+                    current = read_record(self.path)
+                except CorruptLock:
+                    current = {"owner": "?", "token": "", "created": os.path.getmtime(self.path)}
+                except OSError as exc:
+                    self.fail("cannot read the lock file %s: %s" % (self.path, exc.strerror or exc))
+            else:
+                current = self.read()
+            if current is None:
+                self.finish(None, None)
+            if token is not None and current["token"] != token:
+                info = holder(current, at) or {}
+                self.fail(
+                    "the lock %s is not held by this run (another token): it was taken by %r at %s, probably as a "
+                    "stale lock, so this run ran longer than its ttl; nothing was removed. Make sure both runs did "
+                    "not change the cluster at the same time, and raise ttl."
+                    % (self.path, info["owner"], info["created_iso"]),
+                    held_by=info,
+                )
+            self.result.update(changed=True, previous_holder=holder(current, at))
+            if not self.check:
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    self.fail("cannot remove the lock file %s: %s" % (self.path, exc.strerror or exc))
+                mutex.sync()
+        self.finish(current, None)
+
+
+def main() -> None:
+    module = LockModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            owner=dict(type="str"),
+            ttl=dict(type="int", default=7200),
+            token=dict(type="str", no_log=False),
+        ),
+        supports_check_mode=True,
+    )
+    lock = RunLock(module)
+    if module.params["state"] == "present":
+        lock.present()
+    lock.absent()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""entropy.cluster.run_lock: the real module main() on real lock files in tmp_path, and races between processes.
+
+Self-contained (the conftest next to this file is about libvirt): ``run()`` below calls main() with
+ansible.module_utils.testing.patch_module_args and parses the JSON the module prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), *([os.pardir] * 4)))
+COLLECTIONS = os.path.join(ROOT, ".tmp", "collections")
+LINK = os.path.join(COLLECTIONS, "ansible_collections", "entropy", "cluster")
+if not os.path.exists(LINK):
+    os.makedirs(os.path.dirname(LINK), exist_ok=True)
+    os.symlink(ROOT, LINK)
+if COLLECTIONS not in sys.path:
+    sys.path.insert(0, COLLECTIONS)
+
+from ansible.module_utils.testing import patch_module_args  # noqa: E402  pylint: disable=wrong-import-position
+
+from ansible_collections.entropy.cluster.plugins.modules import run_lock  # noqa: E402  pylint: disable=wrong-import-position
+
+MODULE_FILE = os.path.join(ROOT, "plugins", "modules", "run_lock.py")
+
+
+def run(capsys, check: bool = False, diff: bool = True, **args) -> dict:
+    """Run the module's main() once; the parsed result (``failed`` true when the module failed)."""
+    module_args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+    capsys.readouterr()
+    with patch_module_args(module_args):
+        with pytest.raises(SystemExit) as exit_info:
+            run_lock.main()
+    text = capsys.readouterr().out
+    try:
+        result = json.loads(text)
+    except ValueError:
+        raise AssertionError("run_lock printed no JSON (exit %s): %r" % (exit_info.value.code, text)) from None
+    assert bool(exit_info.value.code) == bool(result.get("failed")), result
+    return result
+
+
+def write_lock(path, age: float, owner: str = "old run", token: str = "old-token", **extra) -> dict:
+    created = time.time() - age
+    record = dict(kind="entropy.cluster.run_lock", owner=owner, token=token, pid=4711, host="ctl01",
+                  created=created, created_iso=run_lock.iso(created), **extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return record
+
+
+def on_disk(path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture()
+def lock(tmp_path):
+    return tmp_path / "var" / "lock" / "entropy-cluster" / "prod.lock"
+
+
+def test_acquire_creates_dirs_and_record(capsys, lock):
+    result = run(capsys, path=str(lock), owner="awx job 42")
+    assert result["changed"] is True and not result.get("failed"), result
+    assert result["path"] == str(lock)
+    assert result["owner"] == "awx job 42"
+    assert len(result["token"]) == 32 and int(result["token"], 16) >= 0
+    assert result["stale_taken_over"] is False and result["previous_holder"] is None
+    record = on_disk(lock)
+    assert record["owner"] == "awx job 42" and record["token"] == result["token"]
+    assert record["pid"] == os.getppid() and record["host"]
+    assert record["created"] == result["created"] and abs(record["created"] - time.time()) < 60
+    assert record["created_iso"] == result["created_iso"] and result["created_iso"].endswith("+00:00")
+    assert result["diff"]["before"] == {"state": "absent"}
+    assert result["diff"]["after"] == {"state": "present", "owner": "awx job 42", "since": result["created_iso"]}
+    # the file facts AnsibleModule adds for a returned path must not replace the lock's owner
+    assert "uid" not in result and "mode" not in result
+
+
+def test_default_owner_names_user_host_and_pid(capsys, lock):
+    result = run(capsys, path=str(lock))
+    assert result["changed"] is True
+    assert "@" in result["owner"] and result["owner"].endswith(" pid %d" % os.getppid()), result["owner"]
+
+
+def test_reacquire_with_same_token_is_idempotent(capsys, lock):
+    first = run(capsys, path=str(lock), token="awx-job-42", owner="awx job 42")
+    assert first["changed"] is True and first["token"] == "awx-job-42"
+    before = lock.read_bytes()
+    again = run(capsys, path=str(lock), token="awx-job-42", owner="awx job 42")
+    assert again["changed"] is False and not again.get("failed"), again
+    assert again["token"] == "awx-job-42" and again["created"] == first["created"]
+    assert again["diff"]["before"] == again["diff"]["after"]
+    assert lock.read_bytes() == before
+
+
+@pytest.mark.parametrize("token", [None, "another-token"])
+def test_held_by_another_run_fails_naming_holder(capsys, lock, token):
+    first = run(capsys, path=str(lock), owner="cron on ctl01")
+    before = lock.read_bytes()
+    args = dict(path=str(lock), owner="awx job 43")
+    if token:
+        args["token"] = token
+    result = run(capsys, **args)
+    assert result["failed"] is True and result["changed"] is False
+    msg = result["msg"]
+    assert msg.startswith("another entropy.cluster run holds %s since %s" % (lock, first["created_iso"])), msg
+    assert "'cron on ctl01'" in msg and "wait for it" in msg and "remove the file" in msg and "ttl=7200" in msg
+    assert result["held_by"]["owner"] == "cron on ctl01" and "token" not in result["held_by"]
+    assert lock.read_bytes() == before
+
+
+def test_stale_lock_is_taken_over(capsys, lock):
+    write_lock(lock, age=120, owner="dead run")
+    result = run(capsys, path=str(lock), ttl=60, owner="awx job 44")
+    assert result["changed"] is True and not result.get("failed"), result
+    assert result["stale_taken_over"] is True
+    previous = result["previous_holder"]
+    assert previous["owner"] == "dead run" and previous["host"] == "ctl01" and previous["pid"] == 4711
+    assert 119 <= previous["age"] <= 180 and "token" not in previous
+    record = on_disk(lock)
+    assert record["owner"] == "awx job 44" and record["token"] == result["token"] != "old-token"
+    assert result["diff"]["before"]["owner"] == "dead run" and result["diff"]["after"]["owner"] == "awx job 44"
+
+
+def test_young_lock_with_small_ttl_is_not_stale(capsys, lock):
+    write_lock(lock, age=5, owner="live run")
+    result = run(capsys, path=str(lock), ttl=60)
+    assert result["failed"] is True and "'live run'" in result["msg"]
+    assert on_disk(lock)["owner"] == "live run"
+
+
+def test_release_with_wrong_token_fails_and_keeps_lock(capsys, lock):
+    write_lock(lock, age=10, owner="run that took over", token="theirs")
+    result = run(capsys, path=str(lock), state="absent", token="mine")
+    assert result["failed"] is True and result["changed"] is False
+    assert "is not held by this run" in result["msg"] and "'run that took over'" in result["msg"], result["msg"]
+    assert "nothing was removed" in result["msg"]
+    assert result["held_by"]["owner"] == "run that took over"
+    assert on_disk(lock)["token"] == "theirs"
+
+
+def test_release_with_token_then_again(capsys, lock):
+    taken = run(capsys, path=str(lock), owner="awx job 45")
+    released = run(capsys, path=str(lock), state="absent", token=taken["token"])
+    assert released["changed"] is True and not released.get("failed"), released
+    assert released["previous_holder"]["owner"] == "awx job 45"
+    assert released["diff"] == {"before": {"state": "present", "owner": "awx job 45", "since": taken["created_iso"]},
+                                "after": {"state": "absent"}}
+    assert not lock.exists()
+    again = run(capsys, path=str(lock), state="absent", token=taken["token"])
+    assert again["changed"] is False and not again.get("failed") and again["previous_holder"] is None
+    missing_dir = run(capsys, path=str(lock.parent / "nowhere" / "x.lock"), state="absent")
+    assert missing_dir["changed"] is False and not missing_dir.get("failed")
+
+
+def test_release_without_token_removes_whoever_holds_it(capsys, lock):
+    write_lock(lock, age=10, owner="someone")
+    result = run(capsys, path=str(lock), state="absent")
+    assert result["changed"] is True and result["previous_holder"]["owner"] == "someone"
+    assert not lock.exists()
+
+
+def test_check_mode_touches_nothing(capsys, lock):
+    would = run(capsys, check=True, path=str(lock), owner="awx job 46")
+    assert would["changed"] is True and not would.get("failed") and would["stale_taken_over"] is False
+    assert would["token"] and would["diff"]["after"]["owner"] == "awx job 46"
+    assert not lock.parent.exists(), "check mode must not create the directory"
+
+    write_lock(lock, age=10, owner="holder")
+    before = lock.read_bytes()
+    held = run(capsys, check=True, path=str(lock))
+    assert held["failed"] is True and "'holder'" in held["msg"]
+
+    stale = run(capsys, check=True, path=str(lock), ttl=5)
+    assert stale["changed"] is True and stale["stale_taken_over"] is True
+    assert stale["previous_holder"]["owner"] == "holder"
+
+    release = run(capsys, check=True, path=str(lock), state="absent", token="old-token")
+    assert release["changed"] is True and release["previous_holder"]["owner"] == "holder"
+    wrong = run(capsys, check=True, path=str(lock), state="absent", token="nope")
+    assert wrong["failed"] is True
+    assert lock.read_bytes() == before
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "it is empty"),
+    (b"{not json", "it is not JSON"),
+    (b"[1, 2]", "not an object"),
+    (b'{"owner": "x", "token": "t"}', "'created' is missing"),
+    (b'{"owner": "x", "token": 5, "created": 1.0}', "'token' is missing or not a str"),
+])
+def test_corrupt_lock_file_fails_naming_file_and_fix(capsys, lock, content, reason):
+    lock.parent.mkdir(parents=True)
+    lock.write_bytes(content)
+    for args in (dict(), dict(state="absent", token="t")):
+        result = run(capsys, path=str(lock), **args)
+        assert result["failed"] is True, result
+        msg = result["msg"]
+        assert msg.startswith("the lock file %s is not an entropy.cluster run lock (" % lock), msg
+        assert reason in msg and "remove it (rm %s" % lock in msg, msg
+    assert lock.read_bytes() == content
+    # the fix the message names: state=absent without a token removes it
+    removed = run(capsys, path=str(lock), state="absent")
+    assert removed["changed"] is True and not lock.exists()
+
+
+def test_directory_at_lock_path_fails(capsys, lock):
+    lock.mkdir(parents=True)
+    for args in (dict(), dict(state="absent")):
+        result = run(capsys, path=str(lock), **args)
+        assert result["failed"] is True and "it is a directory" in result["msg"], result
+    assert lock.is_dir()
+
+
+def test_ttl_must_be_positive(capsys, lock):
+    result = run(capsys, path=str(lock), ttl=0)
+    assert result["failed"] is True and "ttl must be at least 1" in result["msg"]
+    assert not lock.exists()
+
+
+def contend(path: str, idx: int, barrier: threading.Barrier, wins: list[int]) -> None:
+    record = run_lock.new_record("thread %d" % idx, "token-%d" % idx)
+    barrier.wait()
+    if run_lock.acquire(path, record):
+        wins.append(idx)
+
+
+def test_acquire_helper_race_between_threads(tmp_path):
+    """acquire() from 8 threads released at once: exactly one creates the file, and it holds its record."""
+    path = str(tmp_path / "race.lock")
+    for round_no in range(20):
+        barrier = threading.Barrier(8)
+        wins = []
+
+        threads = [threading.Thread(target=contend, args=(path, idx, barrier, wins)) for idx in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(wins) == 1, (round_no, wins)
+        assert json.loads(open(path).read())["token"] == "token-%d" % wins[0]
+        os.unlink(path)
+
+
+RACER = textwrap.dedent("""
+    import runpy, sys, time
+    import ansible.module_utils.basic  # import before the start signal, so all processes start together
+    start = float(sys.argv[2])
+    while time.time() < start:
+        time.sleep(0.001)
+    sys.argv = [sys.argv[0], sys.argv[1]]
+    runpy.run_path(%r, run_name="__main__")
+""") % MODULE_FILE
+
+
+def race_module(args_list: list[dict]) -> list[tuple[int, dict]]:
+    """Run the module file in one process per args, all released at the same instant; [(rc, result)]."""
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS)
+    start = time.time() + 3
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, json.dumps({"ANSIBLE_MODULE_ARGS": args}), repr(start)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )
+        for args in args_list
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        text = out.decode()
+        try:
+            results.append((proc.returncode, json.loads(text[text.index("{"):])))
+        except ValueError:
+            raise AssertionError("no JSON from a racer (rc %s): %r %r" % (proc.returncode, out, err)) from None
+    return results
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["free", "stale"])
+def test_module_race_between_processes(tmp_path, stale):
+    """8 ansible module processes take the same lock at once (free, or stale): exactly one gets it."""
+    lock = tmp_path / "cluster.lock"
+    if stale:
+        write_lock(lock, age=3600, owner="dead run")
+    results = race_module([dict(path=str(lock), owner="racer %d" % idx, ttl=600) for idx in range(8)])
+    winners = [result for rc, result in results if rc == 0]
+    losers = [result for rc, result in results if rc != 0]
+    assert len(winners) == 1, results
+    assert winners[0]["changed"] is True and winners[0]["stale_taken_over"] is stale
+    for result in losers:
+        assert result["failed"] is True and result["msg"].startswith("another entropy.cluster run holds"), result
+        assert result["held_by"]["owner"] == winners[0]["owner"], result
+    record = on_disk(lock)
+    assert record["owner"] == winners[0]["owner"] and record["token"] == winners[0]["token"]
