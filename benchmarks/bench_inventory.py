@@ -7,6 +7,7 @@
 Each hypervisor is a test-driver node file (test:///tmp/.../hvN.xml) with its own domains, so
 nothing but the plugin and ansible's InventoryManager is measured. The sampling wait is excluded:
 "1 sample" runs with sampling_interval 0; "2 samples" runs with a 0.01 s interval and subtracts it.
+One warm-up run per row is not counted.
 Phases: fetch (libvirt, thread pool), populate (hosts, vars, groups, model) as measured inside the plugin.
 """
 

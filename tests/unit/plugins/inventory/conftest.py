@@ -80,7 +80,9 @@ class Cluster:
         return "test://" + path
 
     def config(self, hypervisors, name="cluster.libvirt_cluster.yml", **options):
-        data = {"plugin": PLUGIN, "hypervisors": hypervisors, "sampling_interval": 0.05}
+        data = {"plugin": PLUGIN, "sampling_interval": 0.05}
+        if hypervisors is not None:
+            data["hypervisors"] = hypervisors
         data.update(options)
         path = os.path.join(self.path, name)
         with open(path, "w", encoding="utf-8") as handle:

@@ -165,6 +165,9 @@ def test_snapshot_count(cluster):
 
 @pytest.mark.parametrize(("hypervisors", "options", "expected"), [
     ([], {}, "'hypervisors' must be a non-empty list"),
+    (None, {}, "Required config 'hypervisors'"),
+    ([{"name": "hv1", "uri": "test:///default"}], {"parallelism": "lots"}, "Config 'parallelism'"),
+    ([{"name": "hv1", "uri": "test:///default", "reserved_memory_mib": 1.5}], {}, "'reserved_memory_mib' must be a non-negative integer"),
     ("hv1", {}, "hypervisors"),
     ([{"name": "hv1"}], {}, "hypervisors[0] (name hv1): 'uri' is required"),
     ([{"uri": "test:///default"}], {}, "hypervisors[0]: 'name' is required"),
