@@ -320,6 +320,9 @@ class _Hypervisor:
             self._fail(exc.message)
         except libvirt.libvirtError as exc:
             self._fail(describe_error(exc, "reading hypervisor %s" % self.spec["name"], self.spec["uri"]).message)
+        except Exception as exc:  # pylint: disable=broad-except
+            # One odd hypervisor (a driver returning something unexpected) must not hide the others.
+            self._fail("reading hypervisor %s on %s failed unexpectedly: %s: %s" % (self.spec["name"], self.spec["uri"], type(exc).__name__, exc))
 
     def second(self):
         if not self.raw["reachable"]:
@@ -329,6 +332,9 @@ class _Hypervisor:
             self.raw["samples"].append(sample)
         except libvirt.libvirtError as exc:
             self._fail(describe_error(exc, "second load sample of hypervisor %s" % self.spec["name"], self.spec["uri"]).message)
+        except Exception as exc:  # pylint: disable=broad-except
+            self._fail("second load sample of hypervisor %s on %s failed unexpectedly: %s: %s"
+                       % (self.spec["name"], self.spec["uri"], type(exc).__name__, exc))
 
     def _fail(self, message):
         self.raw["reachable"] = False

@@ -296,3 +296,24 @@ def test_single_sample_when_interval_is_zero(cluster):
     assert hvars(inv, "hv1")["entropy_cpu_used_cores"] is None
     assert hvars(inv, "hv1")["entropy_vm_cpu_demand_cores"] is None
     assert hvars(inv, "web1")["entropy_cpu_demand_cores"] is None
+
+
+def test_hypervisor_lost_between_samples(cluster, monkeypatch):
+    from ansible_collections.entropy.cluster.plugins.inventory import libvirt_cluster  # pylint: disable=import-outside-toplevel
+
+    original = libvirt_cluster._sample  # pylint: disable=protected-access
+    calls = {}
+
+    def flaky(conn):
+        uri = conn.getURI()
+        calls[uri] = calls.get(uri, 0) + 1
+        if uri.endswith("hv2.xml") and calls[uri] == 2:
+            raise libvirt.libvirtError("connection reset by peer")
+        return original(conn)
+
+    monkeypatch.setattr(libvirt_cluster, "_sample", flaky)
+    inv = cluster.inventory(two_hosts(cluster))
+    assert names(inv, "unreachable") == ["hv2"]
+    assert "second load sample of hypervisor hv2" in hvars(inv, "hv2")["entropy_error"]
+    assert names(inv, "vms") == ["db1", "web1", "web2"]  # what ran on hv2 is unknown now
+    assert hvars(inv, "hv1")["entropy_reachable"] is True
