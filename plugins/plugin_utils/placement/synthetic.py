@@ -9,7 +9,7 @@ import random
 
 HOST_TYPES = ((32, 128), (64, 256), (48, 384))          # cores, GiB
 FLAVOURS = ((1, 2), (2, 4), (2, 8), (4, 8), (4, 16), (8, 32), (16, 64))
-FLAVOUR_WEIGHTS = (0.05, 0.05, 0.10, 0.10, 0.15, 0.25, 0.30)
+FLAVOUR_WEIGHTS = (0.05, 0.05, 0.09, 0.09, 0.14, 0.26, 0.32)
 
 
 def make_cluster(n_hosts: int, n_vms: int, seed: int = 0, overloaded: float = 0.075,
@@ -39,14 +39,21 @@ def make_cluster(n_hosts: int, n_vms: int, seed: int = 0, overloaded: float = 0.
             load[h] += cpu
         vms.append({"name": f"vm{j:06d}", "host": hosts[h]["name"], "state": state, "vcpus": vcpus,
                     "cpu": cpu, "memory_mib": mem, "_h": h})
-    # cpu drift: push some hosts over their capacity
-    for h in rng.sample(range(n_hosts), int(round(n_hosts * overloaded))):
-        mine = [v for v in vms if v["_h"] == h and v["state"] == "running"]
-        if not mine:
-            continue
-        factor = hosts[h]["cpu"] * rng.uniform(1.05, 1.3) / max(load[h], 0.1)
-        for v in mine:
-            v["cpu"] = round(v["cpu"] * factor, 2)
+    # cpu drift: push ~7.5 % of the hosts over capacity (a VM never uses more than its vcpus)
+    members: dict[int, list[dict]] = {}
+    for v in vms:
+        if v["state"] == "running":
+            members.setdefault(v["_h"], []).append(v)
+    able = [h for h in range(n_hosts) if sum(v["vcpus"] for v in members.get(h, [])) > 1.1 * hosts[h]["cpu"]]
+    for h in rng.sample(able, min(len(able), int(round(n_hosts * overloaded)))):
+        goal = hosts[h]["cpu"] * rng.uniform(1.05, 1.3)
+        for _ in range(20):
+            cur = sum(v["cpu"] for v in members[h])
+            if cur >= goal:
+                break
+            factor = goal / max(cur, 0.1)
+            for v in members[h]:
+                v["cpu"] = min(round(max(v["cpu"], 0.1) * factor, 2), float(v["vcpus"]))
     for v in vms:
         del v["_h"]
     return {"version": 1, "hosts": hosts, "vms": vms, "constraints": [], "options": {}}
