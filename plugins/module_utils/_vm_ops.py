@@ -65,7 +65,11 @@ def wait_for(predicate, timeout: float, interval: float = 0.25) -> bool:
 def snapshot_list(dom) -> list[dict]:
     """The domain's snapshots, oldest first: name, description, creation_time, state, current, parent."""
     snaps = []
-    for snap in dom.listAllSnapshots(0):
+    try:  # parents before children, so that snapshots taken within the same second keep their order
+        listed = dom.listAllSnapshots(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL)
+    except libvirt.libvirtError:
+        listed = dom.listAllSnapshots(0)
+    for snap in listed:
         root = ET.fromstring(snap.getXMLDesc(0))
         created = root.findtext("creationTime")
         try:
@@ -86,7 +90,7 @@ def snapshot_list(dom) -> list[dict]:
             parent=parent,
             memory=memory.get("snapshot") if memory is not None else None,
         ))
-    snaps.sort(key=lambda s: (s["creation_time"] or 0, s["name"]))
+    snaps.sort(key=lambda s: s["creation_time"] or 0)  # stable: ties stay in topological order
     return snaps
 
 

@@ -69,7 +69,7 @@ def _fresh(conn) -> None:
     for dom in conn.listAllDomains():
         for snap in dom.listAllSnapshots(0):
             try:
-                snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
+                snap.delete(0)
             except libvirt.libvirtError:
                 pass
         if dom.hasManagedSaveImage(0):
