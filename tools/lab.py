@@ -349,6 +349,25 @@ def where_defined(state: dict, conns: dict) -> dict:
     return placement
 
 
+def is_pristine(conns: dict, vm: dict) -> bool:
+    """Running on its home host only, persistent, with no snapshot and no managed save."""
+    import libvirt  # pylint: disable=import-outside-toplevel
+
+    for name, conn in conns.items():
+        try:
+            dom = conn.lookupByName(vm["name"])
+        except libvirt.libvirtError:
+            continue
+        if name != vm["home"] or dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING or not dom.isPersistent():
+            return False
+        if dom.snapshotNum() or dom.hasManagedSaveImage():
+            return False
+    try:
+        return conns[vm["home"]].lookupByName(vm["name"]) is not None
+    except libvirt.libvirtError:
+        return False
+
+
 def create_vm(state: dict, conns: dict, vm: dict) -> None:
     make_disk(vm)
     conn = conns[vm["home"]]
@@ -417,16 +436,20 @@ def cmd_reset(_args) -> int:
         if len(conns) != len(state["hosts"]):
             raise LabError("not every lab daemon runs: run 'lab.py up' first")
         try:
+            recreated = 0
             for vm in state["vms"]:
+                if is_pristine(conns, vm):
+                    continue  # already fresh at home: keep it, resets stay cheap
                 for conn in conns.values():
                     remove_domain(conn, vm["name"])
                 if os.path.exists(vm["disk"]):
                     os.unlink(vm["disk"])  # a fresh disk drops internal snapshots too
                 create_vm(state, conns, vm)
+                recreated += 1
         finally:
             for conn in conns.values():
                 conn.close()
-    print("lab reset: %d VMs back on their home hosts" % len(state["vms"]))
+    print("lab reset: %d VMs on their home hosts (%d recreated)" % (len(state["vms"]), recreated))
     return 0
 
 

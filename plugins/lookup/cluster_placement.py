@@ -31,6 +31,13 @@ options:
     type: str
     env:
       - name: ENTROPY_LIBVIRT_PASSWORD
+  unreachable:
+    description:
+      - V(fail) raises an error naming every hypervisor that could not be read; V(warn) leaves them out with a warning
+        (their VMs are then missing from the result), for reports written after a failure.
+    type: str
+    choices: [fail, warn]
+    default: fail
   parallelism:
     description: Hypervisors read at once.
     type: int
@@ -56,6 +63,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
 
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
     HAS_LIBVIRT,
@@ -100,6 +108,9 @@ class LookupModule(LookupBase):
                         placement.setdefault(vm, []).append({"host": host, "state": state})
                 except EntropyLibvirtError as exc:
                     errors.append("%s: %s" % (name, exc.message))
-        if errors:
+        if errors and self.get_option("unreachable") == "warn":
+            for error in errors:
+                Display().warning("cluster_placement: left out %s" % error)
+        elif errors:
             raise AnsibleLookupError("cannot read the placement of the cluster: " + "; ".join(errors))
         return [placement]

@@ -1,0 +1,228 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Plan -> review -> apply on the real lab: consolidate, rerun, check mode, evacuate, stale plans,
+a tenant name made of template code, and a hypervisor lost in the middle of a plan."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from ansible.parsing.yaml.loader import AnsibleLoader
+
+from conftest import LAB_DIR, ROOT
+
+INJECTION = "{{ lookup('pipe','id') }}"
+
+
+def recap_changed(output: str) -> int:
+    match = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=(\d+)", output)
+    assert match, output[-3000:]
+    assert match.group(2) == "0", output[-3000:]
+    return int(match.group(1))
+
+
+def used_hosts(lab) -> set[str]:
+    return {h for where in lab.placement().values() for h, s in where if s in ("running", "paused")}
+
+
+def test_consolidate_frees_hosts_and_a_rerun_changes_nothing(lab_reset, playbook, tmp_path):
+    lab = lab_reset
+    before = used_hosts(lab)
+    assert before == set(lab.hosts)
+    result = playbook("entropy.cluster.consolidate", inventory=lab.inventory, extra_vars={"entropy_lock_file": str(tmp_path / "lock")})
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert recap_changed(result.stdout) > 0
+    assert "the cluster is at the plan's target" in result.stdout
+    lab.assert_each_vm_once()
+    after = used_hosts(lab)
+    total = sum(v["memory_mib"] for v in lab.vms.values())
+    capacity = next(iter(lab.hosts.values()))["memory_mib"]
+    assert len(after) == -(-total // capacity), "consolidation must reach the lower bound here: %s" % after
+    assert all(state == "running" for where in lab.placement().values() for _h, state in where)
+
+    again = playbook("entropy.cluster.consolidate", inventory=lab.inventory, extra_vars={"entropy_lock_file": str(tmp_path / "lock")})
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert recap_changed(again.stdout) == 0
+    assert "nothing to do" in again.stdout
+    assert used_hosts(lab) == after
+
+
+def test_check_mode_moves_nothing(lab_reset, playbook, tmp_path):
+    lab = lab_reset
+    before = lab.placement()
+    result = playbook("entropy.cluster.consolidate", inventory=lab.inventory, check=True,
+                      extra_vars={"entropy_lock_file": str(tmp_path / "lock")})
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "migrate vm" in result.stdout, "check mode shows the plan"
+    assert "would run" in result.stdout
+    assert lab.placement() == before
+    assert not (tmp_path / "lock").exists()
+
+
+def test_evacuate_empties_the_named_host(lab_reset, playbook, tmp_path):
+    lab = lab_reset
+    victim = sorted(lab.hosts)[-1]
+    result = playbook("entropy.cluster.evacuate", inventory=lab.inventory,
+                      extra_vars={"entropy_evacuate_hosts": [victim], "entropy_lock_file": str(tmp_path / "lock")})
+    assert result.returncode == 0, result.stdout[-4000:]
+    lab.assert_each_vm_once()
+    placement = lab.placement()
+    assert not [vm for vm, where in placement.items() if any(h == victim for h, _s in where)]
+    assert set(placement) == set(lab.vms)
+
+
+def test_evacuate_without_hosts_says_what_to_pass(lab, playbook):
+    result = playbook("entropy.cluster.evacuate", inventory=lab.inventory)
+    assert result.returncode != 0
+    assert "name the hypervisors to empty" in result.stdout
+
+
+def _define_diskless(lab, host: str, name: str):
+    xml = ("<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+           "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
+           "<features><tcg><tb-cache unit='MiB'>16</tb-cache></tcg></features><devices/></domain>")
+    conn = lab.connect(host)
+    try:
+        escaped = name.replace("&", "&amp;").replace("<", "&lt;").replace("'", "&apos;")
+        dom = conn.defineXML(xml % escaped)
+        dom.create()
+        return dom.name()
+    finally:
+        conn.close()
+
+
+def _remove_everywhere(lab, name: str):
+    import libvirt  # pylint: disable=import-outside-toplevel
+
+    for host in lab.hosts:
+        conn = lab.connect(host)
+        try:
+            dom = conn.lookupByName(name)
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+        except libvirt.libvirtError:
+            pass
+        finally:
+            conn.close()
+
+
+def test_template_code_in_a_vm_name_stays_a_literal_name(lab_reset, playbook, tmp_path):
+    lab = lab_reset
+    first = sorted(lab.hosts)[0]
+    assert _define_diskless(lab, first, INJECTION) == INJECTION
+    try:
+        plan_file = tmp_path / "plan.json"
+        result = playbook("entropy.cluster.plan", inventory=lab.inventory,
+                          extra_vars={"entropy_plan_file": str(plan_file), "entropy_min_gain_hosts": 0})
+        assert result.returncode == 0, result.stdout[-4000:]
+        plan = json.loads(plan_file.read_text())
+        assert plan["initial"][INJECTION]["host"] == first
+        rendered = (tmp_path / "plan.yml").read_text()
+        loader = AnsibleLoader(rendered)
+        play = loader.get_single_data()[0]
+        assert play["vars"]["entropy_plan"]["initial"][INJECTION] == {"host": first, "state": "running"}
+
+        uid_line = subprocess.run(["id"], capture_output=True, text=True, check=True).stdout.strip()
+        applied = playbook(str(tmp_path / "plan.yml"), inventory=lab.inventory, extra_vars={"entropy_lock_file": str(tmp_path / "lock")})
+        assert applied.returncode == 0, applied.stdout[-4000:]
+        assert uid_line not in applied.stdout and uid_line not in result.stdout, "the name was templated"
+        where = lab.placement()[INJECTION]
+        assert [h for h, _s in where] == [plan["target"][INJECTION]]
+        lab.assert_each_vm_once()
+    finally:
+        _remove_everywhere(lab, INJECTION)
+
+
+def test_a_stale_plan_is_refused_before_anything_moves(lab_reset, playbook, tmp_path):
+    lab = lab_reset
+    plan_file = tmp_path / "plan.json"
+    result = playbook("entropy.cluster.plan", inventory=lab.inventory, extra_vars={"entropy_plan_file": str(plan_file)})
+    assert result.returncode == 0, result.stdout[-4000:]
+    plan = json.loads(plan_file.read_text())
+    assert plan["steps"]
+    # Someone moves a VM by hand after the plan was computed.
+    vm = sorted(lab.vms)[0]
+    source = lab.running_on(vm)[0]
+    other = next(h for h in sorted(lab.hosts) if h != source)
+    import libvirt  # pylint: disable=import-outside-toplevel
+
+    src, dst = lab.connect(source), lab.connect(other)
+    try:
+        src.lookupByName(vm).migrate3(dst, {}, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST
+                                      | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE | libvirt.VIR_MIGRATE_UNSAFE)
+    finally:
+        src.close()
+        dst.close()
+    before = lab.placement()
+    applied = playbook("entropy.cluster.apply", inventory=lab.inventory,
+                       extra_vars={"entropy_plan_file": str(plan_file), "entropy_lock_file": str(tmp_path / "lock")})
+    assert applied.returncode != 0
+    assert "the plan is stale" in applied.stdout
+    assert "VM '%s': expected on %s, found on %s" % (vm, source, other) in applied.stdout
+    assert lab.placement() == before
+    assert not (tmp_path / "lock").exists(), "the lock is released after a refusal"
+
+
+def test_a_hypervisor_lost_mid_plan_stops_the_run_with_a_report(lab_reset, playbook, tmp_path):
+    lab = lab_reset
+    hv1, hv2, hv3 = sorted(lab.hosts)[:3]
+    placement = lab.placement()
+    vm_a = next(vm for vm, where in sorted(placement.items()) if where[0][0] == hv1)
+    vm_b = next(vm for vm, where in sorted(placement.items()) if where[0][0] == hv2)
+    initial = {vm: {"host": where[0][0], "state": where[0][1]} for vm, where in placement.items()}
+    target = {vm: w["host"] for vm, w in initial.items()}
+    target.update({vm_a: hv2, vm_b: hv3})
+    plan = {"version": 1, "objective": "consolidate", "status": "feasible", "initial": initial, "target": target,
+            "steps": [[{"action": "migrate", "vm": vm_a, "from": hv1, "to": hv2, "memory_mib": 64}],
+                      [{"action": "migrate", "vm": vm_b, "from": hv2, "to": hv3, "memory_mib": 64}]],
+            "stats": {"migrations": 2}}
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+
+    # As soon as step 1 has landed vm_a on hv2, hv3's libvirtd dies (SIGKILL: no clean shutdown).
+    victim_pid = lab.hosts[hv3]["pid"]
+    done = threading.Event()
+
+    def kill_when_step_one_lands():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not done.is_set():
+            try:
+                if lab.running_on(vm_a) == [hv2]:
+                    os.kill(victim_pid, signal.SIGKILL)
+                    return
+            except Exception:  # pylint: disable=broad-except
+                pass
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_when_step_one_lands, daemon=True)
+    killer.start()
+    try:
+        result = playbook("entropy.cluster.apply", inventory=lab.static_inventory,
+                          extra_vars={"entropy_plan_file": str(plan_file), "entropy_lock_file": str(tmp_path / "lock"),
+                                      "entropy_migrate_unsafe": True,
+                                      "entropy_hypervisor_uris": {h: lab.uri(h) for h in lab.hosts}})
+    finally:
+        done.set()
+        killer.join()
+    # Bring the killed daemon back (its VMs kept running) before judging where the VMs are.
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "lab.py"), "up"], check=True,
+                   env=dict(os.environ, ENTROPY_LAB_DIR=LAB_DIR), capture_output=True)
+    assert result.returncode != 0, result.stdout[-4000:]
+    out = result.stdout
+    assert "failed_step" in out, out[-4000:]
+    assert "%s: %s -> %s" % (vm_a, hv1, hv2) in out, out[-4000:]
+    assert "%s: still on %s" % (vm_b, hv2) in out, out[-4000:]
+    assert not (tmp_path / "lock").exists(), "the lock is released after a failure"
+    # Never lose a VM: vm_b still runs on its source, vm_a on its new host, once each.
+    assert lab.running_on(vm_b) == [hv2]
+    assert lab.running_on(vm_a) == [hv2]
+    lab.assert_each_vm_once()
