@@ -128,7 +128,7 @@ def main() -> int:
             totals = []
             phases.fetch.clear()
             phases.populate.clear()
-            for _ in range(args.repeat):
+            for _run in range(args.repeat):
                 start = time.perf_counter()
                 inv = InventoryManager(loader=DataLoader(), sources=[config])
                 totals.append(time.perf_counter() - start - interval)

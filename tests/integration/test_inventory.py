@@ -153,7 +153,7 @@ def test_stopped_daemon_lands_in_unreachable(tmp_path):
         source = os.path.join(lab_dir, "lab.libvirt_cluster.yml")
         assert group(listed(source), "unreachable") == []
         os.kill(state["hosts"][0]["pid"], signal.SIGTERM)
-        for _ in range(50):
+        for _attempt in range(50):
             try:
                 os.kill(state["hosts"][0]["pid"], 0)
             except ProcessLookupError:
