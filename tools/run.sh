@@ -130,17 +130,18 @@ build() {
 }
 
 demo() {
-  say "bringing the lab up"
+  local start=$SECONDS
+  say "bringing the lab up (real libvirtd hypervisors in namespaces, tiny TCG VMs)"
   lab up
   lab reset
   say "the cluster before"
   lab status
-  if [ -f "$ROOT/playbooks/consolidate.yml" ]; then
-    say "consolidating"
-    ansible-playbook -i "$ENTROPY_LAB_DIR/lab.libvirt_cluster.yml" entropy.cluster.consolidate "$@"
-    say "the cluster after"
-    lab status
-  fi
+  say "consolidating: inventory -> solver -> plan -> live migrations"
+  ansible-playbook -i "$ENTROPY_LAB_DIR/lab.libvirt_cluster.yml" entropy.cluster.consolidate \
+    -e entropy_lock_file="$ENTROPY_LAB_DIR/consolidate.lock" "$@"
+  say "the cluster after"
+  lab status
+  say "demo done in $((SECONDS - start)) s (lab: bash tools/run.sh lab-status | lab-reset | lab-down)"
 }
 
 cmd=${1:-help}
