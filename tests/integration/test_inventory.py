@@ -177,3 +177,26 @@ def test_tasks_on_inventory_hosts_run_on_the_controller_python(lab):
     assert result.returncode == 0, result.stdout + result.stderr
     assert '"executable": "%s"' % os.path.join(os.path.dirname(sys.executable), "python") in result.stdout \
         or '"executable": "%s"' % sys.executable in result.stdout
+
+
+def test_cache_replays_the_same_measurements_and_model_file(lab, tmp_path):
+    with open(lab.inventory, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    model_file = str(tmp_path / "model.json")
+    config.update({"cache": True, "cache_plugin": "ansible.builtin.jsonfile", "cache_connection": str(tmp_path / "cache"),
+                   "cache_timeout": 600, "model_file": model_file, "sampling_interval": 0.5})
+    source = str(tmp_path / "cached.libvirt_cluster.yml")
+    with open(source, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config, handle)
+    first = listed(source)
+    with open(model_file, encoding="utf-8") as handle:
+        assert json.load(handle) == strip_unsafe(first["_meta"]["hostvars"])["entropy_cluster"]["entropy_model"]
+    os.unlink(model_file)
+    second = listed(source)
+    # Live VMs never give the same CPU figures twice: equal output means the cached samples were replayed.
+    assert second == first
+    assert os.path.exists(model_file)  # written again from the cache
+    refreshed = ansible_inventory(source, "--list", "--flush-cache")
+    assert refreshed.returncode == 0, refreshed.stderr
+    demand = [strip_unsafe(json.loads(refreshed.stdout)["_meta"]["hostvars"])[vm]["entropy_cpu_demand_cores"] for vm in sorted(lab.vms)]
+    assert demand != [strip_unsafe(first["_meta"]["hostvars"])[vm]["entropy_cpu_demand_cores"] for vm in sorted(lab.vms)]

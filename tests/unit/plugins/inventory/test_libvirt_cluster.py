@@ -317,3 +317,17 @@ def test_hypervisor_lost_between_samples(cluster, monkeypatch):
     assert "second load sample of hypervisor hv2" in hvars(inv, "hv2")["entropy_error"]
     assert names(inv, "vms") == ["db1", "web1", "web2"]  # what ran on hv2 is unknown now
     assert hvars(inv, "hv1")["entropy_reachable"] is True
+
+
+def test_model_from_hostvars_matches_the_exported_model(cluster):
+    """What a lookup plugin sees (hostvars through ansible's VariableManager) gives the inventory's model."""
+    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
+    from ansible.vars.hostvars import HostVars  # pylint: disable=import-outside-toplevel
+    from ansible.vars.manager import VariableManager  # pylint: disable=import-outside-toplevel
+    from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import build_model  # pylint: disable=import-outside-toplevel
+
+    inv = cluster.inventory(two_hosts(cluster))
+    loader = DataLoader()
+    hostvars = HostVars(inventory=inv, variable_manager=VariableManager(loader=loader, inventory=inv), loader=loader)
+    exported = hostvars["entropy_cluster"]["entropy_model"]
+    assert build_model(hostvars) == json.loads(json.dumps(exported))
