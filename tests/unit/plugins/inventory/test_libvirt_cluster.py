@@ -331,3 +331,16 @@ def test_model_from_hostvars_matches_the_exported_model(cluster):
     hostvars = HostVars(inventory=inv, variable_manager=VariableManager(loader=loader, inventory=inv), loader=loader)
     exported = hostvars["entropy_cluster"]["entropy_model"]
     assert build_model(hostvars) == json.loads(json.dumps(exported))
+
+
+def test_one_sampling_wait_in_total_not_per_hypervisor(cluster):
+    import time  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.entropy.cluster.plugins.inventory import libvirt_cluster  # pylint: disable=import-outside-toplevel
+
+    specs = [{"name": "hv%d" % i, "uri": cluster.node("hv%d" % i, HV2_DOMAINS)} for i in range(6)]
+    start = time.monotonic()
+    raw = libvirt_cluster.fetch(specs, 0.3, 2)
+    elapsed = time.monotonic() - start
+    assert 0.3 <= elapsed < 1.2, "six hypervisors, interval 0.3 s: one wait expected, took %.2f s" % elapsed
+    assert all(len(h["samples"]) == 2 and h["samples"][1]["t"] - h["samples"][0]["t"] >= 0.3 for h in raw["hypervisors"])
