@@ -112,7 +112,7 @@ def check_plan(model: Any, plan: Any) -> list[str]:  # pylint: disable=too-many-
         for con in continuous:
             errors.extend(f"step {s}: {e}" for e in con.check_state(model, occ))
         where = after
-    final = {v: h for v, h in where.items()}
+    final = dict(where)
     for vm, h in sorted(final.items()):
         if h is None:
             errors.append(f"end: vm {vm!r} is left suspended")

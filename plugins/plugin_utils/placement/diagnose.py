@@ -5,6 +5,8 @@ may use, a cluster too small) are named precisely instead of ending in a time-ou
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .constraints import Ban, Fence, Gather, Offline, Root, Spread
 from .errors import InfeasibleError
 from .problem import CPU_SCALE, Problem
@@ -99,19 +101,20 @@ def _totals(prob: Problem) -> list[str]:
     out = []
     caps = [("cpu", sum(prob.cpu), [prob.cap_cpu[h] for h in usable], lambda v: f"{v / CPU_SCALE:g} cores"),
             ("memory", sum(prob.mem), [prob.cap_mem[h] for h in usable], _gib)]
-    cap_k = None
-    for amount, scope, con in prob.max_online:
-        if scope is None and (cap_k is None or amount < cap_k[0]):
-            cap_k = (amount, con)
+    # the tightest cluster-wide max_online
+    global_caps = sorted(((amount, con.index, con) for amount, scope, con in prob.max_online if scope is None),
+                         key=lambda t: t[:2])
+    cap_k: tuple[int, Any] | None = (global_caps[0][0], global_caps[0][2]) if global_caps else None
     for res, demand, hcaps, fmt in caps:
         total = sum(hcaps)
         if demand > total:
             out.append(f"{res}: total demand {fmt(demand)} exceeds the {fmt(total)} of usable online hosts")
         elif cap_k is not None:
-            best = sum(sorted(hcaps, reverse=True)[:cap_k[0]])
+            amount, con = cap_k  # pylint: disable=unpacking-non-sequence
+            best = sum(sorted(hcaps, reverse=True)[:amount])
             if demand > best:
                 out.append(f"{res}: total demand {fmt(demand)} exceeds the {fmt(best)} of online hosts allowed by "
-                           f"{cap_k[1].describe()}")
+                           f"{con.describe()}")
     return out
 
 
@@ -119,5 +122,3 @@ def raise_if_infeasible(prob: Problem) -> None:
     problems = diagnose(prob)
     if problems:
         raise InfeasibleError(problems[0], problems)
-
-

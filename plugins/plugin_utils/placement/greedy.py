@@ -21,8 +21,8 @@ def host_order(prob: Problem) -> list[int]:
 
 
 def unit_size(prob: Problem, unit: list[int]) -> float:
-    mc = max(prob.cap_cpu) or 1
-    mm = max(prob.cap_mem) or 1
+    mc = prob.max_cpu or 1
+    mm = prob.max_mem or 1
     return sum(prob.cpu[j] / mc + prob.mem[j] / mm for j in unit)
 
 

@@ -6,7 +6,7 @@ Names are tenant data: they are only compared and echoed with repr(), never inte
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .constraints import Constraint, parse_constraint
@@ -179,7 +179,7 @@ def _parse_options(raw: Any) -> Options:
         return Options()
     if not isinstance(raw, dict):
         raise ModelError(f"options: must be an object, got {type(raw).__name__}")
-    _no_unknown("options", raw, tuple(Options.__dataclass_fields__))
+    _no_unknown("options", raw, tuple(f.name for f in fields(Options)))
     opt = Options()
     opt.objective = _string("options", raw, "objective", OBJECTIVES, default=opt.objective)
     opt.time_limit_s = float(_number("options", raw, "time_limit_s", default=opt.time_limit_s, positive=True))

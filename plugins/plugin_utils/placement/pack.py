@@ -19,7 +19,7 @@ def pack_cosine(st: State, keep: set[int], units: list[int]) -> list[int]:
 
     prob = st.prob
     hosts = np.array(sorted(keep), dtype=np.int64)
-    if not len(hosts):
+    if hosts.size == 0:
         return list(units)
     pos = {int(h): i for i, h in enumerate(hosts)}
     cap_c = np.array([prob.cap_cpu[h] for h in hosts], dtype=np.float64)
@@ -44,9 +44,11 @@ def pack_cosine(st: State, keep: set[int], units: list[int]) -> list[int]:
             score[home] += HOME_BONUS
         score = np.where(ok, score, -np.inf)
         placed = False
-        for i in np.argsort(-score)[:64]:
+        for _ in range(64):
+            i = int(np.argmax(score))
             if score[i] == -np.inf:
                 break
+            score[i] = -np.inf
             h = int(hosts[i])
             if st.fits(unit, h):
                 for j in unit:

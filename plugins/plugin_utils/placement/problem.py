@@ -35,6 +35,14 @@ class Problem:
     vm_spreads: list[list[int]] = field(default_factory=list)
 
     @cached_property
+    def max_cpu(self) -> int:
+        return max(self.cap_cpu, default=0)
+
+    @cached_property
+    def max_mem(self) -> int:
+        return max(self.cap_mem, default=0)
+
+    @cached_property
     def avg_cpu(self) -> int:
         caps = [c for c, u in zip(self.cap_cpu, self.usable) if u]
         return sum(caps) // max(len(caps), 1)

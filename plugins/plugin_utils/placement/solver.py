@@ -66,7 +66,7 @@ def _dense(st: State, mode: str, hosts: list[int], deadline: float, seed: int, w
     return res.status
 
 
-def _pack(st: State, lns: Lns, opts: Any, deadline: float) -> None:
+def _pack(st: State, lns: Lns, opts: Any) -> None:
     """Consolidate by packing into a host set chosen up front (type aware, cosine rule), placing
     the leftovers on extra hosts, then letting the LNS empty the least filled hosts."""
     prob = st.prob
@@ -147,7 +147,7 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
                             max_used=len(set(st.host_of)))
             proved = first == "optimal" and second == "optimal"
         elif opts.max_migrations is None and opts.max_memory_moved_mib is None:
-            _pack(st, lns, opts, deadline)
+            _pack(st, lns, opts)
             lns.reduce_moves("moves")
         else:
             lns.consolidate()

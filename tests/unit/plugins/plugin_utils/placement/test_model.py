@@ -75,8 +75,8 @@ def test_names_are_data_only():
 
 
 def test_saved_vm_needs_no_host_and_uses_nothing():
-    m = model([host("hv1", gib=16)], [vm("a", "hv1", gib=12), {"name": "b", "host": None, "state": "stopped",
-                                                                 "cpu": 1, "memory_mib": 99999}])
+    stopped = {"name": "b", "host": None, "state": "stopped", "cpu": 1, "memory_mib": 99999}
+    m = model([host("hv1", gib=16)], [vm("a", "hv1", gib=12), stopped])
     loaded = placement.load_model(m)
     assert loaded.demand("b", "memory") == 0
     plan = placement.solve(m, time_limit_s=2)
