@@ -12,7 +12,7 @@ description:
   - Returns CPU, memory, identity and versions of the hypervisor O(uri) and how many VMs it has in each state.
   - Read-only; never changes anything.
 author:
-  - entropy.cluster contributors
+  - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - entropy.cluster.connection
 attributes:

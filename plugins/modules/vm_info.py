@@ -13,7 +13,7 @@ description:
     (O(name)) or of every VM defined on the hypervisor O(uri).
   - Read-only; never changes anything.
 author:
-  - entropy.cluster contributors
+  - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - entropy.cluster.connection
 attributes:
@@ -190,7 +190,7 @@ vms:
           sample: vnet0
 """
 
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import EntropyLibvirtError, find_domain
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import EntropyLibvirtError, describe_error, find_domain
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import LibvirtModule
 from ansible_collections.entropy.cluster.plugins.module_utils._vm_ops import domain_facts, libvirt
 
@@ -218,7 +218,8 @@ def main() -> None:
                     continue  # undefined while we looked
                 raise
     except (EntropyLibvirtError, libvirt.libvirtError) as exc:
-        module.fail_libvirt(exc, "reading the VMs" if not name else "reading VM %r" % name, uri, uri=uri, vms=[])
+        err = describe_error(exc, "reading the VMs" if not name else "reading VM %r" % name, uri)
+        module.fail_json(msg=err.message, error_kind=err.kind, uri=uri, vms=[])
     vms.sort(key=lambda vm: vm["name"])
     module.exit_json(changed=False, uri=uri, vms=vms)
 

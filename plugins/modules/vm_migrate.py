@@ -11,16 +11,16 @@ version_added: 0.1.0
 description:
   - Migrates the VM O(name) from the hypervisor O(uri) (the source) to O(destination_uri).
   - A running or paused VM is migrated live (O(live=true), it keeps running while its memory is copied)
-    or suspended during the copy (O(live=false)). A shut-off persistent VM is migrated offline: only its
-    definition moves.
+    or suspended during the copy (O(live=false)). A shut-off persistent VM is migrated offline (only its
+    definition moves).
   - Declarative and idempotent; a VM that already runs on the destination and not on the source is
     left alone (C(changed=false)).
   - The migration runs in a background thread while the module polls the libvirt job; after O(timeout)
     seconds the job is aborted and the VM keeps running on the source.
-  - Whatever happens, the result tells where the VM is now (RV(location)): a migration never loses a VM
+  - Whatever happens, the result tells where the VM is now (RV(location)), so a migration never loses a VM
     silently.
 author:
-  - entropy.cluster contributors
+  - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - entropy.cluster.connection
 attributes:

@@ -17,7 +17,7 @@ description:
   - V(reverted) reverts the VM to the snapshot O(snapshot).
   - Snapshots are internal (inside the VM's qcow2 images) where the hypervisor supports it.
 author:
-  - entropy.cluster contributors
+  - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - entropy.cluster.connection
 attributes:

@@ -18,7 +18,7 @@ description:
     with O(force=true) a VM still running after that is destroyed, otherwise the module fails.
   - V(destroyed) stops the VM at once (pulls the plug).
 author:
-  - entropy.cluster contributors
+  - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - entropy.cluster.connection
 attributes:
@@ -124,12 +124,12 @@ forced:
 
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
     EntropyLibvirtError,
+    describe_error,
     find_domain,
     lookup_domain,
 )
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import LibvirtModule
 from ansible_collections.entropy.cluster.plugins.module_utils._vm_ops import (
-    has_managed_save,
     is_active,
     libvirt,
     libvirt_call,
@@ -281,10 +281,10 @@ def main() -> None:
     runner = VmState(module)
     try:
         runner.run()
-    except EntropyLibvirtError as exc:
-        module.fail_libvirt(exc, **runner.result)
-    except libvirt.libvirtError as exc:
-        module.fail_libvirt(exc, "changing the state of VM %r" % runner.name, runner.uri, **runner.result)
+    except (EntropyLibvirtError, libvirt.libvirtError) as exc:
+        err = describe_error(exc, "changing the state of VM %r" % runner.name, runner.uri)
+        runner.result.pop("msg", None)
+        module.fail_json(msg=err.message, error_kind=err.kind, **runner.result)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import TEST_URI, UNREACHABLE_URI, libvirt
+from conftest import TEST_URI, UNREACHABLE_URI
 
 OTHER_HOST_XML = """<node>
   <cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads><active>2</active></cpu>
