@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: cluster_placement
-author: entropy.cluster contributors
+author: entropy.cluster contributors (!UNKNOWN)
 short_description: Where every VM of the cluster is defined right now, read live from libvirt
 version_added: 0.1.0
 description:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: reconfiguration_plan
-author: entropy.cluster contributors
+author: entropy.cluster contributors (!UNKNOWN)
 short_description: Compute where every VM should run and the plan of parallel steps that gets there
 version_added: 0.1.0
 description:

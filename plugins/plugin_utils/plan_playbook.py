@@ -82,9 +82,10 @@ def plan_table(plan: Mapping) -> str:
     """A readable summary of a plan: figures, then one line per action, grouped by step."""
     stats = plan.get("stats", {})
     lines = ["plan: objective %s, status %s" % (plan.get("objective", "?"), plan.get("status", "?"))]
+    hosts_used = "%s -> %s (lower bound %s)" % (stats.get("hosts_used_before", "?"), stats.get("hosts_used_after", "?"),
+                                                 stats.get("hosts_lower_bound", "?"))
     figures = [
-        ("hosts used", "%s -> %s (lower bound %s)" % (stats.get("hosts_used_before", "?"), stats.get("hosts_used_after", "?"),
-                                                       stats.get("hosts_lower_bound", "?"))),
+        ("hosts used", hosts_used),
         ("hosts freed", ", ".join(stats.get("hosts_freed") or plan.get("hosts_freed") or []) or "-"),
         ("migrations", stats.get("migrations", 0)),
         ("memory moved", "%s MiB" % stats.get("memory_moved_mib", 0)),

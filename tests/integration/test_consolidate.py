@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 
-import pytest
 from ansible.parsing.yaml.loader import AnsibleLoader
 
 from conftest import LAB_DIR, ROOT
