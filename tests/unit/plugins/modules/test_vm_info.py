@@ -4,7 +4,11 @@
 
 from __future__ import annotations
 
-from conftest import TEST_URI, UNREACHABLE_URI
+import pytest
+
+pytest.importorskip("libvirt")
+
+from conftest import TEST_URI, UNREACHABLE_URI  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def test_vm_info_one_vm(hv, run):

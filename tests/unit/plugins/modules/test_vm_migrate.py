@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import TEST_URI, UNREACHABLE_URI
+pytest.importorskip("libvirt")
+
+from conftest import TEST_URI, UNREACHABLE_URI  # noqa: E402  pylint: disable=wrong-import-position
 
 OTHER_HOST_XML = """<node>
   <cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads><active>2</active></cpu>
@@ -33,6 +35,23 @@ CLASHING_TEST_VM = """<domain type="test">
     <vcpu>1</vcpu>
     <os><type>hvm</type></os>
   </domain>"""
+
+
+SAME_TEST_VM = """<domain type="test" xmlns:test="http://libvirt.org/schemas/domain/test/1.0">
+    <name>test</name>
+    <uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>
+    <memory>65536</memory>
+    <vcpu>1</vcpu>
+    <os><type>hvm</type></os>
+    <test:runstate>%d</test:runstate>
+  </domain>"""
+
+
+def host_with_copy(tmp_path, runstate):
+    """Another test-driver host where the VM 'test' (same UUID) is defined, running (1) or shut off (5)."""
+    path = tmp_path / ("copy%d.xml" % runstate)
+    path.write_text(OTHER_HOST_XML % (SAME_TEST_VM % runstate))
+    return "test://%s" % path
 
 
 @pytest.fixture()
@@ -139,3 +158,33 @@ def test_unreachable_source(run, other_host):
 def test_invalid_numbers_are_refused(hv, run, other_host):
     result = migrate(run, other_host, bandwidth_mib_s=0)
     assert result["failed"] and "bandwidth_mib_s" in result["msg"]
+
+
+def test_vm_active_on_both_hosts_is_reported_as_such(hv, run, tmp_path):
+    result = migrate(run, host_with_copy(tmp_path, 1))
+    assert result["failed"] and result["error_kind"] == "defined_on_both"
+    assert result["location"] == "both" and "BOTH" in result["msg"]
+
+
+def test_vm_defined_on_both_running_on_neither(hv, run, tmp_path):
+    hv.lookupByName("test").destroy()
+    result = migrate(run, host_with_copy(tmp_path, 5))
+    assert result["failed"] and result["error_kind"] == "defined_on_both"
+    assert result["location"] == "none" and result["defined_on"] == ["source", "destination"]
+    assert "Undefine the stale one" in result["msg"]
+
+
+def test_running_on_destination_with_a_stale_definition_on_the_source(hv, run, tmp_path):
+    hv.lookupByName("test").destroy()
+    result = migrate(run, host_with_copy(tmp_path, 1))
+    assert not result.get("failed"), result
+    assert result["changed"] is False and result["location"] == "destination"
+    assert result["defined_on"] == ["source", "destination"]
+    assert any("inactive definition is left on the source" in str(w) for w in result.get("warnings", [])), result
+
+
+def test_running_vm_onto_an_inactive_copy_goes_to_libvirt(hv, run, tmp_path):
+    """Same UUID, inactive on the destination: libvirt may migrate onto it, so no pre-flight refusal."""
+    result = migrate(run, host_with_copy(tmp_path, 5), check=True)
+    assert not result.get("failed") and result["changed"] is True, result
+    assert result["defined_on"] == ["source", "destination"] and result["location"] == "source"

@@ -4,7 +4,11 @@
 
 from __future__ import annotations
 
-from conftest import TEST_URI
+import pytest
+
+pytest.importorskip("libvirt")
+
+from conftest import TEST_URI  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def snap(run, check=False, **args):

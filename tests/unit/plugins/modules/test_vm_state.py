@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import TEST_URI, UNREACHABLE_URI, libvirt
+pytest.importorskip("libvirt")
+
+from conftest import TEST_URI, UNREACHABLE_URI, libvirt  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def condition(hv, name="test"):
