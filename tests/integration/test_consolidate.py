@@ -53,6 +53,12 @@ def test_consolidate_frees_hosts_and_a_rerun_changes_nothing(lab_reset, playbook
     assert "nothing to do" in again.stdout
     assert used_hosts(lab) == after
 
+    # Rebalancing evens the load but keeps the number of hosts used.
+    balanced = playbook("entropy.cluster.rebalance", inventory=lab.inventory, extra_vars={"entropy_lock_file": str(tmp_path / "lock")})
+    assert balanced.returncode == 0, balanced.stdout[-4000:]
+    assert len(used_hosts(lab)) == len(after)
+    lab.assert_each_vm_once()
+
 
 def test_check_mode_moves_nothing(lab_reset, playbook, tmp_path):
     lab = lab_reset
