@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-PLUGIN_TYPES = {"modules": "module", "inventory": "inventory", "lookup": "lookup"}
+PLUGIN_TYPES = {"modules": "module", "inventory": "inventory", "lookup": "lookup", "filter": "filter", "roles": "role"}
 
 
 def main() -> int:
@@ -23,7 +23,9 @@ def main() -> int:
         names = sorted(json.loads(listing.stdout or "{}")) if listing.returncode == 0 else []
         for name in names:
             result = subprocess.run([ansible_doc, "-t", plugin_type, "--json", name], capture_output=True, text=True, check=False)
-            doc = json.loads(result.stdout or "{}").get(name, {}).get("doc") if result.returncode == 0 else None
+            doc = json.loads(result.stdout or "{}").get(name, {}) if result.returncode == 0 else {}
+            # roles document their entry points (meta/argument_specs.yml), plugins have one doc
+            doc = doc.get("entry_points", {}).get("main") if plugin_type == "role" else doc.get("doc")
             if not doc or not doc.get("short_description"):
                 failures.append("%s %s: %s" % (plugin_type, name, result.stderr.strip() or "no documentation"))
             else:

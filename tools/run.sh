@@ -123,7 +123,7 @@ build() {
   local out=$TMP/build
   rm -rf "$out" && mkdir -p "$out"
   (cd "$ROOT" && ansible-galaxy collection build --force --output-path "$out" >/dev/null)
-  ansible-galaxy collection install --force -p "$out/installed" "$out"/entropy-cluster-*.tar.gz >/dev/null
+  ANSIBLE_COLLECTIONS_PATH=$out/installed ansible-galaxy collection install --force -p "$out/installed" "$out"/entropy-cluster-*.tar.gz >/dev/null
   ls "$out"/entropy-cluster-*.tar.gz
   # ansible-doc must read the docs of every plugin from the installed tarball.
   ANSIBLE_COLLECTIONS_PATH=$out/installed python "$ROOT/tools/check_docs.py"
