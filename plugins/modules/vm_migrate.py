@@ -591,7 +591,7 @@ class Migration:
         thread = threading.Thread(target=worker, name="entropy-migrate-%s" % self.name, daemon=True)
         thread.start()
         progress: dict = {}
-        aborted = abort_accepted = False
+        aborted = abort_accepted = postcopy_tried = False
         abort_error = None
         timeout = self.params["timeout"]
         while True:
@@ -606,13 +606,13 @@ class Migration:
                         progress = stats
                 except libvirt.libvirtError:
                     pass
-                if self.params["postcopy"] and not self.result["postcopy_started"] and progress.get("memory_iteration", 0) >= 2:
+                if self.params["postcopy"] and not postcopy_tried and progress.get("memory_iteration", 0) >= 2:
+                    postcopy_tried = True  # once: after the first full pre-copy pass
                     try:
                         dom.migrateStartPostCopy(0)
                         self.result["postcopy_started"] = True
                     except libvirt.libvirtError as exc:
-                        self.module.warn("could not switch the migration of %r to post-copy: %s" % (self.name, exc))
-                        self.result["postcopy_started"] = None
+                        self.module.warn("could not switch the migration of %r to post-copy (it goes on as pre-copy): %s" % (self.name, exc))
             if timeout and elapsed >= timeout and not abort_accepted:
                 # ask until libvirt accepts: before the job really started it answers "no job is active"
                 aborted = True
