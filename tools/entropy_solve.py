@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Solve a placement model from the command line (see docs/solver.md).
 
 usage: tools/entropy_solve.py MODEL.json [-o PLAN.json] [--objective consolidate|repair|balance]

@@ -137,20 +137,24 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
                     max_migrations=opts.max_migrations, max_memory_moved_mib=opts.max_memory_moved_mib,
                     lower_bound=lb, progress=progress)
     lns = Lns(st, cfg)
+    hosts_phase: float | None = None   # when the consolidation stopped reducing hosts
     if opts.objective == "consolidate":
         if dense and opts.max_migrations is None and opts.max_memory_moved_mib is None:
             drain(st, t0 + opts.time_limit_s * 0.2)
         if dense:  # pylint: disable=no-else-raise
             # lexicographic: fewest hosts first, then least memory moved with that many hosts
             first = _dense(st, "hosts", usable, deadline, opts.seed, opts.workers, share=0.5)
+            hosts_phase = time.monotonic() - t0
             second = _dense(st, "moves", usable, deadline, opts.seed, opts.workers, share=0.5,
                             max_used=len(set(st.host_of)))
             proved = first == "optimal" and second == "optimal"
         elif opts.max_migrations is None and opts.max_memory_moved_mib is None:
             _pack(st, lns, opts)
+            hosts_phase = time.monotonic() - t0
             lns.reduce_moves("moves")
         else:
             lns.consolidate()
+            hosts_phase = time.monotonic() - t0
             lns.reduce_moves("moves")
     elif opts.objective == "repair":
         if dense:
@@ -173,7 +177,9 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
     if (opts.objective == "consolidate" and opts.min_gain_hosts and before - after < opts.min_gain_hosts
             and initially_viable and _constraints_ok(model, prob, prob.init)):
         target = list(prob.init)
-    return _plan(prob, target, lb, t0, proved, lns.iterations)
+    plan = _plan(prob, target, lb, t0, proved, lns.iterations)
+    plan["stats"]["hosts_phase_seconds"] = None if hosts_phase is None else round(hosts_phase, 3)
+    return plan
 
 
 def _overloaded_at_start(prob: Problem) -> set[int]:
