@@ -121,3 +121,47 @@ def relabel(st: State) -> int:
             st.add(j, target[b])
     after = sum(prob.mem[j] for b in bins for j in contents[b] if prob.init[j] != target[b])
     return before - after
+
+
+def home_pass(st: State) -> int:
+    """Send moved VMs back to their initial host when it is still in use: directly if it has room,
+    else by swapping with a VM that sits there but came from elsewhere. Never uses more hosts.
+    Returns memory saved (MiB)."""
+    prob = st.prob
+    saved = 0
+    for _ in range(2):
+        gained = 0
+        movers = sorted((j for j in range(prob.n_vms) if st.host_of[j] != prob.init[j] and st.host_of[j] >= 0
+                         and len(st.units[st.unit_of[j]]) == 1),
+                        key=lambda j: (-prob.mem[j], j))
+        for j in movers:
+            home, cur = prob.init[j], st.host_of[j]
+            if home == cur or not st.members[home] or not prob.movable[j]:
+                continue
+            st.remove(j)
+            if st.fits([j], home):
+                st.add(j, home)
+                gained += prob.mem[j]
+                continue
+            done = False
+            for k in sorted(st.members[home], key=lambda k: (-prob.mem[k], k)):
+                if prob.init[k] == home or not prob.movable[k] or len(st.units[st.unit_of[k]]) != 1:
+                    continue
+                # k moved anyway; sending it to j's spot costs nothing more (and saves it if that is its home)
+                gain = prob.mem[j] + (prob.mem[k] if prob.init[k] == cur else 0)
+                st.remove(k)
+                if st.fits([j], home):
+                    st.add(j, home)
+                    if st.fits([k], cur):
+                        st.add(k, cur)
+                        gained += gain
+                        done = True
+                        break
+                    st.remove(j)
+                st.add(k, home)
+            if not done:
+                st.add(j, cur)
+        saved += gained
+        if not gained:
+            break
+    return saved

@@ -10,7 +10,7 @@ from .diagnose import raise_if_infeasible
 from .errors import InfeasibleError, PlacementError
 from .greedy import drain, host_order, keep_and_repair, place_units
 from .hostset import choose_hosts, joint_cover_bound
-from .pack import pack_cosine, relabel
+from .pack import home_pass, pack_cosine, relabel
 from .lns import Lns, LnsConfig
 from .model import Model, load_model
 from .planner import build_plan
@@ -83,8 +83,10 @@ def _pack(st: State, lns: Lns, opts: Any) -> None:
     if left or len(set(st.host_of)) >= len(set(saved)):
         _restore(st, saved)
     relabel(st)
+    home_pass(st)
     lns.consolidate(share=0.5)
     relabel(st)
+    home_pass(st)
 
 
 def _restore(st: State, placement: list[int]) -> None:
@@ -160,6 +162,7 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
         if dense:
             proved = _dense(st, "repair", usable, deadline, opts.seed, opts.workers) == "optimal"
         else:
+            home_pass(st)
             lns.reduce_moves("repair")
     else:
         used = sorted(set(st.host_of))
