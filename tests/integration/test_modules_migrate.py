@@ -14,7 +14,8 @@ def migrate_once(lab, playbook, tmp_path, vm, source, destination, check=False, 
     if result_file.exists():
         result_file.unlink()
     proc = playbook("modules_migrate.yml", check=check, extra_vars=dict(
-        vm=vm, source=lab.uri(source), destination=lab.uri(destination), result_file=str(result_file), **options))
+        vm=vm, source=lab.uri(source), destination=lab.uri(destination) if destination in lab.hosts else destination,
+        result_file=str(result_file), **options))
     assert proc.returncode == 0, proc.stdout
     lab.assert_each_vm_once()
     return json.loads(result_file.read_text())
@@ -52,6 +53,12 @@ def test_refusals_leave_the_vm_where_it_was(lab, playbook, tmp_path):
     same = migrate_once(lab, playbook, tmp_path, vm, source, source)
     assert same["failed"] and same["error_kind"] == "same_host" and "host UUID %s" % lab.host_uuid(source) in same["msg"]
     assert same["location"] == "source" and lab.running_on(vm) == [source]
+
+    nowhere = "qemu+tcp://%s.250/system" % lab.state["subnet"]
+    unreachable = migrate_once(lab, playbook, tmp_path, vm, source, nowhere)
+    assert unreachable["failed"] and unreachable["error_kind"] == "unreachable", unreachable
+    assert "destination is unreachable" in unreachable["msg"] and nowhere in unreachable["msg"]
+    assert unreachable["location"] == "source" and lab.running_on(vm) == [source]
 
     unsafe = migrate_once(lab, playbook, tmp_path, vm, source, target, unsafe=False)
     assert unsafe["failed"] and unsafe["error_kind"] == "unsafe", unsafe
