@@ -361,13 +361,6 @@ def job_summary(stats: dict | None, completed: bool = True) -> dict:
     return out
 
 
-class MigrationError(Exception):
-    def __init__(self, message: str, kind: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.kind = kind
-
-
 class Migration:
     def __init__(self, module: LibvirtModule) -> None:
         self.module = module
@@ -532,6 +525,9 @@ class Migration:
 
     def done_already(self) -> None:
         self.locate()
+        if self.result["location"] != "destination":
+            self.module.warn("VM %r is not on the source %s; it is defined on the destination %s but does not run there "
+                             "(start it with entropy.cluster.vm_state if it should)." % (self.name, self.src_uri, self.dst_uri))
         if self.module._diff:
             after = dict(host=self.result.get("destination_host"), uri=self.dst_uri)
             self.result["diff"] = dict(before=after, after=after)
