@@ -1,12 +1,13 @@
 """The one public entry point: model in, executable plan out."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Callable
 
 from .bounds import hosts_lower_bound
 from .cpsat import require_ortools, solve_sub
-from .diagnose import raise_if_infeasible
+from .diagnose import diagnose, raise_if_infeasible
 from .errors import InfeasibleError, PlacementError
 from .greedy import drain, host_order, keep_and_repair, place_units
 from .hostset import choose_hosts, joint_cover_bound
@@ -130,7 +131,13 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
                                  f"or relax constraints")
         status = _dense(st, "repair", usable, deadline, opts.seed, opts.workers)
         if status == "infeasible":
-            raise InfeasibleError(budget_msg or "no placement satisfies all constraints and capacities together "
+            if budget_msg:
+                raise InfeasibleError(budget_msg)
+            culprits = _blame(model, opts.seed)
+            if culprits:
+                raise InfeasibleError(f"no placement satisfies all constraints and capacities together; "
+                                      f"without {culprits[0]} one exists", [f"without {c} one exists" for c in culprits])
+            raise InfeasibleError("no placement satisfies all constraints and capacities together "
                                   f"({len(model.constraints)} constraints); relax one of them")
         if any(h < 0 for h in st.host_of):
             raise PlacementError("no viable placement found within the time limit")
@@ -183,6 +190,25 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
     plan = _plan(prob, target, lb, t0, proved, lns.iterations)
     plan["stats"]["hosts_phase_seconds"] = None if hosts_phase is None else round(hosts_phase, 3)
     return plan
+
+
+def _blame(model: Model, seed: int, limit: int = 24) -> list[str]:
+    """Constraints whose removal alone makes a small infeasible model feasible (cheap: few constraints)."""
+    if len(model.constraints) > limit:
+        return []
+    culprits = []
+    for i, con in enumerate(model.constraints):
+        relaxed = dataclasses.replace(model, constraints=model.constraints[:i] + model.constraints[i + 1:])
+        prob = build_problem(relaxed)
+        if diagnose(prob):
+            continue
+        st, failed = keep_and_repair(prob)
+        if failed:
+            usable = [h for h in range(prob.n_hosts) if prob.usable[h]]
+            if _dense(st, "repair", usable, time.monotonic() + 1.0, seed, 1, share=0.2) in ("infeasible", "unknown"):
+                continue
+        culprits.append(con.describe())
+    return culprits
 
 
 def _overloaded_at_start(prob: Problem) -> set[int]:

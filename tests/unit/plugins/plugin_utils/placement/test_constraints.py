@@ -156,5 +156,8 @@ def test_infeasible_after_solving_is_reported():
     hosts = [host("hv1", gib=40), host("hv2", gib=40)]
     vms = [vm("a", "hv1", gib=10), vm("b", "hv2", gib=10), vm("c", "hv2", gib=10)]
     cons = [{"type": "lonely", "vms": ["a"]}, {"type": "fence", "vms": ["a", "b", "c"], "hosts": ["hv1"]}]
-    with pytest.raises(InfeasibleError, match="no placement satisfies"):
+    with pytest.raises(InfeasibleError, match="no placement satisfies") as err:
         placement.solve(model(hosts, vms, cons))
+    # each of the two constraints alone is satisfiable: both are named as the one to relax
+    assert "without constraint #0 (lonely ['a']) one exists" in err.value.explanation
+    assert any("constraint #1 (fence" in d for d in err.value.details)
