@@ -216,6 +216,8 @@ class VmState:
             self.call("starting", dom.create)
         else:  # shutoff or saved: create() restores a managed save image
             self.call("starting", dom.create)
+        if vm_condition(dom) == "paused":  # a VM saved while paused comes back paused
+            self.call("resuming", dom.resume)
 
     def to_paused(self, dom, before: str) -> None:
         if before in ("shutoff", "saved"):

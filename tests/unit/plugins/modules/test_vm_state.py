@@ -125,3 +125,11 @@ def test_transient_vm_is_undefined_after_destroy(hv, run):
     hv.createXML(xml, 0)
     result = run("vm_state", dict(uri=TEST_URI, name="tmpvm", state="destroyed"))
     assert result["changed"] is True and result["state"] == "undefined"
+
+
+def test_vm_saved_while_paused_comes_back_running(hv, run):
+    bring(hv, "paused")
+    assert vm_state(run, "saved")["state"] == "saved"
+    result = vm_state(run, "running")
+    assert result["changed"] is True and result["previous_state"] == "saved" and result["state"] == "running"
+    assert condition(hv) == "running"
