@@ -102,3 +102,33 @@ def test_timeout_aborts_and_the_vm_stays_on_the_source(lab, playbook, tmp_path):
         back = migrate_once(lab, playbook, tmp_path, vm, current, home)
         assert back["changed"] and back["location"] == "destination"
     assert lab.running_on(vm) == [home]
+
+
+def test_offline_migration_of_a_shut_off_vm_and_back(lab, playbook, tmp_path):
+    vm = "vm2"
+    home = lab.running_on(vm)[0]
+    target = next(h for h in sorted(lab.hosts) if h != home)
+    state_file = tmp_path / "state.json"
+
+    def set_state(host, state):
+        proc = playbook("modules_state_once.yml", extra_vars=dict(vm=vm, uri=lab.uri(host), states=[state], result_file=str(state_file)))
+        assert proc.returncode == 0, proc.stdout
+        (result,) = json.loads(state_file.read_text())
+        assert not result.get("failed"), result
+        return result
+
+    set_state(home, "destroyed")
+    try:
+        moved = migrate_once(lab, playbook, tmp_path, vm, home, target)
+        assert moved["changed"] and moved["migration"]["kind"] == "offline" and "OFFLINE" in moved["migration"]["flags"], moved
+        assert moved["location"] == "none" and moved["defined_on"] == ["destination"]
+        assert lab.placement()[vm] == [(target, "shutoff")]
+        again = migrate_once(lab, playbook, tmp_path, vm, home, target)
+        assert again["changed"] is False and again["defined_on"] == ["destination"]
+        back = migrate_once(lab, playbook, tmp_path, vm, target, home)
+        assert back["changed"] and back["defined_on"] == ["destination"]
+    finally:
+        where = [h for h, _s in lab.placement().get(vm, [])]
+        set_state(where[0] if where else home, "running")
+    assert lab.running_on(vm) == [home]
+    lab.assert_each_vm_once()
