@@ -102,6 +102,7 @@ options:
       - V(all) - copy the whole disks to the destination (C(VIR_MIGRATE_NON_SHARED_DISK)); the destination needs
         disk images of the same size at the same paths.
       - V(incremental) - copy only the top image of disks with a shared backing file (C(VIR_MIGRATE_NON_SHARED_INC)).
+      - Ignored for an offline migration (only the definition moves).
     type: str
     choices: [none, all, incremental]
     default: none
@@ -109,6 +110,7 @@ options:
     description:
       - Define the VM persistently on the destination (C(VIR_MIGRATE_PERSIST_DEST)). With V(false) it runs
         there as a transient VM.
+      - An offline migration (shut-off VM) always defines it persistently, whatever this option says.
     type: bool
     default: true
   undefine_source:
@@ -120,6 +122,7 @@ options:
     description:
       - Seconds after which an unfinished migration is aborted (C(virDomainAbortJob)); the VM then keeps running
         on the source and the module fails with RV(timed_out=true).
+      - Counted from the start of the migration call, setup included.
       - V(0) waits for as long as the migration takes.
     type: int
     default: 0
