@@ -74,7 +74,7 @@ options:
   max_downtime_ms:
     description:
       - Maximum tolerable downtime of a live migration in milliseconds (C(virDomainMigrateSetMaxDowntime)).
-        It stays set on the VM's running QEMU process.
+        After a failed or aborted migration the module restores the previous value.
     type: int
   auto_converge:
     description:
@@ -374,6 +374,7 @@ class Migration:
         self.src = None
         self.dst = None
         self.same = False  # source and destination are one host
+        self.previous_downtime: int | None = None
         self.result: dict = dict(changed=False, vm=self.name, source=self.src_uri, destination=self.dst_uri,
                                  location="unknown", defined_on=[], job={}, timed_out=False)
         if self.params["postcopy"]:
@@ -567,7 +568,12 @@ class Migration:
 
     def migrate(self, dom, flags: int, active: bool) -> None:
         params = self.parameters()
+        self.previous_downtime = None
         if active and self.params["max_downtime_ms"] is not None:
+            try:
+                self.previous_downtime = dom.migrateGetMaxDowntime(0)
+            except libvirt.libvirtError:
+                self.previous_downtime = None
             try:
                 dom.migrateSetMaxDowntime(self.params["max_downtime_ms"], 0)
             except libvirt.libvirtError as exc:
@@ -639,6 +645,7 @@ class Migration:
         error = outcome.get("error")
         if error is not None:
             self.result["progress"] = job_summary(progress, completed=False)
+            self.restore_downtime(dom)
             if aborted:
                 extra = "" if abort_error is None else " (abort: %s)" % abort_error
                 self.fail("The migration of VM %r from %s to %s did not finish within timeout=%ss and was aborted%s (libvirt: %s). "
@@ -657,6 +664,16 @@ class Migration:
             self.fail("libvirt reported the migration of VM %r to %s as successful, but the VM is not running there." % (self.name, self.dst_uri),
                       "other")
         self.module.exit_json(**self.result)
+
+    def restore_downtime(self, dom) -> None:
+        """After a failed migration the VM still runs in the same QEMU: give it back its old max downtime."""
+        if self.previous_downtime is None:
+            return
+        try:
+            if is_active(dom):
+                dom.migrateSetMaxDowntime(self.previous_downtime, 0)
+        except libvirt.libvirtError as exc:
+            self.module.warn("could not restore the max downtime (%s ms) of VM %r: %s" % (self.previous_downtime, self.name, exc))
 
     def completed_stats(self, active: bool) -> dict:
         if not active:
