@@ -14,8 +14,8 @@ from .state import State
 
 def host_order(prob: Problem) -> list[int]:
     """Hosts to switch on, largest normalised capacity first (packs more per host)."""
-    mc = max(prob.cap_cpu) or 1
-    mm = max(prob.cap_mem) or 1
+    mc = prob.max_cpu or 1
+    mm = prob.max_mem or 1
     return sorted((h for h in range(prob.n_hosts) if prob.usable[h]),
                   key=lambda h: (-(prob.cap_cpu[h] / mc + prob.cap_mem[h] / mm), h))
 

@@ -87,3 +87,14 @@ def test_saved_vm_needs_no_host_and_uses_nothing():
 def test_overrides_are_validated():
     with pytest.raises(ModelError, match="objective"):
         placement.solve(base(), objective="nope")
+
+
+def test_edge_cases_solve_to_valid_plans():
+    empty = {"version": 1, "hosts": [], "vms": []}
+    no_vms = model([host("hv1")], [])
+    zero = model([host("hv1", cpu=0, gib=0), host("hv2")], [vm("a", "hv2", cpu=0, gib=0), vm("b", "hv2", gib=1)])
+    for m in (empty, no_vms, zero):
+        for objective in ("consolidate", "repair", "balance"):
+            plan = placement.solve(m, objective=objective, time_limit_s=2)
+            assert placement.check_plan(m, plan) == []
+            assert plan["status"] == "unchanged"
