@@ -193,7 +193,17 @@ class Planner:
                     self._add(step, k, "suspend", d, d)
                 break
         if not step.actions:
-            raise PlacementError("plan building is stuck: every blocked VM was already pivoted once")
+            # every VM that could make room was pivoted once already: suspend one (each VM at most
+            # once, it leaves all hosts), so the plan still terminates
+            for j in blocked:
+                d = self.target[j]
+                cands = sorted((k for k in self.occ[d] if self.cur[k] == d and self.target[k] != d and prob.movable[k]),
+                               key=lambda k: (-prob.mem[k], k))
+                if cands:
+                    self._add(step, cands[0], "suspend", d, d)
+                    break
+        if not step.actions:
+            raise PlacementError("plan building is stuck: no VM can make room on a blocked host")
 
     def _pivot_host(self, step: _Step, k: int, src: int) -> int:
         """Host with most free memory that takes k now; hosts already in use first."""

@@ -80,3 +80,37 @@ def test_continuous_spread_is_kept_during_the_plan():
     plan = plan_for_target(m, {"a": "hv2", "b": "hv1", "c": "hv3"})
     assert placement.check_plan(m, plan) == []
     assert plan["stats"]["pivots"] >= 1  # a and b may not even meet in flight
+
+
+def test_random_tight_reconfigurations_always_yield_valid_plans():
+    """Random pairs of packings on small full hosts: the planner must terminate with a valid plan."""
+    import random  # pylint: disable=import-outside-toplevel
+    done = 0
+    for seed in range(80):
+        rng = random.Random(seed)
+        n_hosts = rng.randint(2, 5)
+        n_vms = rng.randint(2, 4 * n_hosts)
+        sizes = [rng.randint(1, 10) for _ in range(n_vms)]
+
+        def packing(rng=rng, n_hosts=n_hosts, n_vms=n_vms, sizes=sizes):
+            load = [0] * n_hosts
+            out = []
+            for j in range(n_vms):
+                cands = [h for h in range(n_hosts) if load[h] + sizes[j] <= 16]
+                if not cands:
+                    return None
+                h = rng.choice(cands)
+                load[h] += sizes[j]
+                out.append(h)
+            return out
+
+        start, end = packing(), packing()
+        if start is None or end is None:
+            continue
+        m = model([{"name": f"h{i}", "cpu": 16, "memory_mib": 16} for i in range(n_hosts)],
+                  [{"name": f"v{j}", "host": f"h{start[j]}", "cpu": 1, "memory_mib": sizes[j]} for j in range(n_vms)],
+                  max_parallel_migrations_per_host=rng.choice([None, 1, 2]))
+        plan = plan_for_target(m, {f"v{j}": f"h{end[j]}" for j in range(n_vms)})
+        assert placement.check_plan(m, plan) == [], seed
+        done += 1
+    assert done > 40
