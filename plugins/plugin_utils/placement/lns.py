@@ -187,6 +187,7 @@ class Lns:
                 if other not in picked:
                     picked.append(other)
             u = picked[0]
+            picked = sorted({k for j in picked for k in st.units[st.unit_of[j]]})   # gather groups move whole
             pool = [h for h in keep if prob.allowed(u, h)]
             if not pool:
                 stale = patience

@@ -123,24 +123,20 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
     proved = False
     budget_msg = _over_budget(prob, st.host_of) if not failed else None
     if failed or budget_msg:
-        if not dense:
-            if budget_msg:
-                raise InfeasibleError(budget_msg)
-            names = ", ".join(repr(prob.vm_names[j]) for u in failed[:3] for j in st.units[u])
-            raise PlacementError(f"the greedy start found no host for vms {names}; try a longer time limit "
-                                 f"or relax constraints")
-        status = _dense(st, "repair", usable, deadline, opts.seed, opts.workers)
-        if status == "infeasible":
-            if budget_msg:
-                raise InfeasibleError(budget_msg)
-            culprits = _blame(model, opts.seed)
-            if culprits:
-                raise InfeasibleError(f"no placement satisfies all constraints and capacities together; "
-                                      f"without {culprits[0]} one exists", [f"without {c} one exists" for c in culprits])
-            raise InfeasibleError("no placement satisfies all constraints and capacities together "
-                                  f"({len(model.constraints)} constraints); relax one of them")
-        if any(h < 0 for h in st.host_of):
-            raise PlacementError("no viable placement found within the time limit")
+        if dense:
+            _dense_start(st, model, deadline, budget_msg)
+        elif budget_msg:
+            raise InfeasibleError(budget_msg)
+        else:
+            # let the LNS rearrange hosts to make room for what the greedy could not place
+            fixer = Lns(st, LnsConfig(objective="repair", deadline=deadline, seed=opts.seed, workers=opts.workers))
+            fixer.squeeze(set(usable), t0 + opts.time_limit_s * 0.5, patience=10 ** 9)
+            left = fixer.unplaced()
+            if left:
+                names = ", ".join(repr(prob.vm_names[j]) for j in left[:3])
+                raise PlacementError(f"no host found for vms {names} within the time limit; try a longer time limit "
+                                     f"or relax constraints")
+        failed = []
     cfg = LnsConfig(objective=opts.objective, deadline=deadline, seed=opts.seed, workers=opts.workers,
                     max_iterations=opts.max_iterations if opts.max_iterations is not None else 100000,
                     max_migrations=opts.max_migrations, max_memory_moved_mib=opts.max_memory_moved_mib,
@@ -150,7 +146,7 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
     if opts.objective == "consolidate":
         if dense and opts.max_migrations is None and opts.max_memory_moved_mib is None:
             drain(st, t0 + opts.time_limit_s * 0.2)
-        if dense:  # pylint: disable=no-else-raise
+        if dense:
             # lexicographic: fewest hosts first, then least memory moved with that many hosts
             first = _dense(st, "hosts", usable, deadline, opts.seed, opts.workers, share=0.5)
             hosts_phase = time.monotonic() - t0
@@ -190,6 +186,24 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
     plan = _plan(prob, target, lb, t0, proved, lns.iterations)
     plan["stats"]["hosts_phase_seconds"] = None if hosts_phase is None else round(hosts_phase, 3)
     return plan
+
+
+def _dense_start(st: State, model: Model, deadline: float, budget_msg: str | None) -> None:
+    """Small problems whose greedy start failed (or broke a budget): one CP-SAT model decides."""
+    prob, opts = st.prob, model.options
+    usable = [h for h in range(prob.n_hosts) if prob.usable[h]]
+    status = _dense(st, "repair", usable, deadline, opts.seed, opts.workers)
+    if status == "infeasible":
+        if budget_msg:
+            raise InfeasibleError(budget_msg)
+        culprits = _blame(model, opts.seed)
+        if culprits:
+            raise InfeasibleError(f"no placement satisfies all constraints and capacities together; "
+                                  f"without {culprits[0]} one exists", [f"without {c} one exists" for c in culprits])
+        raise InfeasibleError("no placement satisfies all constraints and capacities together "
+                              f"({len(model.constraints)} constraints); relax one of them")
+    if any(h < 0 for h in st.host_of):
+        raise PlacementError("no viable placement found within the time limit")
 
 
 def _blame(model: Model, seed: int, limit: int = 24) -> list[str]:
