@@ -57,3 +57,14 @@ def test_lns_path_max_online(lns_only):
     plan = placement.solve(m, objective="repair", time_limit_s=4, seed=1, max_iterations=40)
     assert plan["stats"]["hosts_used_after"] <= 24
     assert placement.check_plan(m, plan) == []
+
+
+def test_lns_path_repairs_a_failed_greedy_start(lns_only):
+    from helpers import host, model, vm  # pylint: disable=import-outside-toplevel
+    hosts = [host("h1", gib=16), host("h2", gib=16), host("h3", gib=16)]
+    # evacuating h3: d (8 GiB) fits nowhere until c moves from h2 to h1
+    vms = [vm("a", "h1", gib=10), vm("b", "h2", gib=6), vm("c", "h2", gib=4), vm("d", "h3", gib=8)]
+    m = model(hosts, vms, [{"type": "offline", "hosts": ["h3"]}], objective="repair")
+    plan = placement.solve(m)
+    assert placement.check_plan(m, plan) == []
+    assert plan["target"]["d"] == "h2" and plan["target"]["c"] == "h1"
