@@ -42,6 +42,7 @@ HOST_MEMORY_MIB = 320
 # CPU demand given to some VMs (fraction of a core, approximate: TCG speed varies).
 LOADED_VM_SHARE = 0.15
 SPIN_PER_TICK_AT_FULL = 9_000_000  # busy-loop iterations per 55 ms timer tick for ~100 % of a core (measured, TCG)
+DIRTY_PAGES_PER_TICK = 128  # 512 KiB x 18.2 ticks/s: about 9 MiB/s of dirty memory on loaded VMs
 PASSWD_EXTRA = ["libvirt-qemu:x:64055:64055:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin"]
 GROUP_EXTRA = ["kvm:x:64054:", "libvirt-qemu:x:64055:", "libvirt:x:64056:"]
 
@@ -268,13 +269,22 @@ def stop_daemon(host: dict) -> None:
 # --------------------------------------------------------------------------- VMs
 
 def boot_sector(load: float) -> bytes:
-    """A 512-byte MBR that spins ``load`` of each timer tick and halts the rest: a VM with
+    """A 512-byte MBR that, at every timer tick, spins ``load`` of the tick, dirties 128 pages of
+    memory when loaded (so a bandwidth-capped live migration cannot converge), then halts: a VM with
     a steady, measurable CPU demand and no operating system."""
     spins = max(1, int(load * SPIN_PER_TICK_AT_FULL))
-    code = bytes([0xFB])                                   # sti
-    code += bytes([0x66, 0xB9]) + spins.to_bytes(4, "little")  # top: mov ecx, spins
-    code += bytes([0x66, 0x49, 0x75, 0xFC])                # spin: dec ecx; jnz spin
-    code += bytes([0xF4, 0xEB, 0xF3])                      # hlt; jmp top
+    pages = DIRTY_PAGES_PER_TICK if load > 0 else 0
+    code = bytes([0xFB])                                       # 0: sti
+    code += bytes([0x66, 0xB9]) + spins.to_bytes(4, "little")  # 1: top: mov ecx, spins
+    code += bytes([0x66, 0x49, 0x75, 0xFC])                    # 7: spin: dec ecx; jnz spin
+    code += bytes([0xB9]) + pages.to_bytes(2, "little")        # 11: mov cx, pages
+    code += bytes([0xE3, 0x0F])                                # 14: jcxz done
+    code += bytes([0xB8, 0x00, 0x10])                          # 16: mov ax, 0x1000 (64 KiB and up: free memory)
+    code += bytes([0x8E, 0xC0])                                # 19: dirty: mov es, ax
+    code += bytes([0x26, 0xFE, 0x06, 0x00, 0x00])              # 21: inc byte [es:0]
+    code += bytes([0x05, 0x00, 0x01])                          # 26: add ax, 0x100 (next 4 KiB page)
+    code += bytes([0xE2, 0xF4])                                # 29: loop dirty
+    code += bytes([0xF4, 0xEB, 0xDF])                          # 31: done: hlt; jmp top
     return code + bytes(510 - len(code)) + b"\x55\xAA"
 
 
