@@ -20,7 +20,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 sys.path.insert(0, os.path.join(ROOT, "plugins", "plugin_utils"))
 
 import placement  # noqa: E402  pylint: disable=wrong-import-position
-from placement.synthetic import make_cluster  # noqa: E402  pylint: disable=wrong-import-position
+from placement.synthetic import FLAVOUR_WEIGHTS, HEAVY_WEIGHTS, make_cluster  # noqa: E402  pylint: disable=wrong-import-position
 
 DEFAULT_LIMITS = {100: 2.0, 2000: 30.0, 5000: 60.0}
 
@@ -44,8 +44,8 @@ def ffd_hosts(m: dict) -> int:
     return len(used)
 
 
-def one(n_hosts: int, n_vms: int, objective: str, limit: float, seed: int) -> dict:
-    m = make_cluster(n_hosts, n_vms, seed=seed)
+def one(n_hosts: int, n_vms: int, objective: str, limit: float, seed: int, heavy: bool = False) -> dict:
+    m = make_cluster(n_hosts, n_vms, seed=seed, weights=HEAVY_WEIGHTS if heavy else FLAVOUR_WEIGHTS)
     t0 = time.monotonic()
     plan = placement.solve(m, objective=objective, time_limit_s=limit, seed=seed)
     wall = time.monotonic() - t0
@@ -86,11 +86,12 @@ def main() -> int:
     p.add_argument("--repair-limit", type=float, default=10.0)
     p.add_argument("--time-limit", type=float, help="override the per-size time limit")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--heavy", action="store_true", help="harder clusters: mostly 8c/32G and 16c/64G VMs")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         n_hosts, n_vms, objective, limit = args.one.split(":")
-        print(json.dumps(one(int(n_hosts), int(n_vms), objective, float(limit), args.seed)))
+        print(json.dumps(one(int(n_hosts), int(n_vms), objective, float(limit), args.seed, args.heavy)))
         return 0
     jobs = []
     for size in filter(None, args.sizes.split(",")):
@@ -104,8 +105,8 @@ def main() -> int:
           "moved GiB | solve s | plan s | steps | pivots | overloaded before | checker | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for h, v, objective, limit in jobs:
-        res = subprocess.run([sys.executable, __file__, "--one", f"{h}:{v}:{objective}:{limit}", "--seed", str(args.seed)],
-                             capture_output=True, text=True, check=False)
+        cmd = [sys.executable, __file__, "--one", f"{h}:{v}:{objective}:{limit}", "--seed", str(args.seed)]
+        res = subprocess.run(cmd + (["--heavy"] if args.heavy else []), capture_output=True, text=True, check=False)
         if res.returncode != 0:
             print(f"| {h}/{v} | {objective} | failed: {res.stderr.strip().splitlines()[-1:]} |")
             continue

@@ -10,10 +10,12 @@ import random
 HOST_TYPES = ((32, 128), (64, 256), (48, 384))          # cores, GiB
 FLAVOURS = ((1, 2), (2, 4), (2, 8), (4, 8), (4, 16), (8, 32), (16, 64))
 FLAVOUR_WEIGHTS = (0.05, 0.05, 0.09, 0.09, 0.14, 0.26, 0.32)
+# harder variant: mostly 8c/32G and 16c/64G VMs, fewer small ones to fill the gaps
+HEAVY_WEIGHTS = (0.02, 0.02, 0.04, 0.04, 0.08, 0.30, 0.50)
 
 
 def make_cluster(n_hosts: int, n_vms: int, seed: int = 0, overloaded: float = 0.075,
-                 suspended: float = 0.05) -> dict:
+                 suspended: float = 0.05, weights: tuple[float, ...] = FLAVOUR_WEIGHTS) -> dict:
     rng = random.Random(seed)
     hosts = []
     for i in range(n_hosts):
@@ -23,7 +25,7 @@ def make_cluster(n_hosts: int, n_vms: int, seed: int = 0, overloaded: float = 0.
     load = [0.0] * n_hosts
     vms = []
     for j in range(n_vms):
-        vcpus, gib = rng.choices(FLAVOURS, FLAVOUR_WEIGHTS)[0]
+        vcpus, gib = rng.choices(FLAVOURS, weights)[0]
         mem = gib * 1024
         cpu = round(vcpus * rng.betavariate(1.3, 2.2) * 1.35, 2)
         cpu = min(cpu, float(vcpus))
