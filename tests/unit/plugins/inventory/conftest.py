@@ -15,14 +15,8 @@ import sys
 import pytest
 import yaml
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), *([os.pardir] * 4)))
-COLLECTIONS = os.path.join(ROOT, ".tmp", "collections")
-LINK = os.path.join(COLLECTIONS, "ansible_collections", "entropy", "cluster")
-if not os.path.exists(LINK):  # tools/run.sh setup makes it; make it here too for a bare pytest run
-    os.makedirs(os.path.dirname(LINK), exist_ok=True)
-    os.symlink(ROOT, LINK)
-if COLLECTIONS not in sys.path:
-    sys.path.insert(0, COLLECTIONS)
+# tests/unit/conftest.py puts the collection of this checkout on sys.path.
+COLLECTIONS = next(path for path in sys.path if path.endswith(os.path.join(".tmp", "collections")))
 
 libvirt = pytest.importorskip("libvirt")
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)

@@ -16,20 +16,12 @@ from __future__ import annotations
 import importlib
 import io
 import json
-import os
 import sys
 from contextlib import redirect_stdout
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), *([os.pardir] * 4)))
-COLLECTIONS = os.path.join(ROOT, ".tmp", "collections")
-LINK = os.path.join(COLLECTIONS, "ansible_collections", "entropy", "cluster")
-if not os.path.exists(LINK):  # tools/run.sh setup makes it; make it here too for a bare pytest run
-    os.makedirs(os.path.dirname(LINK), exist_ok=True)
-    os.symlink(ROOT, LINK)
-if COLLECTIONS not in sys.path:
-    sys.path.insert(0, COLLECTIONS)
+# tests/unit/conftest.py puts the collection of this checkout on sys.path.
 
 try:  # the libvirt tests skip without libvirt-python; other tests in this directory do not need it
     import libvirt
