@@ -6,7 +6,7 @@ Names are tenant data: they are only compared and echoed with repr(), never inte
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .constraints import Constraint, parse_constraint
@@ -211,13 +211,13 @@ def load_model(raw: Any, **overrides: Any) -> Model:
 
     `overrides` replace entries of `options` (e.g. objective="repair") and are validated the same way.
     """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     if isinstance(raw, Model):
-        raw_model = raw
-        if overrides:
-            merged = dict(raw_model.options.__dict__)
-            merged.update(overrides)
-            raw_model.options = _parse_options(merged)
-        return raw_model
+        if not overrides:
+            return raw
+        merged = dict(raw.options.__dict__)
+        merged.update(overrides)
+        return replace(raw, options=_parse_options(merged))   # the caller's Model is left as it was
     if not isinstance(raw, dict):
         raise ModelError(f"model: must be a JSON object, got {type(raw).__name__}")
     _no_unknown("model", raw, ("version", "hosts", "vms", "constraints", "options", "warnings"))
@@ -243,7 +243,7 @@ def load_model(raw: Any, **overrides: Any) -> Model:
     constraints = [parse_constraint(i, c, host_index, vm_index) for i, c in enumerate(raw_cons)]
     options = dict(raw.get("options") or {}) if isinstance(raw.get("options") or {}, dict) else raw.get("options")
     if overrides and isinstance(options, dict):
-        options.update({k: v for k, v in overrides.items() if v is not None})
+        options.update(overrides)
     warnings = raw.get("warnings") or []
     if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
         raise ModelError("model: field 'warnings' must be a list of strings")

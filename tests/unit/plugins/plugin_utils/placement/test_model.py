@@ -98,3 +98,11 @@ def test_edge_cases_solve_to_valid_plans():
             plan = placement.solve(m, objective=objective, time_limit_s=2)
             assert placement.check_plan(m, plan) == []
             assert plan["status"] == "unchanged"
+
+
+def test_overrides_do_not_touch_the_callers_model():
+    loaded = placement.load_model(base())
+    again = placement.load_model(loaded, objective="repair", seed=None)
+    assert again.options.objective == "repair" and again.options.seed == 0
+    assert loaded.options.objective == "consolidate"
+    assert placement.load_model(loaded, objective=None) is loaded
