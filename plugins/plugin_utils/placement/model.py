@@ -63,6 +63,7 @@ class Options:
     max_parallel_migrations_per_host: int | None = None
     min_gain_hosts: int = 0
     max_iterations: int | None = None
+    allow_suspend: bool = True
 
 
 @dataclass
@@ -194,6 +195,10 @@ def _parse_options(raw: Any) -> Options:
                                                    integer=True, positive=True, required=False)
     opt.min_gain_hosts = _number("options", raw, "min_gain_hosts", default=0, integer=True, required=False)
     opt.max_iterations = _number("options", raw, "max_iterations", integer=True, required=False)
+    allow = raw.get("allow_suspend", True)
+    if not isinstance(allow, bool):
+        raise ModelError(f"options: field 'allow_suspend' must be a boolean, got {allow!r}")
+    opt.allow_suspend = allow
     return opt
 
 

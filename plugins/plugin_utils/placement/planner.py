@@ -25,8 +25,10 @@ class _Step:
 
 
 class Planner:
-    def __init__(self, prob: Problem, target: list[int], max_parallel: int | None = None) -> None:
+    def __init__(self, prob: Problem, target: list[int], max_parallel: int | None = None,
+                 allow_suspend: bool = True) -> None:
         self.prob = prob
+        self.allow_suspend = allow_suspend
         self.target = target
         self.max_parallel = max_parallel
         self.cur = list(prob.init)
@@ -184,6 +186,8 @@ class Planner:
                             and k not in self.pivoted and prob.movable[k]), key=lambda k: (-prob.mem[k], k))
             for k in cands:
                 pivot = self._pivot_host(step, k, d)
+                if pivot < 0 and not self.allow_suspend:
+                    continue
                 self.pivoted.add(k)
                 done.add(find(d))
                 if pivot >= 0:
@@ -192,7 +196,7 @@ class Planner:
                 else:
                     self._add(step, k, "suspend", d, d)
                 break
-        if not step.actions:
+        if not step.actions and self.allow_suspend:
             # every VM that could make room was pivoted once already: suspend one (each VM at most
             # once, it leaves all hosts), so the plan still terminates
             for j in blocked:
@@ -203,7 +207,8 @@ class Planner:
                     self._add(step, cands[0], "suspend", d, d)
                     break
         if not step.actions:
-            raise PlacementError("plan building is stuck: no VM can make room on a blocked host")
+            hint = "" if self.allow_suspend else " without suspending a VM (allow_suspend is false)"
+            raise PlacementError(f"plan building is stuck: no VM can make room on a blocked host{hint}")
 
     def _pivot_host(self, step: _Step, k: int, src: int) -> int:
         """Host with most free memory that takes k now; hosts already in use first."""
@@ -218,7 +223,8 @@ class Planner:
         return best
 
 
-def build_plan(prob: Problem, target: list[int], max_parallel: int | None = None) -> Planner:
-    planner = Planner(prob, target, max_parallel)
+def build_plan(prob: Problem, target: list[int], max_parallel: int | None = None,
+               allow_suspend: bool = True) -> Planner:
+    planner = Planner(prob, target, max_parallel, allow_suspend)
     planner.run()
     return planner

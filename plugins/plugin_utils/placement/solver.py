@@ -251,7 +251,7 @@ def plan_for_target(model_or_dict: Any, target: dict[str, str], **overrides: Any
 def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, iterations: int) -> dict:
     model = prob.model
     solve_s = time.monotonic() - t0
-    planner = build_plan(prob, target, model.options.max_parallel_migrations_per_host)
+    planner = build_plan(prob, target, model.options.max_parallel_migrations_per_host, model.options.allow_suspend)
     before_hosts = {prob.host_names[h] for h in set(prob.init)}
     after_hosts = {prob.host_names[h] for h in set(target)}
     changed = target != prob.init

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 import placement
 from placement.solver import plan_for_target
 
@@ -114,3 +116,14 @@ def test_random_tight_reconfigurations_always_yield_valid_plans():
         assert placement.check_plan(m, plan) == [], seed
         done += 1
     assert done > 40
+
+
+def test_allow_suspend_false_uses_a_pivot_or_fails_cleanly():
+    hosts = [host("hv1", gib=16), host("hv2", gib=16)]
+    m = model(hosts, [vm("a", "hv1", gib=12), vm("b", "hv2", gib=12)], allow_suspend=False)
+    with pytest.raises(placement.PlacementError, match="allow_suspend is false"):
+        plan_for_target(m, {"a": "hv2", "b": "hv1"})
+    m3 = swap_model()
+    m3["options"]["allow_suspend"] = False
+    plan = plan_for_target(m3, {"a": "hv2", "b": "hv1", "c": "hv3"})
+    assert placement.check_plan(m3, plan) == [] and plan["stats"]["pivots"] == 1
