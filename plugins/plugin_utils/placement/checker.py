@@ -131,4 +131,18 @@ def check_plan(model: Any, plan: Any) -> list[str]:  # pylint: disable=too-many-
     for vm, h in sorted(target.items()):
         if vm in placed and placed[vm] != h:
             errors.append(f"target: vm {vm!r} ends on {placed[vm]!r}, target says {h!r}")
+    errors.extend(_budgets(model, placed))
+    return errors
+
+
+def _budgets(model: Model, placed: dict[str, str]) -> list[str]:
+    """Budgets count relocated VMs (end host differs from the start); pivot hops are not counted."""
+    opts = model.options
+    moved = [v for v, h in placed.items() if h != model.vm(v).host]
+    memory = sum(model.vm(v).memory_mib for v in moved)
+    errors = []
+    if opts.max_migrations is not None and len(moved) > opts.max_migrations:
+        errors.append(f"budget: {len(moved)} vms relocated, max_migrations is {opts.max_migrations}")
+    if opts.max_memory_moved_mib is not None and memory > opts.max_memory_moved_mib:
+        errors.append(f"budget: {memory} MiB relocated, max_memory_moved_mib is {opts.max_memory_moved_mib}")
     return errors

@@ -70,6 +70,10 @@ def test_good_plan_passes():
     (base(max_parallel_migrations_per_host=1),
      plan([[mig("c", "hv3", "hv1", 2), mig("b", "hv2", "hv3")]], {"a": "hv1", "b": "hv3", "c": "hv1"}),
      "host 'hv3' has 2 concurrent migrations, cap is 1"),
+    (base(max_migrations=0), plan([[mig("c", "hv3", "hv1", 2)]], {"a": "hv1", "b": "hv2", "c": "hv1"}),
+     "budget: 1 vms relocated, max_migrations is 0"),
+    (base(max_memory_moved_mib=1024), plan([[mig("c", "hv3", "hv1", 2)]], {"a": "hv1", "b": "hv2", "c": "hv1"}),
+     "budget: 2048 MiB relocated, max_memory_moved_mib is 1024"),
 ])
 def test_checker_detects(m, p, needle):
     problems = placement.check_plan(m, p)

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 from helpers import host, model, vm
 
@@ -77,3 +79,15 @@ def test_no_ansible_and_only_relative_imports():
             assert "import ansible" not in text and "from ansible" not in text, name
             assert "\nfrom placement" not in text and "\nimport placement" not in text, name
             assert "from __future__ import annotations" in text, name
+
+
+def test_cli_btrplace_instance(tmp_path):
+    data = os.path.join(ROOT, os.pardir, "shared", "data", "btrplace", "issue-131-0.json.gz")
+    if not os.path.exists(data):
+        pytest.skip(f"BtrPlace instance not found: {data}")
+    out = tmp_path / "plan.json"
+    res = run("--btrplace", data, "-o", str(out), "--time-limit", "2", "--objective", "consolidate")
+    assert res.returncode == 0, res.stderr
+    assert "warning: resource view 'controller_cpu' ignored" in res.stderr
+    res = run("--btrplace", data, "--check", str(out))
+    assert res.returncode == 0 and "plan is valid" in res.stderr
