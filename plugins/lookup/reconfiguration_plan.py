@@ -63,7 +63,11 @@ options:
     description: With O(objective=consolidate), return an empty plan unless it frees at least this many hosts.
     type: int
   solver_options:
-    description: Other solver options (C(workers), C(bandwidth_mib_s), C(max_parallel_migrations_per_host), ...).
+    description:
+      - Other solver options (C(workers), C(bandwidth_mib_s), C(max_parallel_migrations_per_host), ...).
+      - C(allow_suspend) defaults to V(false) here - a migration cycle with no pivot host is then reported instead of
+        being broken by a suspend to disk. With V(true), suspends are run as managed saves, and a plan that would resume
+        a VM on another host than the one that saved it is refused.
     type: dict
     default: {}
   ansible_lookup_hostvars:
@@ -129,7 +133,7 @@ from ansible.errors import AnsibleError, AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
 from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import build_model
-from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook import initial_placement
+from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook import cross_host_resumes, initial_placement
 from ansible_collections.entropy.cluster.plugins.plugin_utils.placement import InfeasibleError, ModelError, PlacementError, solve
 
 
@@ -148,6 +152,9 @@ class LookupModule(LookupBase):
         for name in ("objective", "time_limit_s", "seed", "max_migrations", "max_memory_moved_mib", "min_gain_hosts"):
             if self.get_option(name) is not None:
                 overrides[name] = self.get_option(name)
+        # A cycle with no pivot host may be broken by suspending a VM to disk; the actuators resume
+        # it only on the host that saved it, so that stays off unless asked for.
+        overrides.setdefault("allow_suspend", False)
         warnings = list(model.pop("warnings", None) or [])
         try:
             plan = solve(model, **overrides)
@@ -157,6 +164,10 @@ class LookupModule(LookupBase):
             raise AnsibleLookupError("the cluster model is malformed: %s" % exc) from None
         except PlacementError as exc:
             raise AnsibleLookupError("the placement solver failed: %s" % exc) from None
+        unrunnable = cross_host_resumes(plan)
+        if unrunnable:
+            raise AnsibleLookupError("the plan resumes suspended VMs on another host, which the actuators cannot do (%s); "
+                                     "leave solver_options.allow_suspend false" % "; ".join(unrunnable))
         plan["initial"] = initial_placement(model)
         plan["model_warnings"] = warnings
         return [plan]

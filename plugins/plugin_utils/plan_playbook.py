@@ -14,7 +14,8 @@ from collections.abc import Mapping
 
 ACTIVE_STATES = ("running", "paused")
 # Plan action -> the VM state it leaves behind (migrate keeps the state, moves the host).
-STATE_AFTER_ACTION = {"suspend": "paused", "resume": "running", "start": "running", "stop": "stopped"}
+# The solver's suspend is to disk (managed save): it frees the VM's memory on its host.
+STATE_AFTER_ACTION = {"suspend": "saved", "resume": "running", "start": "running", "stop": "stopped"}
 
 
 def action_host(action: Mapping) -> str | None:
@@ -37,6 +38,7 @@ def placements_after_steps(initial: Mapping[str, Mapping], steps: list) -> list[
             if action.get("action") == "migrate":
                 entry["host"] = action["to"]
             elif action.get("action") in STATE_AFTER_ACTION:
+                entry["host"] = action_host(action) or entry["host"]
                 entry["state"] = STATE_AFTER_ACTION[action["action"]]
         result.append({vm: dict(where) for vm, where in current.items()})
     return result
@@ -68,6 +70,20 @@ def placement_differences(actual: Mapping[str, list], expected: Mapping[str, Map
     return problems
 
 
+def cross_host_resumes(plan: Mapping) -> list[str]:
+    """Resumes the actuators cannot run: a VM suspended to disk on one host and resumed on another
+    (a managed-save image stays on the host that wrote it)."""
+    suspended_on: dict[str, str | None] = {}
+    problems = []
+    for step in plan.get("steps", []):
+        for action in step:
+            if action.get("action") == "suspend":
+                suspended_on[action["vm"]] = action_host(action)
+            elif action.get("action") == "resume" and action["vm"] in suspended_on and suspended_on[action["vm"]] != action_host(action):
+                problems.append("VM %r is suspended on %s and resumed on %s" % (action["vm"], suspended_on[action["vm"]], action_host(action)))
+    return problems
+
+
 def describe_action(action: Mapping) -> str:
     kind = action.get("action", "?")
     if kind == "migrate":
@@ -82,8 +98,8 @@ def plan_table(plan: Mapping) -> str:
     """A readable summary of a plan: figures, then one line per action, grouped by step."""
     stats = plan.get("stats", {})
     lines = ["plan: objective %s, status %s" % (plan.get("objective", "?"), plan.get("status", "?"))]
-    hosts_used = "%s -> %s (lower bound %s)" % (stats.get("hosts_used_before", "?"), stats.get("hosts_used_after", "?"),
-                                                 stats.get("hosts_lower_bound", "?"))
+    hosts_used = "%s -> %s (lower bound %s)" % (
+        stats.get("hosts_used_before", "?"), stats.get("hosts_used_after", "?"), stats.get("hosts_lower_bound", "?"))
     figures = [
         ("hosts used", hosts_used),
         ("hosts freed", ", ".join(stats.get("hosts_freed") or plan.get("hosts_freed") or []) or "-"),

@@ -44,7 +44,7 @@ def pack_cosine(st: State, keep: set[int], units: list[int]) -> list[int]:
             score[home] += HOME_BONUS
         score = np.where(ok, score, -np.inf)
         placed = False
-        for _ in range(64):
+        for _unused in range(64):
             i = int(np.argmax(score))
             if score[i] == -np.inf:
                 break
@@ -129,7 +129,7 @@ def home_pass(st: State) -> int:
     Returns memory saved (MiB)."""
     prob = st.prob
     saved = 0
-    for _ in range(2):
+    for _unused in range(2):
         gained = 0
         movers = sorted((j for j in range(prob.n_vms) if st.host_of[j] != prob.init[j] and st.host_of[j] >= 0
                          and len(st.units[st.unit_of[j]]) == 1),

@@ -35,7 +35,7 @@ class Planner:
         self.lc, self.lm = prob.loads(self.cur)
         self.lim_c = [max(c, x) for c, x in zip(prob.cap_cpu, self.lc)]
         self.lim_m = [max(c, x) for c, x in zip(prob.cap_mem, self.lm)]
-        self.occ: list[set[int]] = [set() for _ in range(prob.n_hosts)]
+        self.occ: list[set[int]] = [set() for _unused in range(prob.n_hosts)]
         for j, h in enumerate(self.cur):
             self.occ[h].add(j)
         model = prob.model

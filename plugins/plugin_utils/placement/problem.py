@@ -96,9 +96,9 @@ def build_problem(model: Model) -> Problem:
     mem = [int(math.ceil(model.demand(v.name, "memory") - 1e-9)) for v in active]
     init = [hidx[v.host] for v in active]
     allowed: list[set[int] | None] = [None] * len(active)
-    banned: list[set[int]] = [set() for _ in active]
+    banned: list[set[int]] = [set() for _unused in active]
     movable = [True] * len(active)
-    lonely_sig: list[list[int]] = [[] for _ in active]
+    lonely_sig: list[list[int]] = [[] for _unused in active]
     prob = Problem(model, host_names, cap_cpu, cap_mem, usable, vm_names, cpu, mem, init, [], movable, [])
     for con in model.constraints:
         members = [vpos[n] for n in con.vms if n in vpos]
@@ -138,7 +138,7 @@ def build_problem(model: Model) -> Problem:
             continue
         base = allowed[j] if allowed[j] is not None else range(len(host_names))
         prob.domain.append(sorted(h for h in base if usable[h] and h not in banned[j]))
-    prob.vm_spreads = [[] for _ in active]
+    prob.vm_spreads = [[] for _unused in active]
     for g, members in enumerate(prob.spread_groups):
         for j in members:
             prob.vm_spreads[j].append(g)

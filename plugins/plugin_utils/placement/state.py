@@ -17,9 +17,9 @@ class State:
         self.host_of = [-1] * prob.n_vms
         self.lc = [0] * n
         self.lm = [0] * n
-        self.members: list[set[int]] = [set() for _ in range(n)]
-        self.classes: list[dict[int, int]] = [{} for _ in range(n)]
-        self.spread_count: list[dict[int, int]] = [{} for _ in prob.spread_groups]
+        self.members: list[set[int]] = [set() for _unused in range(n)]
+        self.classes: list[dict[int, int]] = [{} for _unused in range(n)]
+        self.spread_count: list[dict[int, int]] = [{} for _unused in prob.spread_groups]
         self.online_count = [0] * len(prob.max_online)
         self.free_list: list[tuple[int, int]] = []   # (free memory, host) of used hosts
         # units: gather groups move as one block

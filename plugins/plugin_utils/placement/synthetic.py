@@ -30,7 +30,7 @@ def make_cluster(n_hosts: int, n_vms: int, seed: int = 0, overloaded: float = 0.
         cpu = round(vcpus * rng.betavariate(1.3, 2.2) * 1.35, 2)
         cpu = min(cpu, float(vcpus))
         state = "saved" if rng.random() < suspended else "running"
-        for _ in range(50):
+        for _unused in range(50):
             h = rng.randrange(n_hosts)
             if free_mem[h] >= mem and load[h] + cpu <= hosts[h]["cpu"] * 0.9:
                 break
@@ -49,7 +49,7 @@ def make_cluster(n_hosts: int, n_vms: int, seed: int = 0, overloaded: float = 0.
     able = [h for h in range(n_hosts) if sum(v["vcpus"] for v in members.get(h, [])) > 1.1 * hosts[h]["cpu"]]
     for h in rng.sample(able, min(len(able), int(round(n_hosts * overloaded)))):
         goal = hosts[h]["cpu"] * rng.uniform(1.05, 1.3)
-        for _ in range(20):
+        for _unused in range(20):
             cur = sum(v["cpu"] for v in members[h])
             if cur >= goal:
                 break

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import io
 import json
-import sys
 from contextlib import redirect_stdout
 
 import pytest

@@ -127,3 +127,15 @@ def test_table_lists_figures_and_actions():
     assert "migrate a: hv1 -> hv2 (64 MiB)" in table
     assert "step 2 of 2 (2 actions in parallel)" in table
     assert "nothing to do" in plan_table({"steps": []})
+
+
+def test_suspend_is_to_disk_and_cross_host_resumes_are_found():
+    from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook import cross_host_resumes
+
+    plan = {"initial": {"a": {"host": "hv1", "state": "running"}},
+            "steps": [[{"action": "suspend", "vm": "a", "host": "hv1"}], [{"action": "resume", "vm": "a", "host": "hv1"}]]}
+    after = placements_after_steps(plan["initial"], plan["steps"])
+    assert after[0]["a"] == {"host": "hv1", "state": "saved"} and after[1]["a"] == {"host": "hv1", "state": "running"}
+    assert cross_host_resumes(plan) == []
+    plan["steps"][1][0]["host"] = "hv2"
+    assert cross_host_resumes(plan) == ["VM 'a' is suspended on hv1 and resumed on hv2"]

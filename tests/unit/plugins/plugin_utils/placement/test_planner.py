@@ -92,7 +92,7 @@ def test_random_tight_reconfigurations_always_yield_valid_plans():
         rng = random.Random(seed)
         n_hosts = rng.randint(2, 5)
         n_vms = rng.randint(2, 4 * n_hosts)
-        sizes = [rng.randint(1, 10) for _ in range(n_vms)]
+        sizes = [rng.randint(1, 10) for _unused in range(n_vms)]
 
         def packing(rng=rng, n_hosts=n_hosts, n_vms=n_vms, sizes=sizes):
             load = [0] * n_hosts
