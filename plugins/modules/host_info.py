@@ -15,21 +15,8 @@ author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - entropy.cluster.connection
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-    details:
-      - This action does not modify state.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: N/A
-    details:
-      - This action does not modify state.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: libvirt
+  - entropy.cluster.attributes
+  - entropy.cluster.attributes.info_module
 options: {}
 notes:
   - Memory figures are what libvirt reports at that moment; free memory varies from second to second.

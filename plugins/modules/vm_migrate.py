@@ -23,22 +23,17 @@ author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - entropy.cluster.connection
+  - entropy.cluster.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Check mode connects to both hypervisors and runs every pre-flight check (VM exists, not the same host,
         no snapshots, memory available on the destination) without moving anything.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - The diff shows the host (hostname and URI) of the VM before and after.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: libvirt
 options:
   name:
     description:

@@ -21,19 +21,14 @@ author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - entropy.cluster.connection
+  - entropy.cluster.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - The diff shows the VM's state before and after.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: libvirt
 options:
   name:
     description:
