@@ -18,20 +18,14 @@ import time
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), *([os.pardir] * 4)))
-COLLECTIONS = os.path.join(ROOT, ".tmp", "collections")
-LINK = os.path.join(COLLECTIONS, "ansible_collections", "entropy", "cluster")
-if not os.path.exists(LINK):
-    os.makedirs(os.path.dirname(LINK), exist_ok=True)
-    os.symlink(ROOT, LINK)
-if COLLECTIONS not in sys.path:
-    sys.path.insert(0, COLLECTIONS)
 
-from ansible.module_utils.testing import patch_module_args  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.entropy.cluster.plugins.modules import run_lock  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.entropy.cluster.plugins.modules import run_lock
 
-MODULE_FILE = os.path.join(ROOT, "plugins", "modules", "run_lock.py")
+MODULE_FILE = run_lock.__file__
+# the directory that holds ansible_collections/, for the module run as a separate process
+COLLECTIONS = MODULE_FILE.split(os.sep + "ansible_collections" + os.sep)[0]
 
 
 def run(capsys, check: bool = False, diff: bool = True, **args) -> dict:
