@@ -4,9 +4,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import time
 
 import libvirt
+import pytest
 
 
 def test_three_distinct_hosts_with_running_vms(lab):
@@ -59,3 +63,18 @@ def test_raw_live_migration_between_two_lab_hosts(lab):
         src.close()
         dst.close()
     lab.assert_each_vm_once()
+
+
+def test_lab_refuses_clearly_without_root(tmp_path):
+    """Not root: a one-line error that says what to run, no traceback (stdlib Python: the
+    venv's interpreter may sit where an unprivileged user cannot read)."""
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if not python or not shutil.which("setpriv"):
+        pytest.skip("needs /usr/bin/python3 and setpriv")
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lab.py"), encoding="utf-8") as handle:
+        script = handle.read()  # given on stdin: the checkout may not be readable by that user
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-", "up"], input=script,
+                            capture_output=True, text=True, check=False, env={"PATH": "/usr/bin:/bin", "ENTROPY_LAB_DIR": str(tmp_path / "lab")})
+    assert result.returncode == 2, result
+    assert "the lab needs root" in result.stderr and "sudo" in result.stderr
+    assert "Traceback" not in result.stderr
