@@ -26,7 +26,7 @@ libvirt = pytest.importorskip("libvirt")
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 
-def _lab_cmd(*args: str) -> subprocess.CompletedProcess:
+def lab_cmd(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "lab.py"), *args], capture_output=True, text=True, check=False,
                           env=dict(os.environ, ENTROPY_LAB_DIR=LAB_DIR))
 
@@ -81,7 +81,7 @@ class Lab:
 
 @pytest.fixture(scope="session")
 def lab() -> Lab:
-    result = _lab_cmd("up")
+    result = lab_cmd("up")
     if result.returncode != 0:
         pytest.fail("the lab did not come up: %s%s" % (result.stdout, result.stderr))
     with open(os.path.join(LAB_DIR, "lab.json"), encoding="utf-8") as handle:
@@ -91,7 +91,7 @@ def lab() -> Lab:
 @pytest.fixture()
 def lab_reset(lab: Lab) -> Lab:
     """The lab with every VM fresh on its home host (no snapshots, running)."""
-    result = _lab_cmd("reset")
+    result = lab_cmd("reset")
     if result.returncode != 0:
         pytest.fail("lab reset failed: %s%s" % (result.stdout, result.stderr))
     return lab

@@ -10,13 +10,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 from ansible.parsing.yaml.loader import AnsibleLoader
 
-from conftest import LAB_DIR, ROOT
+from conftest import lab_cmd
 
 INJECTION = "{{ lookup('pipe','id') }}"
 
@@ -219,8 +218,7 @@ def test_a_hypervisor_lost_mid_plan_stops_the_run_with_a_report(lab_reset, playb
         done.set()
         killer.join()
     # Bring the killed daemon back (its VMs kept running) before judging where the VMs are.
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "lab.py"), "up"], check=True,
-                   env=dict(os.environ, ENTROPY_LAB_DIR=LAB_DIR), capture_output=True)
+    assert lab_cmd("up").returncode == 0
     assert result.returncode != 0, result.stdout[-4000:]
     out = result.stdout
     assert "failed_step" in out, out[-4000:]

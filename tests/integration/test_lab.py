@@ -12,6 +12,8 @@ import time
 import libvirt
 import pytest
 
+from conftest import lab_cmd
+
 
 def test_three_distinct_hosts_with_running_vms(lab):
     assert len(lab.hosts) >= 3
@@ -78,3 +80,16 @@ def test_lab_refuses_clearly_without_root(tmp_path):
     assert result.returncode == 2, result
     assert "the lab needs root" in result.stderr and "sudo" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_up_again_is_idempotent_and_status_tells_what_runs(lab):
+    before = lab.placement()
+    started = time.monotonic()
+    again = lab_cmd("up")
+    assert again.returncode == 0, again.stderr
+    assert "(0 started)" in again.stdout and "(0 created)" in again.stdout
+    assert time.monotonic() - started < 10
+    assert lab.placement() == before
+    status = lab_cmd("status", "--check")
+    assert status.returncode == 0 and "(up)" in status.stdout
+    assert all(name in status.stdout for name in lab.hosts)
