@@ -25,7 +25,7 @@ from ansible_collections.entropy.cluster.plugins.modules import run_lock
 
 MODULE_FILE = run_lock.__file__
 # the directory that holds ansible_collections/, for the module run as a separate process
-COLLECTIONS = MODULE_FILE.split(os.sep + "ansible_collections" + os.sep)[0]
+COLLECTIONS = MODULE_FILE.split(os.sep + "ansible_collections" + os.sep, maxsplit=1)[0]
 
 
 def run(capsys, check: bool = False, diff: bool = True, **args) -> dict:
