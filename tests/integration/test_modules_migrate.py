@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def migrate_once(lab, playbook, tmp_path, vm, source, destination, check=False, **options):
     result_file = tmp_path / "migrate.json"
@@ -138,3 +140,45 @@ def test_offline_migration_of_a_shut_off_vm_and_back(lab, playbook, tmp_path):
         set_state(where[0] if where else home, "running")
     assert lab.running_on(vm) == [home]
     lab.assert_each_vm_once()
+
+
+def _meminfo_mib(field: str) -> int:
+    with open("/proc/meminfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) // 1024
+    raise KeyError(field)
+
+
+def test_destination_full_is_refused_and_the_vm_stays(lab, playbook, tmp_path):
+    """A real "destination full": a VM nearly as large as this machine's RAM (QEMU maps guest memory
+    lazily, so it starts) cannot fit in what the destination has available."""
+    size_mib = _meminfo_mib("MemTotal") - 64
+    if size_mib - _meminfo_mib("MemAvailable") < 256:
+        pytest.skip("this machine has too little memory in use to build a destination-full case")
+    source, destination = sorted(lab.hosts)[:2]
+    name = "big-vm"
+    conn = lab.connect(source)
+    try:
+        dom = conn.defineXML(
+            "<domain type='qemu'><name>%s</name><memory unit='MiB'>%d</memory><vcpu>1</vcpu>"
+            "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
+            "<features><tcg><tb-cache unit='MiB'>16</tb-cache></tcg></features><devices/></domain>" % (name, size_mib))
+        dom.create()
+    finally:
+        conn.close()
+    try:
+        result = migrate_once(lab, playbook, tmp_path, name, source, destination)
+        assert result.get("failed"), result
+        assert result["error_kind"] == "destination_full", result
+        assert "has only" in result["msg"] and "pick another destination" in result["msg"]
+        assert result["location"] == "source"
+        assert lab.running_on(name) == [source]
+    finally:
+        conn = lab.connect(source)
+        try:
+            dom = conn.lookupByName(name)
+            dom.destroy()
+            dom.undefine()
+        finally:
+            conn.close()
