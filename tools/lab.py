@@ -12,6 +12,7 @@ generated group_vars set).
   lab.py up [--hosts N] [--vms-per-host K] [--subnet 127.0.S]   create or repair, idempotent
   lab.py reset                                                   VMs back to their unbalanced start
   lab.py status [--json]
+  lab.py guest [--host hv1] [--remove]                          a small Linux VM with traffic and balloon stats
   lab.py down                                                    destroy VMs, stop our daemons, remove all
 
 The lab directory is $ENTROPY_LAB_DIR (default /var/tmp/entropy-lab). It holds lab.json
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import gzip
 import json
 import os
 import shutil
@@ -489,8 +491,8 @@ def cmd_down(_args) -> int:
 
 
 def kill_leftover_qemu(base: str) -> None:
-    # A QEMU outlives its libvirtd; ours are the ones whose disks sit in this lab.
-    images = os.path.join(base, "images") + "/"
+    # A QEMU outlives its libvirtd; ours are the ones whose disks or kernel sit in this lab.
+    images = os.path.join(base, "")
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -508,6 +510,126 @@ def require_state(base: str) -> dict:
     if state is None:
         raise LabError("no lab in %s: run 'bash tools/run.sh lab-up' first" % base)
     return state
+
+
+# --------------------------------------------------------------------------- a guest with an OS
+
+GUEST_NAME = "osvm"
+GUEST_MEMORY_MIB = 128
+GUEST_MODULES = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
+                 "failover", "net_failover", "virtio_net", "virtio_balloon")
+GUEST_INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in %s; do insmod /lib/$m.ko; done
+ip link set lo up
+ip link set eth0 up
+echo "entropy lab guest up"
+# Link-scoped traffic only (IPv6 all-nodes multicast on this link): it never leaves the tap.
+while true; do ping -6 -q -c 20 -i 0.2 -s 1000 -I eth0 ff02::1 >/dev/null 2>&1; done &
+while true; do sleep 3600; done
+"""
+
+
+def _apt_download(names: list[str], into: str) -> None:
+    for attempt in range(2):
+        result = subprocess.run(["apt-get", "download", *names], cwd=into, capture_output=True, text=True, check=False)
+        if result.returncode == 0:
+            return
+        if attempt == 0:
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
+    raise LabError("apt-get download %s failed: %s" % (" ".join(names), result.stderr.strip()[-300:]))
+
+
+def build_guest(base: str) -> dict:
+    """Kernel + busybox initramfs of a small Linux guest, from Debian's linux-image-cloud-amd64 and
+    busybox-static packages (downloaded, extracted, never installed). Cached in the lab directory."""
+    gdir = os.path.join(base, "guest")
+    kernel, initrd = os.path.join(gdir, "vmlinuz"), os.path.join(gdir, "initrd.gz")
+    if os.path.exists(kernel) and os.path.exists(initrd):
+        return {"kernel": kernel, "initrd": initrd}
+    depends = subprocess.run(["apt-cache", "depends", "linux-image-cloud-amd64"], capture_output=True, text=True, check=False).stdout
+    image = next((line.split()[-1] for line in depends.splitlines() if line.strip().startswith("Depends: linux-image-")), None)
+    if image is None:
+        raise LabError("the OS guest needs Debian's linux-image-cloud-amd64 package, which apt does not know here")
+    work = os.path.join(gdir, "build")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    _apt_download([image, "busybox-static"], work)
+    for deb in os.listdir(work):
+        if deb.endswith(".deb"):
+            subprocess.run(["dpkg-deb", "-x", os.path.join(work, deb), os.path.join(work, "x")], check=True)
+    extracted = os.path.join(work, "x")
+    root = os.path.join(work, "root")
+    for sub in ("bin", "lib", "proc", "sys", "dev"):
+        os.makedirs(os.path.join(root, sub))
+    busybox = os.path.join(extracted, "bin", "busybox")
+    shutil.copy(busybox, os.path.join(root, "bin", "busybox"))
+    found = {}
+    for dirpath, _dirs, files in os.walk(os.path.join(extracted, "lib", "modules")):
+        for name in files:
+            if name.endswith(".ko") and name[:-3] in GUEST_MODULES:
+                found[name[:-3]] = os.path.join(dirpath, name)
+    missing = [m for m in GUEST_MODULES if m not in found]
+    if missing:
+        raise LabError("the guest kernel %s lacks the modules %s" % (image, ", ".join(missing)))
+    for name, path in found.items():
+        shutil.copy(path, os.path.join(root, "lib", name + ".ko"))
+    with open(os.path.join(root, "init"), "w", encoding="utf-8") as handle:
+        handle.write(GUEST_INIT % " ".join(GUEST_MODULES))
+    os.chmod(os.path.join(root, "init"), 0o755)
+    listing = subprocess.run(["find", "."], cwd=root, capture_output=True, text=True, check=True).stdout
+    archive = subprocess.run([busybox, "cpio", "-o", "-H", "newc"], cwd=root, input=listing.encode(), capture_output=True, check=True).stdout
+    with open(initrd + ".tmp", "wb") as handle:
+        handle.write(gzip.compress(archive, compresslevel=1))
+    boot = os.path.join(extracted, "boot")
+    shutil.copy(os.path.join(boot, next(n for n in os.listdir(boot) if n.startswith("vmlinuz-"))), kernel)
+    os.replace(initrd + ".tmp", initrd)
+    shutil.rmtree(work, ignore_errors=True)
+    return {"kernel": kernel, "initrd": initrd}
+
+
+def guest_xml(files: dict) -> str:
+    return """<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>{mem}</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{kernel}</kernel><initrd>{initrd}</initrd>
+      <cmdline>console=ttyS0 quiet panic=-1</cmdline></os>
+  <features><acpi/><tcg><tb-cache unit='MiB'>32</tb-cache></tcg></features>
+  <on_poweroff>destroy</on_poweroff>
+  <devices>
+    <interface type='ethernet'><model type='virtio'/><rom enabled='no'/></interface>
+    <memballoon model='virtio'><stats period='2'/></memballoon>
+  </devices>
+</domain>
+""".format(name=GUEST_NAME, mem=GUEST_MEMORY_MIB, **files)
+
+
+def cmd_guest(args) -> int:
+    """Start (or remove) the OS guest: a small Linux VM that sends link-local traffic on a tap and
+    reports balloon statistics, for the measurements the firmware VMs cannot give."""
+    base = lab_dir()
+    state = require_state(base)
+    host = next((h for h in state["hosts"] if h["name"] == args.host), None)
+    if host is None or not daemon_alive(host):
+        raise LabError("no running lab host %r (hosts: %s)" % (args.host, ", ".join(h["name"] for h in state["hosts"])))
+    with Locked(base):
+        conns = {h["name"]: connect(h) for h in state["hosts"] if daemon_alive(h)}
+        try:
+            for conn in conns.values():
+                remove_domain(conn, GUEST_NAME)
+            if args.remove:
+                print("lab guest %s removed" % GUEST_NAME)
+                return 0
+            conns[host["name"]].defineXML(guest_xml(build_guest(base))).create()
+        finally:
+            for conn in conns.values():
+                conn.close()
+    print("lab guest %s started on %s" % (GUEST_NAME, host["name"]))
+    return 0
 
 
 def cmd_status(args) -> int:
@@ -582,12 +704,15 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="show hosts and VMs")
     status.add_argument("--json", action="store_true")
     status.add_argument("--check", action="store_true", help="exit 1 unless every daemon answers")
+    guest = sub.add_parser("guest", help="start a small Linux VM with network traffic and balloon statistics (or --remove it)")
+    guest.add_argument("--host", default="hv1", help="lab host to start it on (default hv1)")
+    guest.add_argument("--remove", action="store_true", help="destroy and undefine it wherever it is")
     sub.add_parser("down", help="destroy the VMs, stop the daemons, remove the lab directory")
     args = parser.parse_args(argv)
     if args.command == "up":
         args.hosts_given = args.hosts is not None
         args.hosts = args.hosts if args.hosts is not None else 3
-    handlers = {"up": cmd_up, "reset": cmd_reset, "status": cmd_status, "down": cmd_down}
+    handlers = {"up": cmd_up, "reset": cmd_reset, "status": cmd_status, "guest": cmd_guest, "down": cmd_down}
     try:
         return handlers[args.command](args)
     except LabError as exc:

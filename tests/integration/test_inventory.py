@@ -200,3 +200,43 @@ def test_cache_replays_the_same_measurements_and_model_file(lab, tmp_path):
     assert refreshed.returncode == 0, refreshed.stderr
     demand = [strip_unsafe(json.loads(refreshed.stdout)["_meta"]["hostvars"])[vm]["entropy_cpu_demand_cores"] for vm in sorted(lab.vms)]
     assert demand != [strip_unsafe(first["_meta"]["hostvars"])[vm]["entropy_cpu_demand_cores"] for vm in sorted(lab.vms)]
+
+
+def test_network_rates_and_guest_memory_from_a_guest_with_an_os(lab, tmp_path):
+    """The firmware VMs send nothing and have no balloon driver; the lab's OS guest (a Debian
+    cloud kernel + busybox, pinging link-local all-nodes on a tap) gives both for real."""
+    host = sorted(lab.hosts)[0]
+    lab_py = [sys.executable, os.path.join(ROOT, "tools", "lab.py")]
+    env = dict(os.environ, ENTROPY_LAB_DIR=lab.dir)
+    started = subprocess.run([*lab_py, "guest", "--host", host], capture_output=True, text=True, check=False, env=env, timeout=600)
+    assert started.returncode == 0, started.stderr
+    try:
+        conn = lab.connect(host)
+        try:
+            dom = conn.lookupByName("osvm")
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:  # boots in ~6 s under TCG, then pings every 0.2 s
+                stats = conn.domainListGetStats([dom], 0)[0][1]
+                if stats.get("net.0.tx.bytes") and stats.get("balloon.unused") is not None:
+                    break
+                time.sleep(1)
+            else:
+                pytest.fail("the OS guest sent no traffic within 90 s: %s" % stats)
+        finally:
+            conn.close()
+        with open(lab.inventory, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+        config["sampling_interval"] = 2
+        path = str(tmp_path / "os.libvirt_cluster.yml")
+        with open(path, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(config, handle)
+        osvm = strip_unsafe(listed(path)["_meta"]["hostvars"])["osvm"]
+        assert osvm["entropy_hypervisor"] == host
+        # ~1 KiB pings five times a second, answered by the host: some kB/s each way
+        assert osvm["entropy_net_tx_bytes_s"] > 1000, osvm
+        assert osvm["entropy_net_rx_bytes_s"] > 1000, osvm
+        assert 0 < osvm["entropy_memory_used_mib"] < osvm["entropy_memory_mib"] <= 128, osvm
+        assert osvm["entropy_cpu_demand_cores"] is not None
+    finally:
+        removed = subprocess.run([*lab_py, "guest", "--remove"], capture_output=True, text=True, check=False, env=env)
+        assert removed.returncode == 0, removed.stderr
