@@ -218,7 +218,7 @@ def render_playbook(plan: Mapping, source: str = "") -> str:
             "            entropy_step_number: %d" % number,
             "            entropy_step_count: %d" % len(steps),
             '            entropy_step: "{{ entropy_plan.steps[%d] }}"' % (number - 1),
-            '            entropy_step_expected: "{{ (entropy_plan | entropy.cluster.plan_timeline)[%d] }}"' % (number - 1),
+            '            entropy_step_expected: "{{ entropy_plan_timeline[%d] }}"' % (number - 1),
         ]
     lines += [
         "        - name: Check the final placement",
