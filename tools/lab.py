@@ -427,8 +427,9 @@ def cmd_up(args) -> int:
         conns = {h["name"]: connect(h) for h in state["hosts"]}
         try:
             created = 0
+            defined = where_defined(state, conns)  # one listing per host, not one per VM
             for vm in state["vms"]:
-                if not where_defined(state, conns)[vm["name"]]:
+                if not defined[vm["name"]]:
                     create_vm(state, conns, vm)
                     created += 1
         finally:
