@@ -61,15 +61,37 @@ class Lab:
                 conn.close()
         return seen
 
+    def stopped_vms(self) -> tuple[str, ...]:
+        """VMs shut off (or saved) wherever they are defined."""
+        return tuple(vm for vm, where in self.placement().items() if not any(s in ("running", "paused") for _h, s in where))
+
     def running_on(self, vm: str) -> list[str]:
         """Hosts where ``vm`` is active (running or paused): the invariant is exactly one."""
         return [h for h, s in self.placement().get(vm, []) if s in ("running", "paused")]
 
-    def assert_each_vm_once(self) -> None:
-        for vm, where in self.placement().items():
-            active = [h for h, s in where if s in ("running", "paused")]
-            assert len(active) <= 1, "VM %s active on several hosts: %s" % (vm, where)
-            assert len(where) == 1, "VM %s defined on several hosts: %s" % (vm, where)
+    def vm_problems(self, extra: tuple[str, ...] = (), stopped: tuple[str, ...] = ()) -> list[str]:
+        """Every way the lab breaks "never lose a VM, never run two", judged against the FULL set of lab
+        VMs (plus ``extra``, VMs a test added): a VM defined on no host is lost, one shut off has stopped
+        running (unless named in ``stopped``: a test shut it off on purpose), one defined on several hosts
+        runs twice. VMs outside that set (a test's own, unnamed) are judged only for duplicates."""
+        placement = self.placement()
+        problems = []
+        for vm in sorted(set(self.vms) | set(extra)):
+            where = placement.get(vm, [])
+            if not where:
+                problems.append("VM %s is lost: defined on no lab host" % vm)
+            elif vm not in stopped and not any(s in ("running", "paused") for _h, s in where):
+                problems.append("VM %s stopped running: %s" % (vm, where))
+        for vm, where in sorted(placement.items()):
+            if len(where) > 1:
+                problems.append("VM %s defined on several hosts: %s" % (vm, where))
+        return problems
+
+    def assert_each_vm_once(self, extra: tuple[str, ...] = (), stopped: tuple[str, ...] = ()) -> None:
+        """Every lab VM (and each of ``extra``) is defined on exactly one host and active there (or shut
+        off, for the VMs named in ``stopped``)."""
+        problems = self.vm_problems(extra, stopped)
+        assert not problems, "; ".join(problems)
 
     def host_uuid(self, host: str) -> str:
         conn = self.connect(host)
@@ -86,6 +108,23 @@ def lab() -> Lab:
         pytest.fail("the lab did not come up: %s%s" % (result.stdout, result.stderr))
     with open(os.path.join(LAB_DIR, "lab.json"), encoding="utf-8") as handle:
         return Lab(json.load(handle))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "lab_vms_may_stop: the test means to leave a lab VM shut off or missing "
+                                       "(the after-test check of the lab is skipped)")
+
+
+@pytest.fixture(autouse=True)
+def lab_vms_intact_after(request):
+    """After every test that used the lab: each lab VM still runs (or is paused) on exactly one host,
+    so a test that loses or duplicates a VM fails even when its own assertions missed it."""
+    yield
+    if "lab" not in request.fixturenames or request.node.get_closest_marker("lab_vms_may_stop"):
+        return
+    problems = request.getfixturevalue("lab").vm_problems()
+    if problems:
+        pytest.fail("the test left the lab broken: " + "; ".join(problems), pytrace=False)
 
 
 @pytest.fixture()

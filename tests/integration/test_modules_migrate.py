@@ -13,13 +13,14 @@ import pytest
 
 def migrate_once(lab, playbook, tmp_path, vm, source, destination, check=False, **options):
     result_file = tmp_path / "migrate.json"
+    stopped_before = lab.stopped_vms()
     if result_file.exists():
         result_file.unlink()
     proc = playbook("modules_migrate.yml", check=check, extra_vars=dict(
         vm=vm, source=lab.uri(source), destination=lab.uri(destination) if destination in lab.hosts else destination,
         result_file=str(result_file), **options))
     assert proc.returncode == 0, proc.stdout
-    lab.assert_each_vm_once()
+    lab.assert_each_vm_once(stopped=stopped_before)
     return json.loads(result_file.read_text())
 
 
