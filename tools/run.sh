@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for developers, CI and the README:
-#   setup | demo | test | units | sanity | integration | build | lab-up | lab-down | lab-status | lab-reset
+#   setup | demo | test | units | sanity | integration | oldest | build | lab-up | lab-down | lab-status | lab-reset
 # Everything it needs (Debian packages from bindep.txt, a venv from requirements.txt) it installs itself.
 set -euo pipefail
 
@@ -46,16 +46,19 @@ pick_python() {
 }
 
 make_venv() {
-  local stamp=$VENV/.entropy-requirements
+  # make_venv DIR [extra pip requirement]: a venv from requirements.txt (+ the unit test requirements),
+  # rebuilt only when the requirements change.
+  local dir=$1 extra=${2:-}
+  local stamp=$dir/.entropy-requirements
   local want
-  want=$(cat "$ROOT/requirements.txt" "$ROOT/tests/unit/requirements.txt" | sha256sum | cut -d' ' -f1)
-  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  want=$( (cat "$ROOT/requirements.txt" "$ROOT/tests/unit/requirements.txt"; echo "$extra") | sha256sum | cut -d' ' -f1)
+  if [ -x "$dir/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     return 0
   fi
-  say "creating the venv $VENV"
-  "$(pick_python)" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt" -r "$ROOT/tests/unit/requirements.txt"
+  say "creating the venv $dir"
+  "$(pick_python)" -m venv "$dir"
+  "$dir/bin/python" -m pip install -q --upgrade pip
+  "$dir/bin/python" -m pip install -q -r "$ROOT/requirements.txt" -r "$ROOT/tests/unit/requirements.txt" ${extra:+"$extra"}
   echo "$want" > "$stamp"
 }
 
@@ -67,7 +70,7 @@ link_collection() {
 
 setup() {
   install_packages
-  make_venv
+  make_venv "$VENV"
   link_collection
 }
 
@@ -112,6 +115,20 @@ sanity() {
   (cd "$copy" && ansible-test sanity --venv --python "$pyver" --requirements --color no "$@")
 }
 
+oldest() {
+  # The collection claims ansible-core >= 2.17 (meta/runtime.yml). There, unlike 2.19, a string in a
+  # playbook is templated unless tagged !unsafe: the injection tests must pass on that version too.
+  local oldest_venv=${ENTROPY_OLDEST_VENV:-$ROOT/.venv-oldest}
+  local version
+  version=$(sed -n 's/^requires_ansible: *"*>=\([0-9]*\.[0-9]*\).*/\1/p' "$ROOT/meta/runtime.yml")
+  make_venv "$oldest_venv" "ansible-core==$version.*"
+  say "injection tests on ansible-core $("$oldest_venv/bin/python" -c 'import ansible; print(ansible.__version__)') (the oldest this collection claims)"
+  lab up
+  (cd "$ROOT" && "$oldest_venv/bin/python" -m pytest -q -p no:cacheprovider -rs \
+    -k "untemplated or template_code" \
+    tests/unit/plugins/plugin_utils/test_plan_playbook.py tests/integration/test_consolidate.py)
+}
+
 integration() {
   say "integration tests (real libvirt lab)"
   lab up
@@ -151,11 +168,12 @@ case "$cmd" in
   demo) need_root demo; setup; activate; demo "$@" ;;
   test)
     need_root test; setup; activate
-    units; sanity; build; integration
+    units; sanity; build; integration; oldest
     say "all test layers passed" ;;
   units) setup; activate; units "$@" ;;
   sanity) setup; activate; sanity "$@" ;;
   integration) need_root integration; setup; activate; integration "$@" ;;
+  oldest) need_root oldest; setup; activate; oldest ;;
   build) setup; activate; build ;;
   lab-up) need_root lab-up; setup; activate; lab up "$@" ;;
   lab-down) need_root lab-down; setup; lab down "$@" ;;

@@ -125,11 +125,15 @@ def test_template_code_in_a_vm_name_stays_a_literal_name(lab_reset, playbook, tm
     assert _define_diskless(lab, first, INJECTION) == INJECTION
     try:
         plan_file = tmp_path / "plan.json"
+        # Evacuating its host makes the plan migrate it: its name then reaches the modules' arguments,
+        # where a templated name would run the lookup (not only plan keys, which Ansible never templates).
         result = playbook("entropy.cluster.plan", inventory=lab.inventory,
-                          extra_vars={"entropy_plan_file": str(plan_file), "entropy_min_gain_hosts": 0})
+                          extra_vars={"entropy_plan_file": str(plan_file), "entropy_objective": "repair", "entropy_evacuate_hosts": [first]})
         assert result.returncode == 0, result.stdout[-4000:]
         plan = json.loads(plan_file.read_text())
         assert plan["initial"][INJECTION]["host"] == first
+        assert plan["target"][INJECTION] != first
+        assert any(action["vm"] == INJECTION for step in plan["steps"] for action in step)
         rendered = (tmp_path / "plan.yml").read_text()
         loader = AnsibleLoader(rendered)
         play = loader.get_single_data()[0]
