@@ -132,7 +132,7 @@ oldest() {
 integration() {
   say "integration tests (real libvirt lab)"
   lab up
-  (cd "$ROOT" && python -m pytest -q -p no:cacheprovider tests/integration "$@")
+  (cd "$ROOT" && python -m pytest -q -p no:cacheprovider -rs tests/integration "$@")
 }
 
 build() {

@@ -142,12 +142,10 @@ def test_stopped_daemon_lands_in_unreachable(tmp_path):
     lab_dir = str(tmp_path / "lab")
     env = dict(os.environ, ENTROPY_LAB_DIR=lab_dir)
     lab_py = [sys.executable, os.path.join(ROOT, "tools", "lab.py")]
-    started = time.monotonic()
     up = subprocess.run(lab_py + ["up", "--hosts", "1", "--vms-per-host", "0", "--subnet", "127.0.29"],
-                        capture_output=True, text=True, check=False, env=env, timeout=60)
+                        capture_output=True, text=True, check=False, env=env, timeout=120)
     try:
-        if up.returncode != 0 or time.monotonic() - started > 30:
-            pytest.skip("a private 1-host lab did not come up within 30 s: %s%s" % (up.stdout, up.stderr))
+        assert up.returncode == 0, "a private 1-host lab did not come up: %s%s" % (up.stdout, up.stderr)
         with open(os.path.join(lab_dir, "lab.json"), encoding="utf-8") as handle:
             state = json.load(handle)
         source = os.path.join(lab_dir, "lab.libvirt_cluster.yml")
