@@ -216,8 +216,8 @@ def main() -> int:
         injector = Injector(state, plan, rng) if moves and rng.random() < args.fault_rate else None
         if injector:
             injector.start()
-        applied = playbook("entropy.cluster.apply", inventory, {"entropy_plan_file": plan_file,
-                                                                 "entropy_lock_file": os.path.join(work, "lock")})
+        applied = playbook("entropy.cluster.apply", inventory,
+                           {"entropy_plan_file": plan_file, "entropy_lock_file": os.path.join(work, "lock")})
         if injector:
             injector.stop.set()
             injector.join()
@@ -249,8 +249,8 @@ def main() -> int:
             fresh = True
     elapsed = time.monotonic() - started
     print()
-    print("machine: %s, %d cores, Python %s, libvirt %s" % (cpu_model(), os.cpu_count() or 0,
-                                                          platform.python_version(), libvirt.getVersion()))
+    print("machine: %s, %d cores, Python %s, libvirt %s" % (
+        cpu_model(), os.cpu_count() or 0, platform.python_version(), libvirt.getVersion()))
     print("| rounds | migrations planned | migrations completed | daemons killed mid-migration | failed runs | "
           "VMs lost | VMs running twice | VMs defined twice | state changed | time |")
     print("|---|---|---|---|---|---|---|---|---|---|")
