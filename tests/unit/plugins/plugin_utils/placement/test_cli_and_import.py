@@ -5,8 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from conftest import ROOT
 from helpers import host, model, vm
 
@@ -82,9 +80,7 @@ def test_no_ansible_and_only_relative_imports():
 
 
 def test_cli_btrplace_instance(tmp_path):
-    data = os.path.join(ROOT, os.pardir, "shared", "data", "btrplace", "issue-131-0.json.gz")
-    if not os.path.exists(data):
-        pytest.skip(f"BtrPlace instance not found: {data}")
+    data = os.path.join(ROOT, "tests", "data", "btrplace", "issue-131-0.json.gz")
     out = tmp_path / "plan.json"
     res = run("--btrplace", data, "-o", str(out), "--time-limit", "2", "--objective", "consolidate")
     assert res.returncode == 0, res.stderr
