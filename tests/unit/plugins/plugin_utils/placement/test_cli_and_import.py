@@ -84,6 +84,24 @@ def test_cli_btrplace_instance(tmp_path):
     out = tmp_path / "plan.json"
     res = run("--btrplace", data, "-o", str(out), "--time-limit", "2", "--objective", "consolidate")
     assert res.returncode == 0, res.stderr
-    assert "warning: resource view 'controller_cpu' ignored" in res.stderr
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
+    # the user's objective wins: no word about mapping the instance's own; alike constraints share one line
+    assert warnings == [
+        "warning: resource view 'controller_cpu' ignored (only cpu and memory are modelled)",
+        "warning: 4 resourceCapacity constraints ignored: resource 'controller_cpu' is not modelled "
+        "(constraints[2], [5], [13], ...)",
+        "warning: 25 preserve constraints ignored: resource 'controller_cpu' is not modelled "
+        "(constraints[14], [16], [17], ...)"], res.stderr
+    # BtrPlace amounts have no unit: no GiB, no seconds of migration
+    summary = res.stderr.splitlines()[0]
+    assert summary.startswith("status ") and " memory units moved, " in summary, summary
+    assert "GiB" not in res.stderr and "s to run" not in res.stderr, res.stderr
+    assert json.loads(out.read_text())["objective"] == "consolidate"
+    res = run("--btrplace", data, "-o", str(out), "--time-limit", "2")
+    assert res.returncode == 0, res.stderr
+    assert "warning: objective 'minimizeMTTR' mapped to 'repair'" in res.stderr.splitlines()[-1], res.stderr
+    assert json.loads(out.read_text())["objective"] == "repair"
     res = run("--btrplace", data, "--check", str(out))
     assert res.returncode == 0 and "plan is valid" in res.stderr
+    res = run("--btrplace", os.path.join(ROOT, "tests", "data", "btrplace", "nope.json.gz"))
+    assert res.returncode == 2 and "error: btrplace: cannot read" in res.stderr and "Traceback" not in res.stderr
