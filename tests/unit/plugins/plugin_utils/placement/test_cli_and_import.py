@@ -105,3 +105,41 @@ def test_cli_btrplace_instance(tmp_path):
     assert res.returncode == 0 and "plan is valid" in res.stderr
     res = run("--btrplace", os.path.join(ROOT, "tests", "data", "btrplace", "nope.json.gz"))
     assert res.returncode == 2 and "error: btrplace: cannot read" in res.stderr and "Traceback" not in res.stderr
+
+
+def _venv() -> str:
+    """The venv running these tests: what `bash tools/run.sh setup` built (or $ENTROPY_VENV)."""
+    return os.environ.get("ENTROPY_VENV") or sys.prefix
+
+
+def test_documented_entry_run_sh_solve(tmp_path):
+    """README: `bash tools/run.sh solve MODEL -o PLAN` from any directory, paths relative to it."""
+    (tmp_path / "m.json").write_text(json.dumps(model([host("hv1"), host("hv2")], [vm("a", "hv1"), vm("b", "hv2")])))
+    env = dict(os.environ, ENTROPY_VENV=_venv())
+    cmd = ["bash", os.path.join(ROOT, "tools", "run.sh"), "solve", "m.json", "--time-limit", "2"]
+    res = subprocess.run([*cmd, "-o", "plan.json"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads((tmp_path / "plan.json").read_text())["stats"]["hosts_used_after"] == 1
+    assert "hosts used 2 -> 1" in res.stderr
+    res = subprocess.run([*cmd, "-q"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["stats"]["hosts_used_after"] == 1   # stdout is the plan and nothing else
+
+
+def test_documented_entry_python3_without_ortools_uses_the_venv(tmp_path):
+    """README: `python3 tools/entropy_solve.py` with a Python that has no ortools re-runs itself in the venv."""
+    (tmp_path / "m.json").write_text(json.dumps(model([host("hv1"), host("hv2")], [vm("a", "hv1"), vm("b", "hv2")])))
+    env = {"PATH": "/usr/bin:/bin", "ENTROPY_VENV": _venv()}
+    # the system's python3 as written; then with -S (no site-packages), which surely lacks ortools
+    for python in (["python3"], [sys.executable, "-S"]):
+        (tmp_path / "plan.json").unlink(missing_ok=True)
+        res = subprocess.run([*python, TOOL, "m.json", "-o", "plan.json", "--time-limit", "2"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, check=False, timeout=120)
+        assert res.returncode == 0, (python, res.stderr)
+        assert json.loads((tmp_path / "plan.json").read_text())["stats"]["hosts_used_after"] == 1
+    # without a venv to go to, the solver's own message says what is missing
+    env["ENTROPY_VENV"] = str(tmp_path / "no-venv")
+    res = subprocess.run([sys.executable, "-S", TOOL, "m.json"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=False, timeout=120)
+    assert res.returncode == 2 and "ortools is required" in res.stderr and "Traceback" not in res.stderr, res.stderr
