@@ -22,6 +22,14 @@ if not os.path.exists(LINK):
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 
+# Ansible's collection finder first, before any test imports ansible_collections: a plugin loaded
+# later through the plugin loader (a lookup run as Ansible runs it) fails otherwise.
+from ansible.plugins.loader import init_plugin_loader  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder  # noqa: E402  pylint: disable=wrong-import-position
+
+if not any(isinstance(f, _AnsibleCollectionFinder) for f in sys.meta_path):
+    init_plugin_loader([COLLECTIONS])
+
 
 # A skipped test is a test CI never ran: every skip fails the run unless its reason matches an entry
 # of this list, kept for skips that depend on the machine (none are needed today). Add an entry only
