@@ -26,7 +26,10 @@ options:
       - If neither O(model) nor O(model_file) is given, the model is built from the hostvars of the inventory.
     type: dict
   model_file:
-    description: Path of a model JSON file on the controller.
+    description:
+      - Path of a model JSON file on the controller.
+      - "The options written in the model (C(options.objective), C(options.time_limit_s), budgets, ...) hold unless the matching
+        option of this lookup is given: an option given here > the model's own option > the default of this lookup."
     type: path
   objective:
     description:
@@ -48,26 +51,37 @@ options:
     elements: str
     default: []
   time_limit_s:
-    description: Wall-clock time the solver may use, in seconds.
+    description:
+      - Wall-clock time the solver may use, in seconds.
+      - Defaults to the model's own option, else 10 (not the 30 of the model format, which is for the command line).
     type: float
   seed:
-    description: Random seed of the solver; the same model, seed and limits give the same plan.
+    description:
+      - Random seed of the solver; the same model, seed and limits give the same plan.
+      - Defaults to the model's own option, else 0.
     type: int
   max_migrations:
-    description: The plan moves at most this many VMs (the best plan within the budget is returned).
+    description:
+      - The plan moves at most this many VMs (the best plan within the budget is returned).
+      - Defaults to the model's own option, else no limit.
     type: int
   max_memory_moved_mib:
-    description: The plan moves at most this much VM memory, in MiB.
+    description:
+      - The plan moves at most this much VM memory, in MiB.
+      - Defaults to the model's own option, else no limit.
     type: int
   min_gain_hosts:
-    description: With O(objective=consolidate), return an empty plan unless it frees at least this many hosts.
+    description:
+      - With O(objective=consolidate), return an empty plan unless it frees at least this many hosts.
+      - Defaults to the model's own option, else 1 (a consolidation that frees no host moves nothing).
     type: int
   solver_options:
     description:
-      - Other solver options (C(workers), C(bandwidth_mib_s), C(max_parallel_migrations_per_host), ...).
-      - C(allow_suspend) defaults to V(false) here - a migration cycle with no pivot host is then reported instead of
-        being broken by a suspend to disk. With V(true), suspends are run as managed saves, and a plan that would resume
-        a VM on another host than the one that saved it is refused.
+      - Other solver options (C(workers), C(bandwidth_mib_s), C(max_parallel_migrations_per_host), ...); each one given
+        here replaces the model's own.
+      - C(allow_suspend) defaults to the model's own option, else V(false) - a migration cycle with no pivot host is then
+        reported instead of being broken by a suspend to disk. With V(true), suspends are run as managed saves, and a plan
+        that would resume a VM on another host than the one that saved it is refused.
     type: dict
     default: {}
   ansible_lookup_hostvars:
@@ -93,7 +107,7 @@ EXAMPLES = r"""
       {{ lookup('entropy.cluster.reconfiguration_plan', objective='repair', evacuate=['hv03'],
                 constraints=[{'type': 'spread', 'vms': ['db1', 'db2']}]) }}
 
-- name: What-if on a saved model, without any inventory
+- name: What-if on a saved model, without any inventory (its options, e.g. options.time_limit_s, hold)
   ansible.builtin.debug:
     msg: "{{ lookup('entropy.cluster.reconfiguration_plan', model_file='cluster.json').stats }}"
 """
@@ -136,6 +150,13 @@ from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model impo
 from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook import cross_host_resumes, initial_placement
 from ansible_collections.entropy.cluster.plugins.plugin_utils.placement import InfeasibleError, ModelError, PlacementError, solve
 
+# Options this lookup may be given by name; each one given replaces the model's own.
+NAMED_OPTIONS = ("objective", "time_limit_s", "seed", "max_migrations", "max_memory_moved_mib", "min_gain_hosts")
+# What applies when neither the caller nor the model sets an option. Unlike the model format's defaults (for the
+# command line) a plan inside a playbook is quick, moves nothing for no gain, and never suspends a VM unasked
+# (the actuators resume it only on the host that saved it).
+LOOKUP_DEFAULTS = {"time_limit_s": 10.0, "min_gain_hosts": 1, "allow_suspend": False}
+
 
 class LookupModule(LookupBase):
 
@@ -148,13 +169,7 @@ class LookupModule(LookupBase):
         if evacuate:
             constraints.append({"type": "offline", "hosts": list(evacuate)})
         model["constraints"] = constraints
-        overrides = dict(self.get_option("solver_options") or {})
-        for name in ("objective", "time_limit_s", "seed", "max_migrations", "max_memory_moved_mib", "min_gain_hosts"):
-            if self.get_option(name) is not None:
-                overrides[name] = self.get_option(name)
-        # A cycle with no pivot host may be broken by suspending a VM to disk; the actuators resume
-        # it only on the host that saved it, so that stays off unless asked for.
-        overrides.setdefault("allow_suspend", False)
+        overrides = self._overrides(model.get("options"))
         warnings = list(model.pop("warnings", None) or [])
         try:
             plan = solve(model, **overrides)
@@ -171,6 +186,14 @@ class LookupModule(LookupBase):
         plan["initial"] = initial_placement(model)
         plan["model_warnings"] = warnings
         return [plan]
+
+    def _overrides(self, own: object) -> dict:
+        """Options for the solver: given here > the model's own (they stay in the model) > LOOKUP_DEFAULTS."""
+        own = own if isinstance(own, Mapping) else {}   # a malformed `options` is reported by the solver
+        overrides = {k: v for k, v in LOOKUP_DEFAULTS.items() if own.get(k) is None}
+        overrides.update(self.get_option("solver_options") or {})
+        overrides.update({name: self.get_option(name) for name in NAMED_OPTIONS if self.get_option(name) is not None})
+        return overrides
 
     def _model(self, variables: Mapping) -> Mapping:
         given, path = self.get_option("model"), self.get_option("model_file")

@@ -2,21 +2,26 @@
 
 Node and VM ids become "node-<id>" / "vm-<id>". The cpu and memory views become host capacities
 and VM demands; other views and constraints we cannot express are listed in `warnings` instead of
-being dropped silently.
+being dropped silently (constraints ignored for the same reason share one line). BtrPlace views
+carry no unit: cpu is read as cores and memory as MiB by convention only.
 """
 from __future__ import annotations
 
 import gzip
 import json
 import os
+from collections import defaultdict
 from typing import Any
 
 from .errors import ModelError
+from .model import OBJECTIVES
 
 CPU_IDS = ("cpu",)
 MEM_IDS = ("mem", "memory", "ram")
 # BtrPlace constraint id -> our type, for those taking a list of VMs
 _VM_SETS = {"spread": "spread", "gather": "gather", "lonely": "lonely", "root": "root"}
+# Indices shown per summary line of ignored constraints.
+_EXAMPLES = 3
 
 
 def _node(i: Any) -> str:
@@ -61,8 +66,24 @@ def _amount(view: dict | None, kind: str, ident: Any) -> float:
     return view.get(kind, {}).get(str(ident), view.get("defCapacity" if kind == "nodes" else "defConsumption", 0))
 
 
-def import_btrplace(source: Any) -> dict:
-    """Convert a BtrPlace instance (dict, or path to .json / .json.gz) into a model dict (version 1)."""
+def _ignored_summary(ignored: dict[tuple[str, str], list[int]]) -> list[str]:
+    """One warning per (constraint type, reason): a large instance ignores dozens of alike constraints."""
+    lines = []
+    for (kind, reason), indices in ignored.items():
+        shown = ", ".join(f"[{i}]" for i in indices[:_EXAMPLES]) + (", ..." if len(indices) > _EXAMPLES else "")
+        noun = "constraint" if len(indices) == 1 else "constraints"
+        lines.append(f"{len(indices)} {kind} {noun} ignored: {reason} (constraints{shown})")
+    return lines
+
+
+def import_btrplace(source: Any, objective: str | None = None) -> dict:
+    """Convert a BtrPlace instance (dict, or path to .json / .json.gz) into a model dict (version 1).
+
+    `objective` is the caller's choice (one of OBJECTIVES); without it the instance's own objective is
+    mapped to 'repair' and a warning says so.
+    """
+    if objective is not None and objective not in OBJECTIVES:
+        raise ModelError(f"btrplace: objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     data = _read(source)
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise ModelError("btrplace: expected an object with a 'model' entry")
@@ -94,17 +115,21 @@ def import_btrplace(source: Any) -> dict:
     if mem is not None:
         rc_map[mem.get("rcId")] = "memory"
     constraints = []
+    ignored: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, con in enumerate(data.get("constraints") or []):
         out = _constraint(con, rc_map, vm_names)
         if isinstance(out, str):
-            warnings.append(f"constraints[{i}] ({con.get('id')}): {out}")
+            ignored[(str(con.get("id")), out)].append(i)
         else:
             constraints.append(out)
-    objective = (data.get("objective") or {}).get("id")
-    if objective:
-        warnings.append(f"objective {objective!r} mapped to 'repair' (fix violations with least memory moved)")
+    warnings.extend(_ignored_summary(ignored))
+    theirs = (data.get("objective") or {}).get("id")
+    if objective is None:
+        objective = "repair"
+        if theirs:
+            warnings.append(f"objective {theirs!r} mapped to 'repair' (fix violations with least memory moved)")
     return {"version": 1, "hosts": hosts, "vms": vms, "constraints": constraints,
-            "options": {"objective": "repair"}, "warnings": warnings}
+            "options": {"objective": objective}, "warnings": warnings}
 
 
 def _constraint(con: dict, rc_map: dict, vm_names: set) -> dict | str:  # pylint: disable=too-many-return-statements
@@ -114,7 +139,7 @@ def _constraint(con: dict, rc_map: dict, vm_names: set) -> dict | str:  # pylint
     nodes = [_node(n) for n in (con.get("nodes") or ([con["node"]] if "node" in con else []))]
     unknown = [v for v in vms if v not in vm_names]
     if unknown:
-        return f"ignored: names unknown vms {unknown[:3]}"
+        return f"names unknown vms {unknown[:3]}"
     if kind in ("fence", "ban"):
         return {"type": kind, "vms": vms, "hosts": nodes, "continuous": cont}
     if kind in _VM_SETS:
@@ -128,7 +153,7 @@ def _constraint(con: dict, rc_map: dict, vm_names: set) -> dict | str:  # pylint
         return {"type": "max_online", "amount": int(con.get("amount", 0)), "hosts": nodes, "continuous": cont}
     rc = rc_map.get(con.get("rc"))
     if kind in ("overbook", "preserve", "resourceCapacity") and rc is None:
-        return f"ignored: resource {con.get('rc')!r} is not modelled"
+        return f"resource {con.get('rc')!r} is not modelled"
     if kind == "overbook":
         out = {"type": "overbook", "resource": rc, "ratio": float(con.get("ratio", 1.0))}
         if nodes:
@@ -138,6 +163,6 @@ def _constraint(con: dict, rc_map: dict, vm_names: set) -> dict | str:  # pylint
         return {"type": "preserve", "vms": vms, "resource": rc, "amount": float(con.get("amount", 0))}
     if kind == "resourceCapacity":
         if len(nodes) != 1:
-            return "ignored: a capacity shared by several nodes is not supported"
+            return "a capacity shared by several nodes is not supported"
         return {"type": "capacity", "hosts": nodes, "resource": rc, "amount": float(con.get("amount", 0))}
-    return "ignored: constraint type not supported"
+    return "constraint type not supported"

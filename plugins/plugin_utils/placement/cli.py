@@ -32,9 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: str, btrplace: bool) -> Any:
+def _load(path: str, btrplace: bool, objective: str | None) -> Any:
     if btrplace:
-        return import_btrplace(path)
+        return import_btrplace(path, objective=objective)
     if path == "-":
         return json.load(sys.stdin)
     opener = gzip.open if path.endswith(".gz") else open
@@ -42,12 +42,17 @@ def _load(path: str, btrplace: bool) -> Any:
         return json.load(handle)
 
 
-def _summary(plan: dict, out: TextIO) -> None:
+def _summary(plan: dict, out: TextIO, units: bool = True) -> None:
+    """`units=False` for inputs whose amounts have no unit (BtrPlace): no GiB, no run time in seconds."""
     s = plan["stats"]
+    if units:
+        moved = (f"{s['memory_moved_mib'] / 1024:.1f} GiB moved, {s['steps']} steps, {s['pivots']} pivots, "
+                 f"~{s['estimated_duration_s']:.0f} s to run")
+    else:
+        moved = f"{s['memory_moved_mib']:g} memory units moved, {s['steps']} steps, {s['pivots']} pivots"
     out.write(f"status {plan['status']} ({plan['objective']}): hosts used {s['hosts_used_before']} -> "
               f"{s['hosts_used_after']} (lower bound {s['hosts_lower_bound']}), {s['migrations']} migrations, "
-              f"{s['memory_moved_mib'] / 1024:.1f} GiB moved, {s['steps']} steps, {s['pivots']} pivots, "
-              f"~{s['estimated_duration_s']:.0f} s to run; solved in {s['solve_seconds']:.1f} s\n")
+              f"{moved}; solved in {s['solve_seconds']:.1f} s\n")
     if plan["hosts_freed"]:
         freed = plan["hosts_freed"]
         out.write(f"hosts freed ({len(freed)}): {', '.join(freed[:10])}{' ...' if len(freed) > 10 else ''}\n")
@@ -59,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     err = sys.stderr
     try:
-        model = _load(args.model, args.btrplace)
+        model = _load(args.model, args.btrplace, args.objective)
     except (OSError, ValueError, EOFError) as exc:
         err.write(f"error: cannot read model {args.model!r}: {exc}\n")
         return EXIT_BAD_INPUT
@@ -110,5 +115,5 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sys.stdout.write(text + "\n")
     if not args.quiet:
-        _summary(plan, err)
+        _summary(plan, err, units=not args.btrplace)
     return 0

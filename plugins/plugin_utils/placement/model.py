@@ -167,6 +167,10 @@ def _parse_vm(idx: int, raw: Any) -> VM:
     cpu = raw.get("cpu")
     if cpu is None and vcpus is not None:
         cpu = vcpus  # no measurement: assume every vcpu is busy
+    elif cpu is None and state not in ACTIVE_STATES:
+        cpu, vcpus = 0.0, 1  # a saved or stopped VM uses no cpu: nothing to measure
+    elif cpu is None:
+        raise ModelError(f"{where}: missing field 'cpu' (or 'vcpus'): only a saved or stopped VM may leave both out")
     else:
         cpu = _number(where, raw, "cpu")
     return VM(name=_string(where, raw, "name"),

@@ -333,14 +333,27 @@ def test_model_from_hostvars_matches_the_exported_model(cluster):
     assert build_model(hostvars) == json.loads(json.dumps(exported))
 
 
-def test_one_sampling_wait_in_total_not_per_hypervisor(cluster):
+def test_one_sampling_wait_in_total_not_per_hypervisor(cluster, monkeypatch):
+    """Six hypervisors read one at a time (parallelism 1): one wait of the interval, not six."""
     import time  # pylint: disable=import-outside-toplevel
+    import types  # pylint: disable=import-outside-toplevel
 
     from ansible_collections.entropy.cluster.plugins.inventory import libvirt_cluster  # pylint: disable=import-outside-toplevel
 
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    # The plugin's own `time` module, with a sleep that counts: real waits, counted exactly.
+    monkeypatch.setattr(libvirt_cluster, "time", types.SimpleNamespace(sleep=sleep, time=time.time, monotonic=time.monotonic))
+    interval = 0.5
     specs = [{"name": "hv%d" % i, "uri": cluster.node("hv%d" % i, HV2_DOMAINS)} for i in range(6)]
     start = time.monotonic()
-    raw = libvirt_cluster.fetch(specs, 0.3, 2)
+    raw = libvirt_cluster.fetch(specs, interval, 1)
     elapsed = time.monotonic() - start
-    assert 0.3 <= elapsed < 1.2, "six hypervisors, interval 0.3 s: one wait expected, took %.2f s" % elapsed
-    assert all(len(h["samples"]) == 2 and h["samples"][1]["t"] - h["samples"][0]["t"] >= 0.3 for h in raw["hypervisors"])
+    assert len(waits) == 1, "six hypervisors: one sampling wait expected, got %r" % waits
+    # A wait per hypervisor would take 6 x 0.5 s: half of that leaves 1 s for reading six test-driver nodes.
+    assert interval <= elapsed < 3 * interval, "six hypervisors, interval %.1f s: one wait expected, took %.2f s" % (interval, elapsed)
+    assert all(len(h["samples"]) == 2 and h["samples"][1]["t"] - h["samples"][0]["t"] >= interval for h in raw["hypervisors"])

@@ -10,16 +10,15 @@ import placement
 
 from conftest import ROOT
 
-DATA = os.path.join(ROOT, os.pardir, "shared", "data", "btrplace")
-FILES = ["issue-100.json.gz", "issue-101.json.gz", "issue-131-0.json.gz", "min-migrations.json.gz"]
-needs_data = pytest.mark.skipif(not os.path.isdir(DATA), reason=f"BtrPlace instances not found in {DATA}")
+# Shipped with the tests (LGPL-3.0, see its README): the tests must run on every clone.
+DATA = os.path.join(ROOT, "tests", "data", "btrplace")
+FILES = ["issue-100.json.gz", "issue-101.json.gz", "issue-131-0.json.gz", "min-migrations.json"]
 
 
-@needs_data
 @pytest.mark.parametrize("name", FILES)
 def test_real_instances_load_solve_and_check(name):
     m = placement.import_btrplace(os.path.join(DATA, name))
-    with gzip.open(os.path.join(DATA, name), "rt") as handle:
+    with (gzip.open if name.endswith(".gz") else open)(os.path.join(DATA, name), "rt", encoding="utf-8") as handle:
         raw = json.load(handle)
     online = raw["model"]["mapping"]["onlineNodes"]
     assert len(m["hosts"]) == len(online) + len(raw["model"]["mapping"]["offlineNodes"])
@@ -32,7 +31,6 @@ def test_real_instances_load_solve_and_check(name):
     assert plan["stats"]["solve_seconds"] < 10
 
 
-@needs_data
 def test_issue_101_violated_capacity_is_repaired():
     m = placement.import_btrplace(os.path.join(DATA, "issue-101.json.gz"))
     caps = [c for c in m["constraints"] if c["type"] == "capacity" and c["hosts"] == ["node-0"]]
@@ -64,8 +62,33 @@ def test_mapping_of_constraints_and_states():
                       "vm-3": ("saved", "node-0", 1.0), "vm-4": ("stopped", None, 1.0)}
     assert {"type": "spread", "vms": ["vm-1", "vm-2"], "continuous": True} in m["constraints"]
     assert {"type": "ban", "vms": ["vm-1"], "hosts": ["node-1"], "continuous": False} in m["constraints"]
-    assert any("among" in w for w in m["warnings"])
-    assert any("several nodes" in w for w in m["warnings"])
+    assert "1 among constraint ignored: constraint type not supported (constraints[3])" in m["warnings"]
+    assert "1 resourceCapacity constraint ignored: a capacity shared by several nodes is not supported (constraints[2])" \
+        in m["warnings"]
+    assert m["options"] == {"objective": "repair"}
+    assert "objective 'minimizeMTTR' mapped to 'repair' (fix violations with least memory moved)" in m["warnings"]
     plan = placement.solve(m, time_limit_s=2)   # spread forces vm-2 away from vm-1, ban keeps vm-1 home
     assert plan["target"] == {"vm-1": "node-0", "vm-2": "node-1"}
     assert placement.check_plan(m, plan) == []
+
+
+def test_the_callers_objective_replaces_the_instances_without_a_warning():
+    inst = {"model": {"mapping": {"onlineNodes": {"0": {"runningVMs": [1]}}},
+                      "views": [{"id": "shareableResource", "rcId": "cpu", "defConsumption": 1, "defCapacity": 8}]},
+            "constraints": [], "objective": {"id": "minimizeMTTR"}}
+    m = placement.import_btrplace(inst, objective="consolidate")
+    assert m["options"] == {"objective": "consolidate"}
+    assert not any("objective" in w for w in m["warnings"]), m["warnings"]
+    with pytest.raises(placement.ModelError, match="btrplace: objective must be one of consolidate, repair, balance, got 'fast'"):
+        placement.import_btrplace(inst, objective="fast")
+
+
+def test_alike_ignored_constraints_share_one_warning():
+    inst = {"model": {"mapping": {"onlineNodes": {"0": {"runningVMs": [1, 2, 3, 4, 5]}}},
+                      "views": [{"id": "shareableResource", "rcId": "cpu", "defConsumption": 1, "defCapacity": 8}]},
+            "constraints": [{"id": "preserve", "rc": "disk", "vm": v, "amount": 1} for v in (1, 2, 3, 4, 5)]
+            + [{"id": "among", "vms": [1], "parts": [[0]]}] + [{"id": "preserve", "rc": "disk", "vm": 1, "amount": 2}]}
+    warnings = placement.import_btrplace(inst)["warnings"]
+    ignored = [w for w in warnings if "constraint" in w]
+    assert ignored == ["6 preserve constraints ignored: resource 'disk' is not modelled (constraints[0], [1], [2], ...)",
+                       "1 among constraint ignored: constraint type not supported (constraints[5])"], warnings

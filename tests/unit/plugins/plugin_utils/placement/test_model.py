@@ -84,6 +84,30 @@ def test_saved_vm_needs_no_host_and_uses_nothing():
     assert placement.check_plan(m, plan) == []
 
 
+@pytest.mark.parametrize("state", ["saved", "stopped"])
+def test_inactive_vm_may_leave_out_cpu_and_vcpus(state):
+    """docs/model-format.md: cpu and vcpus are optional; a VM that runs nowhere uses no cpu."""
+    idle = {"name": "b", "host": "hv1", "state": state, "memory_mib": 4096}
+    m = model([host("hv1", gib=16)], [vm("a", "hv1", gib=12), idle])
+    loaded = placement.load_model(m)
+    assert (loaded.vm("b").cpu, loaded.vm("b").vcpus) == (0.0, 1)
+    assert loaded.demand("b", "cpu") == 0 and loaded.demand("b", "memory") == 0
+    plan = placement.solve(m, time_limit_s=2)
+    assert plan["target"] == {"a": "hv1"}
+    assert placement.check_plan(m, plan) == []
+
+
+@pytest.mark.parametrize("state", ["running", "paused"])
+def test_active_vm_without_cpu_or_vcpus_is_refused_by_name(state):
+    m = model([host("hv1")], [{"name": "web01", "host": "hv1", "state": state, "memory_mib": 1024}])
+    with pytest.raises(ModelError) as err:
+        placement.load_model(m)
+    assert str(err.value) == ("vms[0] (name 'web01'): missing field 'cpu' (or 'vcpus'): "
+                              "only a saved or stopped VM may leave both out")
+    m["vms"][0]["vcpus"] = 2   # an unmeasured VM counts as busy on every vcpu
+    assert placement.load_model(m).vm("web01").cpu == 2.0
+
+
 def test_overrides_are_validated():
     with pytest.raises(ModelError, match="objective"):
         placement.solve(base(), objective="nope")
