@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
 import time
 
 from conftest import libvirt
@@ -182,3 +183,67 @@ def test_apply_a_plan_that_moves_a_paused_vm_twice(lab_reset, playbook, tmp_path
         assert_same_paused_vm(lab, VM, route[-1], ticks)
     finally:
         resume(lab, VM)
+
+
+def test_a_vm_paused_by_an_io_error_is_never_resumed_nor_moved(lab_reset, playbook, tmp_path):
+    """A real I/O error: the VM's only disk is served by qemu-nbd on a unix socket; the VM starts
+    paused, qemu-nbd is killed, and on resume the BIOS's first disk read fails: QEMU stops the VM
+    (rerror_policy=stop), libvirt says paused, reason ioerror. vm_migrate must refuse it and leave it
+    paused on its host (moving it would need a resume, which must never happen to such a VM)."""
+    lab = lab_reset
+    source, target = sorted(lab.hosts)[:2]
+    name = "ioerror-vm"
+    image = tmp_path / "disk.raw"
+    image.write_bytes(bytes(1024 * 1024))
+    sock = tmp_path / "nbd.sock"
+    nbd = subprocess.Popen(["qemu-nbd", "-k", str(sock), "-f", "raw", "-t", str(image)],  # pylint: disable=consider-using-with
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conn = lab.connect(source)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        dom = conn.defineXML(IOERROR_VM_XML % (name, sock))
+        dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+        nbd.kill()
+        nbd.wait()
+        dom.resume()
+        deadline = time.monotonic() + 30
+        while dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert dom.state() == [libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_IOERROR]
+
+        for check in (True, False):
+            result = migrate(lab, playbook, tmp_path, name, source, target, check=check)
+            assert result["failed"] and result["error_kind"] == "paused_reason", result
+            assert "paused on %s after a disk I/O error (pause reason: ioerror)" % lab.uri(source) in result["msg"], result["msg"]
+            assert "never resumes" in result["msg"] and "Fix the storage error" in result["msg"]
+            assert result["changed"] is False and result["location"] == "source" and result["reactivated_disks"] is False
+            assert dom.state() == [libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_IOERROR], "never resumed"
+            assert lab.running_on(name) == [source]
+    finally:
+        if nbd.poll() is None:
+            nbd.kill()
+            nbd.wait()
+        try:
+            dom = conn.lookupByName(name)
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+        except libvirt.libvirtError:
+            pass
+        conn.close()
+    lab.assert_each_vm_once()
+
+
+IOERROR_VM_XML = """<domain type='qemu'><name>%s</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <features><tcg><tb-cache unit='MiB'>16</tb-cache></tcg></features>
+  <devices>
+    <disk type='network' device='disk'>
+      <driver name='qemu' type='raw' error_policy='stop' rerror_policy='stop'/>
+      <source protocol='nbd'><host transport='unix' socket='%s'/></source>
+      <target dev='hda' bus='ide'/>
+    </disk>
+  </devices>
+</domain>"""
