@@ -23,7 +23,7 @@ description:
     paused inactive until it runs, and migrating or saving such a VM again aborts QEMU (the VM is lost). So the module
     resumes and pauses it again at once on the source before the move and on the destination after it, which
     re-activates its disks; the guest runs for a few milliseconds each time (RV(reactivation_ms)).
-  - A VM paused for another reason (an I/O error, a watchdog, a crash, a job in progress) is never resumed: the module
+  - A VM paused for another reason (an I/O error, a watchdog, a crash, a job in progress) is never resumed; the module
     refuses to migrate it (RV(error_kind=paused_reason)) and leaves it where it is.
 author:
   - entropy.cluster contributors (!UNKNOWN)
@@ -336,7 +336,7 @@ error_kind:
     - Class of the failure - V(snapshots), V(same_host), V(unsafe), V(destination_full), V(cpu_incompatible),
       V(unreachable), V(defined_on_both), V(name_clash), V(no_domain), V(timeout), V(unsupported), V(aborted),
       V(invalid_argument) (a parameter out of range or empty, nothing was done), V(paused_reason) (paused for another reason
-      than a user, not moved), V(reactivation) (a paused VM was resumed to re-activate its disks and could not be paused again:
+      than a user, not moved), V(reactivation) (a paused VM was resumed to re-activate its disks and could not be paused again -
       it runs), V(other), ...
   returned: on failure
   type: str

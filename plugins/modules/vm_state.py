@@ -14,7 +14,7 @@ description:
   - V(paused) suspends the VM in memory (it keeps its memory on the host, its vCPUs stop).
   - V(saved) writes the VM's memory to disk on the hypervisor (libvirt managed save) and stops it;
     the next V(running) continues where it stopped. A VM paused by a user is first resumed and paused again at once
-    (the guest runs a few milliseconds, RV(reactivation_ms)): QEMU before 10.0 leaves the disks of a VM that arrived
+    (the guest runs a few milliseconds, RV(reactivation_ms)), because QEMU before 10.0 leaves the disks of a VM that arrived
     paused by live migration inactive, and saving it then aborts QEMU. A VM paused for another reason (an I/O error)
     is never resumed; it ran on this host, so its disks are active and it is saved as it is.
   - V(shutdown) asks the guest to shut down (ACPI) and waits up to O(shutdown_timeout) seconds;

@@ -208,8 +208,8 @@ def test_bad_parameters_are_refused_and_leave_the_vm_where_it_was(lab, playbook,
     assert lab.running_on(vm) == [source]
 
     state_file = tmp_path / "state.json"
-    proc = playbook("modules_state_once.yml", extra_vars=dict(vm=vm, uri=lab.uri(source), states=["shutdown"], shutdown_timeout=-5,
-                                                               result_file=str(state_file)))
+    proc = playbook("modules_state_once.yml",
+                    extra_vars=dict(vm=vm, uri=lab.uri(source), states=["shutdown"], shutdown_timeout=-5, result_file=str(state_file)))
     assert proc.returncode == 0, proc.stdout
     (refused,) = json.loads(state_file.read_text())
     assert refused["failed"] and refused["error_kind"] == "invalid_argument", refused

@@ -148,8 +148,8 @@ def test_saving_a_vm_that_arrived_paused(lab_reset, playbook, tmp_path):
     target = next(h for h in sorted(lab.hosts) if h != home)
     migrate_by_hand(lab, VM, home, target)
     state_file = tmp_path / "state.json"
-    proc = playbook("modules_state_once.yml", extra_vars=dict(vm=VM, uri=lab.uri(target), states=["saved", "running"],
-                                                               result_file=str(state_file)))
+    proc = playbook("modules_state_once.yml",
+                    extra_vars=dict(vm=VM, uri=lab.uri(target), states=["saved", "running"], result_file=str(state_file)))
     assert proc.returncode == 0, proc.stdout
     saved, running = json.loads(state_file.read_text())
     assert not saved.get("failed"), saved
