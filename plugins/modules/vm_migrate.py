@@ -529,10 +529,10 @@ class Migration:
                       "needs a brief resume to re-activate its disks, and the module never resumes a VM paused by an I/O error. "
                       "Fix the storage error, then resume the VM (entropy.cluster.vm_state state: running) or destroy it, and "
                       "migrate it again." % (self.name, self.src_uri), "paused_reason")
-        self.fail("Cannot migrate VM %r: it is paused on %s by %s (pause reason: %s), not by a user. Moving a paused VM needs a "
-                  "brief resume to re-activate its disks, which the module only does for a VM a user paused. Wait until whatever "
-                  "paused it is over, or resume it (entropy.cluster.vm_state state: running), and migrate it again."
-                  % (self.name, self.src_uri, reason.replace("_", " "), reason), "paused_reason")
+        self.fail("Cannot migrate VM %r: it is paused on %s for another reason than a user (pause reason: %s). Moving a paused VM "
+                  "needs a brief resume to re-activate its disks, which the module only does for a VM a user paused. Wait until "
+                  "whatever paused it is over, or resume it (entropy.cluster.vm_state state: running), and migrate it again."
+                  % (self.name, self.src_uri, reason), "paused_reason")
         return False
 
     def run(self) -> None:
@@ -744,8 +744,8 @@ class Migration:
             if exc.kind == "reactivation":  # resumed, not paused again: it runs there now
                 self.fail("VM %r moved to %s. %s" % (self.name, self.dst_uri, exc.message), exc.kind, changed=True)
             self.fail("VM %r moved to %s, paused, but re-activating its disks there failed: %s Until it has run once there, "
-                      "migrating or saving it again would abort it: resume it (entropy.cluster.vm_state state: running) first."
-                      % (self.name, self.dst_uri, exc.message), exc.kind, changed=True)
+                      "another tool that migrates or saves it (virsh migrate, virsh save) would abort it; entropy.cluster.vm_migrate "
+                      "and vm_state re-activate its disks first." % (self.name, self.dst_uri, exc.message), exc.kind, changed=True)
         self.result["reactivated_disks"] = True
 
     def restore_downtime(self, dom) -> None:
