@@ -161,3 +161,18 @@ def test_saving_a_paused_vm_reactivates_its_disks_first(hv, run):
     assert running["state"] == "running"
     again = vm_state(run, "saved")
     assert again["reactivated_disks"] is False and "reactivation_ms" not in again
+
+
+def test_reactivation_only_touches_a_vm_a_user_paused(hv):
+    """The helper re-checks the pause reason itself: a VM that is not paused by a user is never resumed."""
+    from ansible_collections.entropy.cluster.plugins.module_utils._vm_ops import (  # pylint: disable=import-outside-toplevel
+        EntropyLibvirtError, reactivate_paused_disks)
+
+    dom = hv.lookupByName("test")
+    with pytest.raises(EntropyLibvirtError) as refused:
+        reactivate_paused_disks(dom, TEST_URI)
+    assert refused.value.kind == "paused_reason" and "not paused" in refused.value.message
+    assert condition(hv) == "running"
+    dom.suspend()
+    assert reactivate_paused_disks(dom, TEST_URI) >= 0
+    assert dom.state() == [libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_USER]
