@@ -234,6 +234,76 @@ def available_memory_bytes(conn) -> int | None:
     return (stats.get("free", 0) + stats.get("buffers", 0) + stats.get("cached", 0)) * 1024
 
 
+# virDomainPausedReason -> word (libvirt 9.0 knows 0..14).
+PAUSE_REASONS = {
+    0: "unknown", 1: "user", 2: "migration", 3: "save", 4: "dump", 5: "ioerror", 6: "watchdog",
+    7: "from_snapshot", 8: "shutting_down", 9: "snapshot", 10: "crashed", 11: "starting_up",
+    12: "postcopy", 13: "postcopy_failed", 14: "api_error",
+}
+
+
+def pause_reason(dom) -> str | None:
+    """Why the domain is paused (a PAUSE_REASONS word), None when it is not paused."""
+    state, reason = dom.state()
+    if state != libvirt.VIR_DOMAIN_PAUSED:
+        return None
+    return PAUSE_REASONS.get(reason, "unknown")
+
+
+def reactivate_paused_disks(dom, uri: str | None) -> float:
+    """Resume a VM paused by a user and pause it again at once; returns the milliseconds between
+    the two calls (an upper bound of how long the guest ran).
+
+    Why: under libvirt, QEMU before 10.0 leaves the disks of a VM that arrived paused by live
+    migration inactive until it runs (late-block-activate); migrating or saving it again then
+    aborts QEMU (bdrv_inactivate_recurse assertion) and the VM is lost. QEMU 7.2 has no command
+    that activates them without running the guest (blockdev-set-active came with 10.0); 'cont'
+    does. Callers must only pass a VM whose pause reason is "user" (never an I/O error).
+    """
+    name = dom.name()
+    reason = pause_reason(dom)
+    if reason != "user":  # re-checked here: the state may have changed since the caller looked
+        raise EntropyLibvirtError("VM %r on %s is %s, not paused by a user: its disks were not re-activated (the module "
+                                  "only resumes a VM a user paused)." % (name, uri, "paused (%s)" % reason if reason else "not paused"),
+                                  kind="paused_reason")
+    started = time.monotonic()
+    libvirt_call("resuming VM %r to re-activate its disks (it stays paused)" % name, uri, dom.resume)
+    try:
+        dom.suspend()
+    except libvirt.libvirtError:
+        try:  # once more: a VM left running here breaks the promise that it stays paused
+            dom.suspend()
+        except libvirt.libvirtError as exc:
+            raise EntropyLibvirtError(
+                "VM %r is RUNNING on %s: it was resumed for a moment to re-activate its disks and pausing it again failed "
+                "(%s). Pause it (entropy.cluster.vm_state state: paused) or let it run." % (name, uri, str(exc).rstrip(".")),
+                kind="reactivation") from None
+    return round((time.monotonic() - started) * 1000, 1)
+
+
+# Ranges libvirt 9.0 / QEMU 7.2 accept (checked on the lab), and ours for timeouts.
+MIGRATION_BANDWIDTH_MAX_MIB_S = 8796093022207  # libvirt QEMU_DOMAIN_MIG_BANDWIDTH_MAX: INT64_MAX bytes/s in MiB/s
+MIGRATION_DOWNTIME_MAX_MS = 2000000  # QEMU MAX_MIGRATE_DOWNTIME: 2000 s
+TIMEOUT_MAX_S = 604800  # one week; larger values overflow float deadlines and are surely typos
+
+
+def invalid_parameters(params: dict, ranges: dict, texts: dict) -> list:
+    """One message per bad parameter, naming it and what is allowed.
+
+    ``ranges``: name -> (low, high) for integer parameters (unset ones are skipped);
+    ``texts``: name -> what to give instead, for string parameters that must not be empty when set."""
+    problems = []
+    for name, (low, high) in ranges.items():
+        value = params.get(name)
+        if value is not None and not low <= value <= high:
+            problems.append("%s=%s is out of range (allowed: %d to %d)" % (name, value, low, high))
+    for name, hint in texts.items():
+        value = params.get(name)
+        if value is not None and not str(value).strip():
+            problems.append("%s is empty (give %s)" % (name, hint))
+    return problems
+
+
 def libvirt_call(action: str, uri: str | None, func, *args):
     """Run a libvirt call; failures become EntropyLibvirtError naming ``action`` and ``uri``."""
     try:
@@ -244,13 +314,20 @@ def libvirt_call(action: str, uri: str | None, func, *args):
 
 __all__ = [
     "ACTIVE_STATES",
+    "MIGRATION_BANDWIDTH_MAX_MIB_S",
+    "MIGRATION_DOWNTIME_MAX_MS",
+    "PAUSE_REASONS",
+    "TIMEOUT_MAX_S",
     "EntropyLibvirtError",
     "available_memory_bytes",
     "domain_facts",
     "has_managed_save",
     "host_facts",
     "is_active",
+    "invalid_parameters",
     "libvirt_call",
+    "pause_reason",
+    "reactivate_paused_disks",
     "snapshot_list",
     "version_string",
     "vm_condition",

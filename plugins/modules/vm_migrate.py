@@ -19,6 +19,12 @@ description:
     seconds the job is aborted and the VM keeps running on the source.
   - Whatever happens, the result tells where the VM is now (RV(location)), so a migration never loses a VM
     silently.
+  - A VM paused by a user moves paused and stays paused. QEMU before 10.0 leaves the disks of a VM that arrives
+    paused inactive until it runs, and migrating or saving such a VM again aborts QEMU (the VM is lost). So the module
+    resumes and pauses it again at once on the source before the move and on the destination after it, which
+    re-activates its disks; the guest runs for a few milliseconds each time (RV(reactivation_ms)).
+  - A VM paused for another reason (an I/O error, a watchdog, a crash, a job in progress) is never resumed; the module
+    refuses to migrate it (RV(error_kind=paused_reason)) and leaves it where it is.
 author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -43,7 +49,7 @@ options:
   destination_uri:
     description:
       - libvirt URI of the destination hypervisor, as the module host reaches it
-        (and, with O(mode=peer2peer), as the source hypervisor reaches it).
+        (and, with O(mode=peer2peer), as the source hypervisor reaches it). Must not be empty.
       - The connection uses the same O(auth_username) and O(auth_password) as the source.
     type: str
     required: true
@@ -64,11 +70,13 @@ options:
     default: direct
   bandwidth_mib_s:
     description:
-      - Maximum migration bandwidth in MiB/s. Unlimited (the hypervisor's default) when not set.
+      - Maximum migration bandwidth in MiB/s, from V(1) to V(8796093022207) (libvirt's limit, 2^63 - 1 bytes/s).
+        Unlimited (the hypervisor's default) when not set.
     type: int
   max_downtime_ms:
     description:
-      - Maximum tolerable downtime of a live migration in milliseconds (C(virDomainMigrateSetMaxDowntime)).
+      - Maximum tolerable downtime of a live migration in milliseconds (C(virDomainMigrateSetMaxDowntime)),
+        from V(1) to V(2000000) (QEMU's limit, 2000 s).
         After a failed or aborted migration the module restores the previous value.
     type: int
   auto_converge:
@@ -118,7 +126,7 @@ options:
       - Seconds after which an unfinished migration is aborted (C(virDomainAbortJob)); the VM then keeps running
         on the source and the module fails with RV(timed_out=true).
       - Counted from the start of the migration call, setup included.
-      - V(0) waits for as long as the migration takes.
+      - V(0) waits for as long as the migration takes; at most V(604800) (one week).
     type: int
     default: 0
 notes:
@@ -237,6 +245,10 @@ migration:
       description: The typed migration parameters passed to libvirt.
       type: dict
       sample: {bandwidth: 100}
+    paused:
+      description: True when the VM was paused by a user and moves paused (its disks are re-activated, see RV(reactivated_disks)).
+      type: bool
+      sample: false
 job:
   description:
     - Statistics of the completed migration job (empty where the driver keeps none, and for offline migrations).
@@ -289,6 +301,20 @@ wall_time_s:
   returned: when a migration was started
   type: float
   sample: 2.7
+reactivated_disks:
+  description:
+    - True when the VM was paused, moved paused, and the module re-activated its disks on the destination (resumed it and
+      paused it again at once), so that it can be migrated or saved again. False for a running or shut-off VM, and in check mode.
+  returned: always
+  type: bool
+  sample: true
+reactivation_ms:
+  description:
+    - For a paused VM, the milliseconds between the resume and the pause calls on the V(source) (before the move) and on the
+      V(destination) (after it) - an upper bound of how long the guest ran.
+  returned: when a paused VM was migrated (or its move was attempted)
+  type: dict
+  sample: {source: 9.4, destination: 12.8}
 timed_out:
   description: True when the migration did not finish within O(timeout) and the module aborted it.
   returned: always
@@ -308,7 +334,10 @@ destination_available_memory_mib:
 error_kind:
   description:
     - Class of the failure - V(snapshots), V(same_host), V(unsafe), V(destination_full), V(cpu_incompatible),
-      V(unreachable), V(defined_on_both), V(name_clash), V(no_domain), V(timeout), V(unsupported), V(aborted), V(other), ...
+      V(unreachable), V(defined_on_both), V(name_clash), V(no_domain), V(timeout), V(unsupported), V(aborted),
+      V(invalid_argument) (a parameter out of range or empty, nothing was done), V(paused_reason) (paused for another reason
+      than a user, not moved), V(reactivation) (a paused VM was resumed to re-activate its disks and could not be paused again -
+      it runs), V(other), ...
   returned: on failure
   type: str
   sample: snapshots
@@ -327,9 +356,15 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
 )
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import LibvirtModule
 from ansible_collections.entropy.cluster.plugins.module_utils._vm_ops import (
+    MIGRATION_BANDWIDTH_MAX_MIB_S,
+    MIGRATION_DOWNTIME_MAX_MS,
+    TIMEOUT_MAX_S,
     available_memory_bytes,
+    invalid_parameters,
     is_active,
     libvirt,
+    pause_reason,
+    reactivate_paused_disks,
 )
 
 POLL_INTERVAL = 0.3
@@ -371,7 +406,7 @@ class Migration:
         self.same = False  # source and destination are one host
         self.previous_downtime: int | None = None
         self.result: dict = dict(changed=False, vm=self.name, source=self.src_uri, destination=self.dst_uri,
-                                 location="unknown", defined_on=[], job={}, timed_out=False)
+                                 location="unknown", defined_on=[], job={}, timed_out=False, reactivated_disks=False)
         if self.params["postcopy"]:
             self.result["postcopy_started"] = False
 
@@ -405,6 +440,8 @@ class Migration:
 
     def fail(self, message: str, kind: str, **extra) -> None:
         self.locate()
+        if self.result["location"] == "source" and self.result["defined_on"] == ["source"]:
+            self.result["changed"] = False  # nothing moved (a VM left running by a failed re-activation passes changed)
         self.result.update(extra)
         where = {
             "source": "The VM runs on the source %s." % self.src_uri,
@@ -470,10 +507,36 @@ class Migration:
             params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = self.params["bandwidth_mib_s"]
         return params
 
+    def check_parameters(self) -> None:
+        """Refuse out-of-range numbers and empty strings before connecting (check mode too)."""
+        problems = invalid_parameters(
+            self.params,
+            ranges=dict(bandwidth_mib_s=(1, MIGRATION_BANDWIDTH_MAX_MIB_S), max_downtime_ms=(1, MIGRATION_DOWNTIME_MAX_MS),
+                        timeout=(0, TIMEOUT_MAX_S)),
+            texts=dict(name="the VM's name", destination_uri="the destination's libvirt URI, e.g. qemu+tcp://hv02/system",
+                       uri="the source's libvirt URI, or leave uri unset for $LIBVIRT_DEFAULT_URI or qemu:///system"))
+        if problems:
+            self.module.fail_json(msg="Cannot migrate VM %r: %s. Nothing was done." % (self.name, "; ".join(problems)),
+                                  error_kind="invalid_argument", **self.result)
+
+    def check_paused(self, dom) -> bool:
+        """True for a VM paused by a user (moved with its disks re-activated); refuses other pause reasons."""
+        reason = pause_reason(dom)
+        if reason is None or reason == "user":
+            return reason == "user"
+        if reason == "ioerror":
+            self.fail("Cannot migrate VM %r: it is paused on %s after a disk I/O error (pause reason: ioerror). Moving a paused VM "
+                      "needs a brief resume to re-activate its disks, and the module never resumes a VM paused by an I/O error. "
+                      "Fix the storage error, then resume the VM (entropy.cluster.vm_state state: running) or destroy it, and "
+                      "migrate it again." % (self.name, self.src_uri), "paused_reason")
+        self.fail("Cannot migrate VM %r: it is paused on %s for another reason than a user (pause reason: %s). Moving a paused VM "
+                  "needs a brief resume to re-activate its disks, which the module only does for a VM a user paused. Wait until "
+                  "whatever paused it is over, or resume it (entropy.cluster.vm_state state: running), and migrate it again."
+                  % (self.name, self.src_uri, reason), "paused_reason")
+        return False
+
     def run(self) -> None:
-        if (self.params["bandwidth_mib_s"] is not None and self.params["bandwidth_mib_s"] < 1) or self.params["timeout"] < 0 \
-                or (self.params["max_downtime_ms"] is not None and self.params["max_downtime_ms"] < 1):
-            self.module.fail_json(msg="bandwidth_mib_s and max_downtime_ms must be >= 1 and timeout >= 0.", **self.result)
+        self.check_parameters()
         self.src = self.connect("source")
         self.dst = self.connect("destination")
         self.result["source_host"] = self.src.getHostname()
@@ -512,15 +575,16 @@ class Migration:
                       "snapshots")
         if src_active:
             self.check_memory(src_dom)
+        paused = src_active and self.check_paused(src_dom)
 
         flags, names, kind = self.flags(src_active)
-        self.result["migration"] = dict(kind=kind, mode=self.params["mode"], flags=names, parameters=self.parameters())
+        self.result["migration"] = dict(kind=kind, mode=self.params["mode"], flags=names, parameters=self.parameters(), paused=paused)
         self.result["changed"] = True
         self.set_diff()
         if self.module.check_mode:
             self.locate()
             self.module.exit_json(**self.result)
-        self.migrate(src_dom, flags, src_active)
+        self.migrate(src_dom, flags, src_active, paused)
 
     def done_already(self) -> None:
         self.locate()
@@ -561,8 +625,12 @@ class Migration:
 
     # ------------------------------------------------------------------ the migration itself
 
-    def migrate(self, dom, flags: int, active: bool) -> None:
+    def migrate(self, dom, flags: int, active: bool, paused: bool) -> None:
         params = self.parameters()
+        if paused:
+            # its disks may be inactive here (it may have arrived paused, moved by another tool):
+            # migrating it as it is could abort QEMU and lose it
+            self.result["reactivation_ms"] = dict(source=reactivate_paused_disks(dom, self.src_uri))
         self.previous_downtime = None
         if active and self.params["max_downtime_ms"] is not None:
             try:
@@ -658,7 +726,27 @@ class Migration:
         if self.result["location"] != "destination" and active:
             self.fail("libvirt reported the migration of VM %r to %s as successful, but the VM is not running there." % (self.name, self.dst_uri),
                       "other")
+        if paused:
+            self.reactivate_on_destination()
         self.module.exit_json(**self.result)
+
+    def reactivate_on_destination(self) -> None:
+        """The VM arrived paused with inactive disks: re-activate them, so that it survives its next move or save."""
+        dom = find_domain(self.dst, self.name)
+        reason = pause_reason(dom) if dom is not None else None
+        if reason != "user":
+            self.module.warn("VM %r arrived on %s %s; its disks were not re-activated." % (
+                self.name, self.dst_uri, "paused (%s)" % reason if reason else "not paused"))
+            return
+        try:
+            self.result["reactivation_ms"]["destination"] = reactivate_paused_disks(dom, self.dst_uri)
+        except EntropyLibvirtError as exc:
+            if exc.kind == "reactivation":  # resumed, not paused again: it runs there now
+                self.fail("VM %r moved to %s. %s" % (self.name, self.dst_uri, exc.message), exc.kind, changed=True)
+            self.fail("VM %r moved to %s, paused, but re-activating its disks there failed: %s Until it has run once there, "
+                      "another tool that migrates or saves it (virsh migrate, virsh save) would abort it; entropy.cluster.vm_migrate "
+                      "and vm_state re-activate its disks first." % (self.name, self.dst_uri, exc.message), exc.kind, changed=True)
+        self.result["reactivated_disks"] = True
 
     def restore_downtime(self, dom) -> None:
         """After a failed migration the VM still runs in the same QEMU: give it back its old max downtime."""
@@ -737,6 +825,8 @@ def main() -> None:
         migration.run()
     except (EntropyLibvirtError, libvirt.libvirtError) as exc:
         err = describe_error(exc, "migrating VM %r from %s to %s" % (migration.name, migration.src_uri, migration.dst_uri))
+        if err.kind == "reactivation":
+            migration.fail(err.message, err.kind, changed=True)
         migration.fail(err.message, err.kind)
 
 

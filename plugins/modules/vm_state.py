@@ -13,7 +13,10 @@ description:
   - V(running) resumes a paused VM, restores a saved VM (managed save) or boots a shut-off VM.
   - V(paused) suspends the VM in memory (it keeps its memory on the host, its vCPUs stop).
   - V(saved) writes the VM's memory to disk on the hypervisor (libvirt managed save) and stops it;
-    the next V(running) continues where it stopped.
+    the next V(running) continues where it stopped. A VM paused by a user is first resumed and paused again at once
+    (the guest runs a few milliseconds, RV(reactivation_ms)), because QEMU before 10.0 leaves the disks of a VM that arrived
+    paused by live migration inactive, and saving it then aborts QEMU. A VM paused for another reason (an I/O error)
+    is never resumed; it ran on this host, so its disks are active and it is saved as it is.
   - V(shutdown) asks the guest to shut down (ACPI) and waits up to O(shutdown_timeout) seconds;
     with O(force=true) a VM still running after that is destroyed, otherwise the module fails.
   - V(destroyed) stops the VM at once (pulls the plug).
@@ -46,7 +49,8 @@ options:
     choices: [running, paused, saved, shutdown, destroyed]
   shutdown_timeout:
     description:
-      - Seconds to wait for the guest to power off after the shutdown request (O(state=shutdown)).
+      - Seconds to wait for the guest to power off after the shutdown request (O(state=shutdown)),
+        from V(0) to V(604800) (one week).
     type: int
     default: 120
   force:
@@ -110,6 +114,21 @@ state:
   returned: always
   type: str
   sample: running
+reactivated_disks:
+  description: True when a VM paused by a user was resumed and paused again at once before it was saved, to re-activate its disks.
+  returned: when O(state=saved)
+  type: bool
+  sample: false
+reactivation_ms:
+  description: Milliseconds between the resume and the pause calls (an upper bound of how long the guest ran).
+  returned: when RV(reactivated_disks) is true
+  type: float
+  sample: 9.4
+error_kind:
+  description: Class of the failure, for example V(invalid_argument) (a parameter out of range or empty, nothing was done).
+  returned: on failure
+  type: str
+  sample: invalid_argument
 forced:
   description: True when the VM did not shut down in time and was destroyed (O(force=true)).
   returned: when O(state=shutdown)
@@ -125,9 +144,13 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
 )
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import LibvirtModule
 from ansible_collections.entropy.cluster.plugins.module_utils._vm_ops import (
+    TIMEOUT_MAX_S,
+    invalid_parameters,
     is_active,
     libvirt,
     libvirt_call,
+    pause_reason,
+    reactivate_paused_disks,
     vm_condition,
     wait_for,
 )
@@ -159,7 +182,19 @@ class VmState:
     def call(self, action: str, func, *args):
         return libvirt_call("%s VM %r" % (action, self.name), self.uri, func, *args)
 
+    def check_parameters(self) -> None:
+        """Refuse out-of-range numbers and empty strings before connecting (check mode too)."""
+        problems = invalid_parameters(
+            self.module.params, ranges=dict(shutdown_timeout=(0, TIMEOUT_MAX_S)),
+            texts=dict(name="the VM's name", uri="the hypervisor's libvirt URI, or leave uri unset for $LIBVIRT_DEFAULT_URI or qemu:///system"))
+        if problems:
+            self.result["error_kind"] = "invalid_argument"
+            self.fail("Cannot change the state of VM %r: %s. Nothing was done." % (self.name, "; ".join(problems)))
+
     def run(self) -> None:
+        self.check_parameters()
+        if self.target == "saved":
+            self.result["reactivated_disks"] = False
         conn = self.module.connect(self.uri)
         dom = lookup_domain(conn, self.name)
         before = vm_condition(dom)
@@ -227,6 +262,11 @@ class VmState:
         self.call("suspending", dom.suspend)
 
     def to_saved(self, dom, before: str) -> None:
+        if pause_reason(dom) == "user":
+            # it may have arrived paused by live migration, its disks still inactive: saving it as it is
+            # would abort QEMU (see reactivate_paused_disks)
+            self.result["reactivation_ms"] = reactivate_paused_disks(dom, self.uri)
+            self.result["reactivated_disks"] = True
         self.call("saving (managed save)", dom.managedSave, 0)
 
     def to_shutdown(self, dom, before: str) -> None:

@@ -183,3 +183,37 @@ def test_destination_full_is_refused_and_the_vm_stays(lab, playbook, tmp_path):
             dom.undefine()
         finally:
             conn.close()
+
+
+def test_bad_parameters_are_refused_and_leave_the_vm_where_it_was(lab, playbook, tmp_path):
+    """Issue 9 part 4 on real daemons: each refusal comes before anything is done (check mode too),
+    says which parameter and its range, reports changed=false, and the VM keeps running where it was."""
+    vm = "vm6"
+    source = lab.running_on(vm)[0]
+    target = next(h for h in sorted(lab.hosts) if h != source)
+    cases = [
+        (dict(max_downtime_ms=99999999999999999999), "max_downtime_ms=99999999999999999999 is out of range (allowed: 1 to 2000000)"),
+        (dict(bandwidth_mib_s=99999999999999999999), "bandwidth_mib_s=99999999999999999999 is out of range (allowed: 1 to 8796093022207)"),
+        (dict(timeout=-5), "timeout=-5 is out of range (allowed: 0 to 604800)"),
+    ]
+    for check in (False, True):
+        for options, message in cases:
+            result = migrate_once(lab, playbook, tmp_path, vm, source, target, check=check, **options)
+            assert result["failed"] and result["error_kind"] == "invalid_argument", result
+            assert message in result["msg"] and "Nothing was done" in result["msg"], result
+            assert result["changed"] is False and "Traceback" not in result["msg"], result
+            assert lab.running_on(vm) == [source]
+    empty = migrate_once(lab, playbook, tmp_path, vm, source, "")
+    assert empty["failed"] and empty["error_kind"] == "invalid_argument", empty
+    assert "destination_uri is empty" in empty["msg"] and empty["changed"] is False
+    assert lab.running_on(vm) == [source]
+
+    state_file = tmp_path / "state.json"
+    proc = playbook("modules_state_once.yml",
+                    extra_vars=dict(vm=vm, uri=lab.uri(source), states=["shutdown"], shutdown_timeout=-5, result_file=str(state_file)))
+    assert proc.returncode == 0, proc.stdout
+    (refused,) = json.loads(state_file.read_text())
+    assert refused["failed"] and refused["error_kind"] == "invalid_argument", refused
+    assert "shutdown_timeout=-5 is out of range (allowed: 0 to 604800)" in refused["msg"] and refused["changed"] is False
+    assert lab.placement()[vm] == [(source, "running")]
+    lab.assert_each_vm_once()

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("libvirt")
 
-from conftest import TEST_URI, UNREACHABLE_URI  # noqa: E402  pylint: disable=wrong-import-position
+from conftest import TEST_URI, UNREACHABLE_URI, libvirt  # noqa: E402  pylint: disable=wrong-import-position
 
 OTHER_HOST_XML = """<node>
   <cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads><active>2</active></cpu>
@@ -155,9 +155,51 @@ def test_unreachable_source(run, other_host):
     assert "source is unreachable" in result["msg"] and result["location"] == "unknown"
 
 
-def test_invalid_numbers_are_refused(hv, run, other_host):
-    result = migrate(run, other_host, bandwidth_mib_s=0)
-    assert result["failed"] and "bandwidth_mib_s" in result["msg"]
+BAD_PARAMETERS = [
+    (dict(bandwidth_mib_s=0), "bandwidth_mib_s=0 is out of range (allowed: 1 to 8796093022207)"),
+    (dict(bandwidth_mib_s=8796093022208), "bandwidth_mib_s=8796093022208 is out of range (allowed: 1 to 8796093022207)"),
+    (dict(max_downtime_ms=0), "max_downtime_ms=0 is out of range (allowed: 1 to 2000000)"),
+    (dict(max_downtime_ms=99999999999999999999), "max_downtime_ms=99999999999999999999 is out of range (allowed: 1 to 2000000)"),
+    (dict(timeout=-1), "timeout=-1 is out of range (allowed: 0 to 604800)"),
+    (dict(timeout=10 ** 400), "is out of range (allowed: 0 to 604800)"),
+    (dict(destination_uri=""), "destination_uri is empty (give the destination's libvirt URI"),
+    (dict(destination_uri="  "), "destination_uri is empty"),
+    (dict(uri=""), "uri is empty (give the source's libvirt URI, or leave uri unset"),
+    (dict(name=""), "name is empty (give the VM's name)"),
+]
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["real", "check_mode"])
+@pytest.mark.parametrize("bad,message", BAD_PARAMETERS, ids=[next(iter(b)) + "=" + str(next(iter(b.values())))[:12] for b, _m in BAD_PARAMETERS])
+def test_bad_parameters_are_refused_before_anything_is_done(hv, run, other_host, bad, message, check):
+    args = dict(uri=TEST_URI, destination_uri=other_host, name="test", unsafe=True)
+    args.update(bad)
+    result = run("vm_migrate", args, check=check)
+    assert result["failed"] and result["error_kind"] == "invalid_argument", result
+    assert message in result["msg"] and "Nothing was done" in result["msg"], result["msg"]
+    assert "\n" not in result["msg"] and "Traceback" not in result["msg"]
+    assert result["changed"] is False and "migration" not in result
+    assert hv.lookupByName("test").state()[0] == libvirt.VIR_DOMAIN_RUNNING
+
+
+def test_every_bad_parameter_is_named_at_once(hv, run, other_host):
+    result = migrate(run, other_host, bandwidth_mib_s=-3, max_downtime_ms=2000001, timeout=-5)
+    assert result["failed"] and result["error_kind"] == "invalid_argument"
+    for name in ("bandwidth_mib_s=-3", "max_downtime_ms=2000001", "timeout=-5"):
+        assert name in result["msg"], result["msg"]
+
+
+def test_the_largest_accepted_values_pass_the_checks(hv, run, other_host):
+    result = migrate(run, other_host, check=True, unsafe=True, bandwidth_mib_s=8796093022207, max_downtime_ms=2000000, timeout=604800)
+    assert not result.get("failed") and result["changed"] is True, result
+
+
+def test_check_mode_says_a_paused_vm_moves_paused(hv, run, other_host):
+    hv.lookupByName("test").suspend()
+    result = migrate(run, other_host, check=True, unsafe=True)
+    assert not result.get("failed"), result
+    assert result["migration"]["paused"] is True and result["reactivated_disks"] is False
+    assert hv.lookupByName("test").state() == [libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_USER]
 
 
 def test_vm_active_on_both_hosts_is_reported_as_such(hv, run, tmp_path):

@@ -133,3 +133,46 @@ def test_vm_saved_while_paused_comes_back_running(hv, run):
     result = vm_state(run, "running")
     assert result["changed"] is True and result["previous_state"] == "saved" and result["state"] == "running"
     assert condition(hv) == "running"
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["real", "check_mode"])
+@pytest.mark.parametrize("bad,message", [
+    (dict(state="shutdown", shutdown_timeout=-5), "shutdown_timeout=-5 is out of range (allowed: 0 to 604800)"),
+    (dict(state="shutdown", shutdown_timeout=10 ** 400), "is out of range (allowed: 0 to 604800)"),
+    (dict(state="destroyed", uri=""), "uri is empty (give the hypervisor's libvirt URI, or leave uri unset"),
+    (dict(state="destroyed", name=" "), "name is empty (give the VM's name)"),
+], ids=["negative_timeout", "huge_timeout", "empty_uri", "blank_name"])
+def test_bad_parameters_are_refused_before_anything_is_done(hv, run, bad, message, check):
+    args = dict(uri=TEST_URI, name="test")
+    args.update(bad)
+    result = run("vm_state", args, check=check)
+    assert result["failed"] and result["error_kind"] == "invalid_argument", result
+    assert message in result["msg"] and "Nothing was done" in result["msg"], result["msg"]
+    assert result["changed"] is False
+    assert condition(hv) == "running", "the VM must not be touched"
+
+
+def test_saving_a_paused_vm_reactivates_its_disks_first(hv, run):
+    bring(hv, "paused")
+    done = vm_state(run, "saved")
+    assert not done.get("failed") and done["state"] == "saved", done
+    assert done["reactivated_disks"] is True and done["reactivation_ms"] >= 0
+    running = vm_state(run, "running")
+    assert running["state"] == "running"
+    again = vm_state(run, "saved")
+    assert again["reactivated_disks"] is False and "reactivation_ms" not in again
+
+
+def test_reactivation_only_touches_a_vm_a_user_paused(hv):
+    """The helper re-checks the pause reason itself: a VM that is not paused by a user is never resumed."""
+    from ansible_collections.entropy.cluster.plugins.module_utils._vm_ops import (  # pylint: disable=import-outside-toplevel
+        EntropyLibvirtError, reactivate_paused_disks)
+
+    dom = hv.lookupByName("test")
+    with pytest.raises(EntropyLibvirtError) as refused:
+        reactivate_paused_disks(dom, TEST_URI)
+    assert refused.value.kind == "paused_reason" and "not paused" in refused.value.message
+    assert condition(hv) == "running"
+    dom.suspend()
+    assert reactivate_paused_disks(dom, TEST_URI) >= 0
+    assert dom.state() == [libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_USER]
