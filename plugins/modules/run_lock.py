@@ -16,7 +16,7 @@ description:
   - The lock file is created atomically (C(O_CREAT|O_EXCL)) and holds a JSON record naming the run that holds it
     (owner, token, host, pid, creation time). Taking over a stale lock and releasing a lock are serialized with an
     advisory C(flock) on the lock's directory, so two runs cannot both take over the same stale lock.
-  - The record names the process that owns the lock (O(owner_pid)): under C(ansible-playbook) or C(ansible), the
+  - The record names the process that owns the lock (O(owner_pid)); under C(ansible-playbook) or C(ansible), the
     controller process that runs the play (the action plugin of this module passes it when the module runs on the
     controller), with its start time, the machine's boot id, its PID namespace and its host name, so that a later run
     on the same controller can tell whether that process is still alive.
@@ -26,9 +26,8 @@ description:
     boot id and PID namespace; the pid no longer exists, is a zombie, or now belongs to a process started later, after
     pid reuse), for example after C(kill -9) of C(ansible-playbook). A lock whose owner still runs is never stale.
     A lock whose owner cannot be checked (taken on another host, or without O(owner_pid)) is stale when it is older
-    than O(ttl) seconds. After a takeover the module
-    reports RV(stale_taken_over=true), why in RV(stale_reason) (also as a warning), and the record of the previous
-    holder in RV(previous_holder).
+    than O(ttl) seconds. After a takeover the module reports RV(stale_taken_over=true), why in RV(stale_reason)
+    (also as a warning), and the record of the previous holder in RV(previous_holder).
 author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -88,9 +87,9 @@ options:
     description:
       - Process id, on the host the module runs on, of the process that owns the lock; when that process is gone, the
         lock is stale whatever its age.
-      - When the module runs on the controller (C(delegate_to: localhost) or a local connection), its action plugin sets
+      - "When the module runs on the controller (C(delegate_to: localhost) or a local connection), its action plugin sets
         it to the C(ansible-playbook) (or C(ansible)) process that runs the play; set it only when another long-lived
-        process owns the run.
+        process owns the run."
       - Without it (the module run on another host), the pid of the module's parent is recorded for information only
         and staleness is decided by age (O(ttl)).
       - Only used with O(state=present).

@@ -68,8 +68,7 @@ def stop_group(proc: subprocess.Popen) -> str:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    out, _ = proc.communicate(timeout=60)
-    return out or ""
+    return proc.communicate(timeout=60)[0] or ""
 
 
 def wait_until(condition, timeout: float, what: str, interval: float = 0.5):
@@ -145,6 +144,19 @@ def migration_job(dom) -> dict:
     return {}
 
 
+def failed_async_result(async_dir) -> dict | None:
+    """The result an async module process wrote into the async directory, once it has failed."""
+    for path in glob.glob(str(async_dir / "*")):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                result = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if result.get("failed"):
+            return result
+    return None
+
+
 def test_after_kill_9_the_migration_goes_on_and_the_next_run_refuses_to_plan(lab_reset, tmp_path):
     lab = lab_reset
     src, dst = sorted(lab.hosts)[:2]
@@ -204,17 +216,7 @@ def test_after_kill_9_the_migration_goes_on_and_the_next_run_refuses_to_plan(lab
         dom.abortJob()
         wait_until(lambda: settled_placement(lab).get(GUEST) == [(src, "running")], 120, "%s to run on %s only" % (GUEST, src))
         # the orphaned module process notices and writes its result where nobody reads it any more
-        def module_result():
-            for path in glob.glob(str(async_dir / "*")):
-                try:
-                    with open(path, encoding="utf-8") as handle:
-                        result = json.load(handle)
-                except (OSError, ValueError):
-                    continue
-                if result.get("failed"):
-                    return result
-            return None
-        result = wait_until(module_result, 120, "the orphaned vm_migrate module to finish")
+        result = wait_until(lambda: failed_async_result(async_dir), 120, "the orphaned vm_migrate module to finish")
         assert "aborted" in result["msg"] and result["location"] == "source", result
     finally:
         if run is not None:
