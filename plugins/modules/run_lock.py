@@ -98,9 +98,9 @@ notes:
   - The lock is only as good as the place it lives in; all runs for one cluster must use the same O(path) on the same
     host (the controller, or the AWX execution node shared by the job templates).
   - Liveness is read from C(/proc) (Linux); elsewhere, or for a lock taken on another host, only O(ttl) applies.
-  - A run killed with C(kill -9) releases nothing; its migrations may still be running (see the "Runs that die"
-    section of the collection's docs/playbooks.md). M(entropy.cluster.run_lock) frees the lock, and the plan role
-    refuses to plan while libvirt still shows a migration in flight.
+  - A run killed with C(kill -9) releases nothing and its migrations may still be running (see the "Runs that die"
+    section of the collection's docs/playbooks.md). The next run takes over its lock at once, and the plan role
+    of this collection refuses to plan while libvirt still shows a migration in flight.
   - The ages are computed from the wall clock of the host the module runs on.
 seealso:
   - module: ansible.builtin.file
