@@ -125,7 +125,9 @@ notes:
     C(entropy_memory_max_mib), C(entropy_memory_used_mib) (guest balloon statistics, V(null) where
     the guest reports none), C(entropy_memory_rss_mib) (QEMU process), C(entropy_cpu_demand_cores),
     C(entropy_net_rx_bytes_s), C(entropy_net_tx_bytes_s), C(entropy_snapshot_count),
-    C(entropy_has_managed_save), and for duplicates C(entropy_duplicate_on) and C(entropy_copies)."
+    C(entropy_has_managed_save), C(entropy_job) (the libvirt job in flight, such as a migration, or V(null);
+    read when the inventory is built, so it may be cached: M(entropy.cluster.plan) checks live with the
+    P(entropy.cluster.cluster_jobs#lookup) lookup), and for duplicates C(entropy_duplicate_on) and C(entropy_copies)."
   - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(on_<hypervisor>) and
     C(state_<state>) (names sanitized to letters, digits and underscores)."
   - Connecting to a hypervisor whose address drops packets waits for the TCP timeout of the system;
@@ -185,6 +187,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
+from ansible_collections.entropy.cluster.plugins.module_utils.domain_jobs import domain_job
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
     DOMAIN_STATES,
     EntropyLibvirtError,
@@ -205,7 +208,7 @@ except ImportError:  # ansible-core < 2.19: inventory strings are templated anyw
 RAW_VERSION = 1
 HYPERVISOR_KEYS = ("name", "uri", "cpu", "memory_mib", "reserved_memory_mib")
 # getAllDomainStats keys kept in the raw data (the cache): nothing else is read.
-KEPT_STATS = ("state.state", "cpu.time", "balloon.current", "balloon.maximum", "balloon.available", "balloon.unused",
+KEPT_STATS = ("state.state", "state.reason", "cpu.time", "balloon.current", "balloon.maximum", "balloon.available", "balloon.unused",
               "balloon.rss", "vcpu.current", "vcpu.maximum")
 _NET_BYTES = re.compile(r"^net\.\d+\.(rx|tx)\.bytes$")
 _GROUP_CHARS = re.compile(r"[^A-Za-z0-9_]")
@@ -235,8 +238,11 @@ def _stats_flags():
 
 def _domain_stats(conn):
     """name -> the kept stats of every domain, plus the domain objects (for the details pass)."""
+    # NOWAIT: the destination of a migration holds the domain's job, and a waiting query blocks ~30 s per sample;
+    # what cannot be read at once stays null
+    nowait = getattr(libvirt, "VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT", 0)
     try:
-        records = conn.getAllDomainStats(_stats_flags(), 0)
+        records = conn.getAllDomainStats(_stats_flags(), nowait)
     except libvirt.libvirtError as exc:
         # A driver that refuses some stats groups: fall back to state only.
         if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED):
@@ -268,8 +274,8 @@ def _sample(conn):
     return {"t": stamp, "node_cpu": dict(node_cpu), "domains": stats}, domains
 
 
-def _details(dom, state):
-    """What getAllDomainStats does not give: UUID, sizes (test driver), snapshots, managed save."""
+def _details(dom, state, reason=None):
+    """What getAllDomainStats does not give: UUID, sizes (test driver), snapshots, managed save, job in flight."""
     info = None
     entry = {"uuid": dom.UUIDString()}
     try:
@@ -283,6 +289,7 @@ def _details(dom, state):
     except libvirt.libvirtError:
         entry["snapshot_count"] = None
     active = state in (1, 2, 3, 4, 7)
+    entry["job"] = domain_job(dom, state, reason) if active else None
     if active:
         entry["has_managed_save"] = False
     else:
@@ -314,7 +321,8 @@ class _Hypervisor:
             raw["free_memory_mib"] = self.conn.getFreeMemory() // (1024 * 1024)
             sample, domains = _sample(self.conn)
             raw["samples"].append(sample)
-            raw["details"] = {name: _details(dom, sample["domains"][name].get("state.state")) for name, dom in domains.items()}
+            raw["details"] = {name: _details(dom, sample["domains"][name].get("state.state"), sample["domains"][name].get("state.reason"))
+                              for name, dom in domains.items()}
             raw["reachable"] = True
         except EntropyLibvirtError as exc:
             self._fail(exc.message)
@@ -445,6 +453,7 @@ def summarize(raw, specs, default_reserved_mib=0):
                 "entropy_net_tx_bytes_s": tx,
                 "entropy_snapshot_count": detail.get("snapshot_count"),
                 "entropy_has_managed_save": detail.get("has_managed_save"),
+                "entropy_job": detail.get("job"),
             }
             copies.append((name, vm))
             if state in ("running", "blocked", "shutdown", "nostate", "paused", "pmsuspended"):
@@ -476,7 +485,7 @@ def merge_copies(copies):
         vm["entropy_duplicate_on"] = [c["entropy_hypervisor"] for c in group]
         vm["entropy_copies"] = [{"hypervisor": c["entropy_hypervisor"], "state": c["entropy_state"], "uuid": c["entropy_uuid"],
                                  "memory_mib": c["entropy_memory_mib"], "cpu_demand_cores": c["entropy_cpu_demand_cores"],
-                                 "has_managed_save": c["entropy_has_managed_save"]} for c in group]
+                                 "has_managed_save": c["entropy_has_managed_save"], "job": c["entropy_job"]} for c in group]
         merged[name] = vm
     return merged
 

@@ -16,10 +16,18 @@ description:
   - The lock file is created atomically (C(O_CREAT|O_EXCL)) and holds a JSON record naming the run that holds it
     (owner, token, host, pid, creation time). Taking over a stale lock and releasing a lock are serialized with an
     advisory C(flock) on the lock's directory, so two runs cannot both take over the same stale lock.
+  - The record names the process that owns the lock (O(owner_pid)); under C(ansible-playbook) or C(ansible), the
+    controller process that runs the play (the action plugin of this module passes it when the module runs on the
+    controller), with its start time, the machine's boot id, its PID namespace and its host name, so that a later run
+    on the same controller can tell whether that process is still alive.
   - When the lock is already held by another run and is not stale, the module fails with a message naming the holder
     and since when it holds the lock.
-  - A lock older than O(ttl) seconds is stale (its run is assumed dead) and is taken over; the module then reports
-    RV(stale_taken_over=true) and the record of the previous holder in RV(previous_holder).
+  - A lock is stale, and is taken over at once, when its owner process is gone on the same controller (same host name,
+    boot id and PID namespace; the pid no longer exists, is a zombie, or now belongs to a process started later, after
+    pid reuse), for example after C(kill -9) of C(ansible-playbook). A lock whose owner still runs is never stale.
+    A lock whose owner cannot be checked (taken on another host, or without O(owner_pid)) is stale when it is older
+    than O(ttl) seconds. After a takeover the module reports RV(stale_taken_over=true), why in RV(stale_reason)
+    (also as a warning), and the record of the previous holder in RV(previous_holder).
 author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -54,12 +62,14 @@ options:
     description:
       - Free text identifying the run that takes the lock, shown to whoever finds it held,
         for example C(awx job {{ awx_job_id }}) or C(cron on ctl01).
-      - Defaults to C(<user>@<hostname> pid <parent pid of the module>).
+      - Defaults to C(<user>@<hostname> pid <owner pid>).
       - Only used with O(state=present).
     type: str
   ttl:
     description:
-      - Age in seconds after which a lock is stale, that is, its run is assumed dead, and may be taken over.
+      - Age in seconds after which a lock whose owner process cannot be checked (see O(owner_pid)) is stale, that is,
+        its run is assumed dead, and may be taken over. A lock whose owner process is known to be alive or gone does
+        not depend on its age.
       - Choose it longer than the longest run of the playbook.
       - Only used with O(state=present).
     type: int
@@ -73,11 +83,24 @@ options:
         over). Without O(token), the lock is removed whoever holds it.
       - Pass the RV(token) returned by O(state=present) to O(state=absent).
     type: str
+  owner_pid:
+    description:
+      - Process id, on the host the module runs on, of the process that owns the lock; when that process is gone, the
+        lock is stale whatever its age.
+      - "When the module runs on the controller (C(delegate_to: localhost) or a local connection), its action plugin sets
+        it to the C(ansible-playbook) (or C(ansible)) process that runs the play; set it only when another long-lived
+        process owns the run."
+      - Without it (the module run on another host), the pid of the module's parent is recorded for information only
+        and staleness is decided by age (O(ttl)).
+      - Only used with O(state=present).
+    type: int
 notes:
   - The lock is only as good as the place it lives in; all runs for one cluster must use the same O(path) on the same
     host (the controller, or the AWX execution node shared by the job templates).
-  - The pid in the lock record is the parent process of the module, for information; the module does not check
-    whether it is still alive (it may be on another host). Staleness is decided by age only (O(ttl)).
+  - Liveness is read from C(/proc) (Linux); elsewhere, or for a lock taken on another host, only O(ttl) applies.
+  - A run killed with C(kill -9) releases nothing and its migrations may still be running (see the "Runs that die"
+    section of the collection's docs/playbooks.md). The next run takes over its lock at once, and the plan role
+    of this collection refuses to plan while libvirt still shows a migration in flight.
   - The ages are computed from the wall clock of the host the module runs on.
 seealso:
   - module: ansible.builtin.file
@@ -152,10 +175,16 @@ created_iso:
   type: str
   sample: "2026-11-26T15:33:12+00:00"
 stale_taken_over:
-  description: True when the lock was held by another run but was stale (older than O(ttl)) and was taken over.
+  description: True when the lock was held by another run but was stale (its owner process is gone, or it is older
+    than O(ttl)) and was taken over.
   returned: when O(state=present) and the lock is held or would be taken
   type: bool
   sample: false
+stale_reason:
+  description: Why the lock of the previous holder was stale; null when it was not taken over.
+  returned: when O(state=present) and the lock is held or would be taken
+  type: str
+  sample: "its owner process, pid 81234 on ctl01, is gone"
 previous_holder:
   description:
     - The lock record replaced by a stale takeover (O(state=present)) or released (O(state=absent)); null when there
@@ -170,6 +199,7 @@ previous_holder:
     created: 1764160000.0
     created_iso: "2026-11-26T12:26:40+00:00"
     age: 11192
+    owner_alive: false
   contains:
     owner:
       description: Owner of the lock.
@@ -178,8 +208,12 @@ previous_holder:
       description: Host name of the machine the holder ran on.
       type: str
     pid:
-      description: Parent process id of the module that took the lock (for information).
+      description: Process id of the lock's owner (O(owner_pid)), or of the module's parent when it had none.
       type: int
+    owner_alive:
+      description: Whether the owner process still runs; null when it cannot be checked from here (another host, a
+        lock taken without O(owner_pid)).
+      type: bool
     created:
       description: When the lock was taken, in seconds since the epoch.
       type: float
@@ -202,6 +236,7 @@ held_by:
     created: 1764170000.0
     created_iso: "2026-11-26T15:13:20+00:00"
     age: 1192
+    owner_alive: true
 """
 
 import datetime
@@ -232,25 +267,78 @@ def iso(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def default_owner() -> str:
+def default_owner(pid: int) -> str:
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "uid%d" % os.getuid()
-    return "%s@%s pid %d" % (user, socket.gethostname(), os.getppid())
+    return "%s@%s pid %d" % (user, socket.gethostname(), pid)
 
 
-def new_record(owner: str, token: str) -> dict[str, t.Any]:
+def read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
+def machine_identity() -> dict[str, str | None]:
+    """What makes a pid meaningful: the host name, this boot (pids restart at each boot), the PID namespace."""
+    try:
+        pid_ns: str | None = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pid_ns = None
+    return {"host": socket.gethostname(), "boot_id": read_text("/proc/sys/kernel/random/boot_id"), "pid_ns": pid_ns}
+
+
+def process_start(pid: int) -> int | None:
+    """Start time of a live process (clock ticks after boot, /proc/<pid>/stat field 22); None when it is gone.
+
+    A zombie (killed, not yet reaped by its parent) counts as gone."""
+    stat = read_text("/proc/%d/stat" % pid)
+    if stat is None:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
+    try:
+        if fields[0] in ("Z", "X", "x"):
+            return None
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def new_record(owner: str, token: str, pid: int, pid_start: int | None) -> dict[str, t.Any]:
     created = now()
-    return {
+    record = {
         "kind": LOCK_KIND,
         "owner": owner,
         "token": token,
-        "pid": os.getppid(),
+        "pid": pid,
         "host": socket.gethostname(),
         "created": created,
         "created_iso": iso(created),
     }
+    if pid_start is not None:
+        record.update(machine_identity(), pid_start=pid_start)
+    return record
+
+
+def owner_alive(record: dict[str, t.Any]) -> bool | None:
+    """Whether the lock's owner process still runs; None when it cannot be told from here."""
+    pid, pid_start = record.get("pid"), record.get("pid_start")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(pid_start, int) or isinstance(pid_start, bool):
+        return None  # a record without owner process (taken on another host, or by an older version)
+    here = machine_identity()
+    if None in here.values() or any(record.get(key) != value for key, value in here.items()):
+        return None  # another machine, another boot or another PID namespace: this pid means nothing here
+    return process_start(pid) == pid_start
+
+
+def gone_reason(record: dict[str, t.Any]) -> str:
+    pid = record["pid"]
+    why = "" if process_start(pid) is None else " (pid %d now belongs to a process started later)" % pid
+    return "its owner process, pid %d on %s, is gone%s" % (pid, record.get("host"), why)
 
 
 def acquire(path: str, record: dict[str, t.Any]) -> bool:
@@ -314,6 +402,7 @@ def holder(record: dict[str, t.Any] | None, at: float) -> dict[str, t.Any] | Non
         "created": created,
         "created_iso": iso(created),
         "age": int(at - created),
+        "owner_alive": owner_alive(record),
     }
 
 
@@ -403,21 +492,36 @@ class RunLock:
         where = ""
         if info.get("host") or info.get("pid") is not None:
             where = " on %s pid %s" % (info.get("host") or "?", info.get("pid") if info.get("pid") is not None else "?")
+        if info.get("owner_alive"):
+            where += ", still running"
         return (
             "another entropy.cluster run holds %s since %s (%d s ago, owner %r%s); wait for it to finish, or, if that run "
             "is dead, remove the file (rm %s, or this module with state=absent and no token). The lock becomes stale "
-            "and is taken over after ttl=%d s."
+            "and is taken over when its owner process is gone (checked on the same controller only), else after ttl=%d s."
             % (self.path, info["created_iso"], info["age"], info["owner"], where, self.path, ttl)
         )
+
+    def owner_process(self) -> tuple[int, int | None]:
+        """The owner's pid and start time (None: not checkable)."""
+        pid: int | None = self.module.params["owner_pid"]
+        if pid is None:
+            return os.getppid(), None
+        start = process_start(pid) if pid > 0 else None
+        if start is None:
+            self.fail("owner_pid %d is not a running process on %s; leave owner_pid unset (the action plugin sets it to "
+                      "the ansible-playbook process) or give the pid of the process that owns the run" % (pid, socket.gethostname()))
+        return pid, start
 
     def present(self) -> t.NoReturn:
         params = self.module.params
         ttl: int = params["ttl"]
         if ttl < 1:
             self.fail("ttl must be at least 1 second, got %d" % ttl)
-        owner: str = params["owner"] or default_owner()
+        pid, pid_start = self.owner_process()
+        owner: str = params["owner"] or default_owner(pid)
         token: str = params["token"] or secrets.token_hex(16)
         self.result["stale_taken_over"] = False
+        self.result["stale_reason"] = None
         self.result["previous_holder"] = None
 
         if not self.check:
@@ -438,12 +542,15 @@ class RunLock:
                         created_iso=iso(float(current["created"])),
                     )
                     self.finish(current, current)
-                if at - float(current["created"]) <= ttl:
+                alive = owner_alive(current)
+                age = at - float(current["created"])
+                if alive or (alive is None and age <= ttl):
                     self.fail(self.held_message(current, at, ttl), held_by=holder(current, at))
-                self.result["stale_taken_over"] = True
-                self.result["previous_holder"] = holder(current, at)
+                reason = gone_reason(current) if alive is False else "it is %d s old, older than ttl=%d s" % (age, ttl)
+                self.result.update(stale_taken_over=True, stale_reason=reason, previous_holder=holder(current, at))
+                self.module.warn("%s the lock %s of %r: %s" % ("would take over" if self.check else "took over", self.path, current["owner"], reason))
 
-            record = new_record(owner, token)
+            record = new_record(owner, token, pid, pid_start)
             self.result.update(changed=True, token=token, owner=owner, created=record["created"], created_iso=record["created_iso"])
             if self.check:
                 self.finish(current, record)
@@ -459,7 +566,7 @@ class RunLock:
                     theirs = self.read()
                     if theirs is None:
                         self.fail("the lock file %s appeared and vanished while taking it; run again" % self.path)
-                    self.result.update(changed=False, stale_taken_over=False)
+                    self.result.update(changed=False, stale_taken_over=False, stale_reason=None)
                     self.fail(self.held_message(theirs, now(), ttl), held_by=holder(theirs, now()))
             except OSError as exc:
                 self.fail("cannot create the lock file %s: %s" % (self.path, exc.strerror or exc))
@@ -512,6 +619,7 @@ def main() -> None:
             owner=dict(type="str"),
             ttl=dict(type="int", default=7200),
             token=dict(type="str", no_log=False),
+            owner_pid=dict(type="int"),
         ),
         supports_check_mode=True,
     )

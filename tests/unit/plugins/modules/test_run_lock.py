@@ -133,6 +133,89 @@ def test_young_lock_with_small_ttl_is_not_stale(capsys, lock):
     assert on_disk(lock)["owner"] == "live run"
 
 
+@pytest.fixture()
+def child():
+    """A real process to own a lock; killed (and reaped) at the end if the test did not."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def test_a_live_owner_blocks_and_a_dead_one_is_taken_over_at_once(capsys, lock, child):
+    first = run(capsys, path=str(lock), owner="run A", owner_pid=child.pid)
+    assert first["changed"] is True and not first.get("failed"), first
+    record = on_disk(lock)
+    assert record["pid"] == child.pid and record["pid_start"] == run_lock.process_start(child.pid)
+    assert record["boot_id"] == open("/proc/sys/kernel/random/boot_id").read().strip()
+    assert record["pid_ns"] == os.readlink("/proc/self/ns/pid") and record["host"]
+
+    # the owner runs: refused, even with a ttl the lock is far past
+    time.sleep(1.1)
+    held = run(capsys, path=str(lock), owner="run B", ttl=1)
+    assert held["failed"] is True and "'run A'" in held["msg"] and "pid %d, still running" % child.pid in held["msg"], held
+    assert held["held_by"]["owner_alive"] is True
+    assert on_disk(lock)["token"] == first["token"]
+
+    child.kill()
+    child.wait()
+    taken = run(capsys, path=str(lock), owner="run B")  # ttl 7200: the lock is 1 s old
+    assert taken["changed"] is True and not taken.get("failed"), taken
+    assert taken["stale_taken_over"] is True
+    assert taken["stale_reason"] == "its owner process, pid %d on %s, is gone" % (child.pid, record["host"]), taken
+    # the warning saying so is checked under ansible-playbook (tests/integration/test_runs_that_die.py): in this
+    # process it goes to the result or to the controller's display depending on what other tests imported
+    assert taken["previous_holder"]["owner"] == "run A" and taken["previous_holder"]["owner_alive"] is False
+    assert on_disk(lock)["owner"] == "run B"
+
+
+def test_a_killed_owner_not_yet_reaped_is_gone(capsys, lock, child):
+    run(capsys, path=str(lock), owner="run A", owner_pid=child.pid)
+    child.kill()
+    deadline = time.time() + 30
+    while run_lock.read_text("/proc/%d/stat" % child.pid).split(") ")[1][0] != "Z":  # a zombie until wait()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    taken = run(capsys, path=str(lock), owner="run B")
+    assert taken["stale_taken_over"] is True and "pid %d" % child.pid in taken["stale_reason"], taken
+
+
+def test_pid_reuse_is_told_by_the_start_time(capsys, lock, child):
+    run(capsys, path=str(lock), owner="run A", owner_pid=child.pid)
+    record = on_disk(lock)
+    # the same pid, now a process started later than the owner: the owner is gone
+    record["pid_start"] -= 1
+    lock.write_text(json.dumps(record))
+    taken = run(capsys, path=str(lock), owner="run B")
+    assert taken["stale_taken_over"] is True, taken
+    assert taken["stale_reason"].endswith("is gone (pid %d now belongs to a process started later)" % child.pid), taken
+
+
+@pytest.mark.parametrize("key,value", [("host", "ctl99"), ("boot_id", "another-boot"), ("pid_ns", "pid:[1]"),
+                                       ("pid_start", None)])
+def test_an_owner_that_cannot_be_checked_keeps_the_ttl_rule(capsys, lock, child, key, value):
+    run(capsys, path=str(lock), owner="run A", owner_pid=child.pid)
+    record = on_disk(lock)
+    record[key] = value
+    lock.write_text(json.dumps(record))
+    child.kill()
+    child.wait()
+    held = run(capsys, path=str(lock), owner="run B", ttl=3600)
+    assert held["failed"] is True and "'run A'" in held["msg"] and held["held_by"]["owner_alive"] is None, held
+    time.sleep(1.1)
+    taken = run(capsys, path=str(lock), owner="run B", ttl=1)
+    assert taken["stale_taken_over"] is True and "older than ttl=1 s" in taken["stale_reason"], taken
+
+
+def test_owner_pid_must_be_a_running_process(capsys, lock, child):
+    child.kill()
+    child.wait()
+    result = run(capsys, path=str(lock), owner_pid=child.pid)
+    assert result["failed"] is True and "owner_pid %d is not a running process" % child.pid in result["msg"], result
+    assert not lock.exists()
+
+
 def test_release_with_wrong_token_fails_and_keeps_lock(capsys, lock):
     write_lock(lock, age=10, owner="run that took over", token="theirs")
     result = run(capsys, path=str(lock), state="absent", token="mine")
@@ -223,7 +306,7 @@ def test_ttl_must_be_positive(capsys, lock):
 
 
 def contend(path: str, idx: int, barrier: threading.Barrier, wins: list[int]) -> None:
-    record = run_lock.new_record("thread %d" % idx, "token-%d" % idx)
+    record = run_lock.new_record("thread %d" % idx, "token-%d" % idx, os.getpid(), None)
     barrier.wait()
     if run_lock.acquire(path, record):
         wins.append(idx)
