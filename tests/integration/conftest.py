@@ -137,9 +137,9 @@ def lab_reset(lab: Lab) -> Lab:
 
 
 def run_playbook(playbook: str, inventory: str | None = None, extra_vars: dict | None = None, check: bool = False,
-                 extra_args: list[str] | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ansible-playbook with the collection from this checkout; returns the completed process
-    (stdout + stderr in .stdout) so tests can assert on rc and on what was printed."""
+                 extra_args: list[str] | None = None, env: dict | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
+    """Run ansible-playbook with the collection from this checkout (in ``cwd``, default the checkout);
+    returns the completed process (stdout + stderr in .stdout) so tests can assert on rc and output."""
     # "entropy.cluster.consolidate" (a collection playbook), an absolute path, or a file in tests/integration/playbooks
     path = playbook if os.path.isabs(playbook) or playbook.startswith("entropy.cluster.") else os.path.join(PLAYBOOKS, playbook)
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), path]
@@ -154,7 +154,7 @@ def run_playbook(playbook: str, inventory: str | None = None, extra_vars: dict |
                    ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_RETRY_FILES_ENABLED="false",
                    ENTROPY_LAB_DIR=LAB_DIR, ANSIBLE_PYTHON_INTERPRETER=sys.executable)
     run_env.update(env or {})
-    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False, env=run_env, cwd=ROOT)
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False, env=run_env, cwd=cwd or ROOT)
 
 
 @pytest.fixture()

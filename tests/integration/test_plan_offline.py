@@ -6,6 +6,9 @@ and the errors an operator sees for bad input."""
 from __future__ import annotations
 
 import json
+import os
+
+from conftest import ROOT
 
 
 def model(**extra) -> dict:
@@ -32,6 +35,22 @@ def test_plan_from_a_model_file_without_inventory(playbook, tmp_path):
     assert set(plan["target"]) == {"vm%d" % i for i in range(1, 9)}
     assert (tmp_path / "plan.yml").read_text().startswith("---\n# entropy.cluster reconfiguration plan")
     assert "hosts used          4 -> 2 (lower bound 2)" in result.stdout
+
+
+def test_the_readme_what_if_line_with_paths_relative_to_where_it_runs(playbook, tmp_path):
+    """README: ansible-playbook entropy.cluster.plan -e entropy_model_file=M.json -e entropy_plan_file=P.json,
+    run in the user's directory: both paths are the user's, nothing is written inside the collection."""
+    (tmp_path / "M.json").write_text(json.dumps(model()))
+    collection_before = sorted(os.listdir(os.path.join(ROOT, "playbooks")))
+    for plan_name in ("P.json", "./P2.json", "out/P3.json"):
+        result = playbook("entropy.cluster.plan", extra_vars={"entropy_model_file": "M.json", "entropy_plan_file": plan_name},
+                          cwd=str(tmp_path))
+        assert result.returncode == 0, result.stdout[-4000:]
+        written = tmp_path / plan_name
+        assert json.loads(written.read_text())["stats"]["hosts_used_after"] == 2
+        assert written.with_suffix(".yml").exists()
+        assert "plan written to %s" % written.resolve() in result.stdout
+    assert sorted(os.listdir(os.path.join(ROOT, "playbooks"))) == collection_before
 
 
 def test_a_malformed_model_is_named_not_a_traceback(playbook, tmp_path):
