@@ -133,8 +133,8 @@ EXAMPLES = r"""
 - name: Choose the token, so that a retried job or a second play of the same AWX job takes the lock idempotently
   entropy.cluster.run_lock:
     path: /var/lock/entropy-cluster/prod.lock
-    token: "awx-job-{{ awx_job_id }}"
-    owner: "awx job {{ awx_job_id }}"
+    token: "awx-job-{{ awx_job_id | default('manual') }}"
+    owner: "awx job {{ awx_job_id | default('manual') }}"
   delegate_to: localhost
   run_once: true
 

@@ -163,9 +163,10 @@ EXAMPLES = r"""
     timeout: 300
   register: moved
 
-- name: Show what it cost
+- name: Show what it cost (a live migration that ran; an idempotent or offline move has no job figures)
   ansible.builtin.debug:
     msg: "{{ moved.job.elapsed_ms }} ms, downtime {{ moved.job.downtime_ms }} ms"
+  when: moved.job.elapsed_ms is defined
 
 - name: Disks on a directory both hosts see but libvirt cannot detect as shared
   entropy.cluster.vm_migrate:

@@ -88,15 +88,15 @@ EXAMPLES = r"""
   entropy.cluster.vm_snapshot:
     uri: qemu+tcp://hv01/system
     name: web01
-    snapshot: "before-upgrade-{{ ansible_date_time.date }}"
+    snapshot: before-upgrade
     description: before the upgrade
     retain: 3
 
-- name: Go back
+- name: The upgrade went wrong, go back
   entropy.cluster.vm_snapshot:
     uri: qemu+tcp://hv01/system
     name: web01
-    snapshot: before-upgrade-2026-11-26
+    snapshot: before-upgrade
     state: reverted
 
 - name: Drop every snapshot so web01 can be migrated
