@@ -9,6 +9,7 @@ ansible.module_utils.testing.patch_module_args and parses the JSON the module pr
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -336,12 +337,17 @@ RACER = textwrap.dedent("""
     while time.time() < start:
         time.sleep(0.001)
     sys.argv = [sys.argv[0], sys.argv[1]]
-    runpy.run_path(%r, run_name="__main__")
+    entered = time.time()
+    try:
+        runpy.run_path(%r, run_name="__main__")
+    finally:  # the module exits with SystemExit: say when this racer was inside it
+        sys.stderr.write("racer window %%r %%r\\n" %% (entered, time.time()))
 """) % MODULE_FILE
 
 
 def race_module(args_list: list[dict]) -> list[tuple[int, dict]]:
-    """Run the module file in one process per args, all released at the same instant; [(rc, result)]."""
+    """Run the module file in one process per args, all released at the same instant; [(rc, result)].
+    Fails unless at least half of the processes were inside the module at one same moment (else no race was tested)."""
     env = dict(os.environ, PYTHONPATH=COLLECTIONS)
     start = time.time() + 3
     procs = [
@@ -351,7 +357,7 @@ def race_module(args_list: list[dict]) -> list[tuple[int, dict]]:
         )
         for args in args_list
     ]
-    results = []
+    results, windows = [], []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         text = out.decode()
@@ -359,6 +365,15 @@ def race_module(args_list: list[dict]) -> list[tuple[int, dict]]:
             results.append((proc.returncode, json.loads(text[text.index("{"):])))
         except ValueError:
             raise AssertionError("no JSON from a racer (rc %s): %r %r" % (proc.returncode, out, err)) from None
+        entered, left = re.search(r"racer window (\S+) (\S+)", err.decode()).groups()
+        windows.append((float(entered), float(left)))
+    # The most racers inside the module at one moment (a sweep over entries and exits).
+    events = sorted([(entered, 1) for entered, _left in windows] + [(left, -1) for _entered, left in windows])
+    inside = most_inside = 0
+    for _moment, step in events:
+        inside += step
+        most_inside = max(most_inside, inside)
+    assert most_inside >= len(windows) // 2, "only %d racers were in the module at once: no real race was tested: %s" % (most_inside, windows)
     return results
 
 
