@@ -14,7 +14,8 @@ import subprocess
 from ansible.parsing.yaml.loader import AnsibleLoader
 
 from conftest import lab_cmd
-from test_apply_faults import (  # noqa: F401 pylint: disable=unused-import (slow_vm is a fixture)
+# slow_vm is a fixture: imported so that pytest finds it here too.
+from test_apply_faults import (  # noqa: F401 pylint: disable=unused-import
     SLOW_VM,
     FaultWhenMigrating,
     apply,
