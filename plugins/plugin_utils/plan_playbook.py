@@ -15,7 +15,7 @@ import binascii
 import json
 from collections.abc import Mapping
 
-ACTIVE_STATES = ("running", "paused")
+from .placement.model import ACTIVE_STATES, VM_STATES
 # Plan action -> the VM state it leaves behind (migrate keeps the state, moves the host).
 # The solver's suspend is to disk (managed save): it frees the VM's memory on its host.
 STATE_AFTER_ACTION = {"suspend": "saved", "resume": "running", "start": "running", "stop": "stopped"}
@@ -82,7 +82,6 @@ def placement_differences(actual: Mapping[str, list], expected: Mapping[str, Map
 
 # Plan action -> the fields it needs besides "action" and "vm" (suspend/resume/start/stop: "host", or "from").
 ACTION_FIELDS = {"migrate": ("from", "to"), "suspend": ("host",), "resume": ("host",), "start": ("host",), "stop": ("host",)}
-VM_STATES = ("running", "paused", "saved", "stopped")
 
 
 def plan_hosts(plan: Mapping) -> set[str]:

@@ -13,9 +13,10 @@ from ansible.errors import AnsibleFilterError
 from ansible.plugins.loader import init_plugin_loader
 from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
 
-# The collection loader first (as the other plugin tests do), then the collection's modules.
+# The collection loader first (as the other plugin tests do) unless the collection was already
+# imported as a plain package (the loader refuses to start after that), then the collection's modules.
 COLLECTIONS = next(path for path in sys.path if path.endswith(os.path.join(".tmp", "collections")))
-if not any(isinstance(f, _AnsibleCollectionFinder) for f in sys.meta_path):
+if "ansible_collections" not in sys.modules and not any(isinstance(f, _AnsibleCollectionFinder) for f in sys.meta_path):
     init_plugin_loader([COLLECTIONS])
 
 # pylint: disable=wrong-import-position
