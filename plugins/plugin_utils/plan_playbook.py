@@ -371,7 +371,7 @@ def plan_progress(plan: Mapping, actual: Mapping[str, list], failed_step: int | 
         may_be_on.setdefault(action["vm"], set()).update(h for h in (action.get("from"), action.get("to"), action.get("host")) if h)
         if STATE_AFTER_ACTION.get(action.get("action")) in ("saved", "stopped"):
             stopping.add(action["vm"])
-    unchecked = set()
+    unchecked, lost = set(), set()
     for vm in sorted(set(may_be_on) | set(actual)):
         found = list(actual.get(vm) or [])
         active = [entry for entry in found if entry.get("state") in ACTIVE_STATES]
@@ -389,11 +389,9 @@ def plan_progress(plan: Mapping, actual: Mapping[str, list], failed_step: int | 
             report["duplicated"].append("%s: %s" % (vm, describe_placement(found)))
         if last is None:
             continue
-        if not found:
-            report["lost"].append("%s: was %s on %s, now on no hypervisor" % (vm, last.get("state", "running"), last["host"]))
-        elif last.get("state", "running") in ACTIVE_STATES and not active and vm not in stopping:
+        if not found or (last.get("state", "running") in ACTIVE_STATES and not active and vm not in stopping):
+            lost.add(vm)
             report["lost"].append("%s: was %s on %s, now %s" % (vm, last.get("state", "running"), last["host"], describe_placement(found)))
-    lost = {line.split(": ", 1)[0] for line in report["lost"]}
     migrating = sorted({action["vm"] for step_ in steps for action in step_ if action.get("action") == "migrate"})
     for vm in migrating:
         if vm in unchecked or vm in lost:

@@ -143,6 +143,14 @@ def test_a_vm_that_stopped_running_is_lost_not_still_on():
     assert report["lost"] == ["a: was running on hv1, now on no hypervisor"] and report["elsewhere"] == []
 
 
+@pytest.mark.parametrize("name", NASTY)
+def test_a_lost_vm_with_any_name_is_only_lost(name):
+    plan = two_step_plan(name, "b")
+    report = plan_progress(plan, {name: [{"host": "hv1", "state": "stopped"}]}, failed_step=1)
+    assert "%s: was running on hv1, now stopped on hv1" % name in report["lost"]
+    assert not [line for line in report["moved"] + report["not_moved"] + report["elsewhere"] if line.startswith(name + ":")]
+
+
 def test_a_planned_suspend_is_no_loss_but_a_vanished_saved_vm_is():
     plan = {"initial": {"s": {"host": "hv1", "state": "running"}, "z": {"host": "hv1", "state": "saved"}}, "target": {},
             "steps": [[{"action": "suspend", "vm": "s", "host": "hv1"}]]}
