@@ -9,9 +9,13 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook import (
+    failed_actions,
+    load_plan,
     placement_differences,
-    plan_progress,
     placements_after_steps,
+    plan_hosts,
+    plan_problems,
+    plan_progress,
     plan_table,
     render_playbook,
 )
@@ -36,16 +40,47 @@ def plan_timeline(plan) -> list:
     return placements_after_steps(plan.get("initial") or {}, plan["steps"])
 
 
-def placement_diff(actual, expected) -> list:
+def placement_diff(actual, expected, unreadable=None) -> list:
     if not isinstance(actual, Mapping) or not isinstance(expected, Mapping):
         raise AnsibleFilterError("placement_diff: expects two dictionaries (live placement, expected placement)")
-    return placement_differences(actual, expected)
+    return placement_differences(actual, expected, _hosts(unreadable, "placement_diff"))
 
 
-def plan_report(plan, actual) -> dict:
+def plan_report(plan, actual, failed_step=None, unreadable=None) -> dict:
     if not isinstance(actual, Mapping):
         raise AnsibleFilterError("plan_report: expects the live placement (a dictionary) as argument")
-    return plan_progress(_plan(plan, "plan_report"), actual)
+    if unreadable is not None and not isinstance(unreadable, Mapping):
+        raise AnsibleFilterError("plan_report: unreadable must map each hypervisor that could not be read to its error")
+    return plan_progress(_plan(plan, "plan_report"), actual, failed_step, unreadable)
+
+
+def plan_check(plan, hypervisors=None) -> list:
+    return plan_problems(plan, None if hypervisors is None else list(_hosts(hypervisors, "plan_check")))
+
+
+def plan_hypervisors(plan) -> list:
+    return sorted(plan_hosts(plan)) if isinstance(plan, Mapping) else []
+
+
+def plan_failed_actions(results) -> list:
+    if not isinstance(results, list):
+        raise AnsibleFilterError("plan_failed_actions: expects the loop results of the tasks that ran the actions (a list)")
+    return failed_actions(results)
+
+
+def plan_load(content, path, encoding="base64") -> dict:
+    if not isinstance(content, str):
+        raise AnsibleFilterError("plan_load: expects the plan file's content (a string)")
+    return load_plan(content, str(path), encoding)
+
+
+def _hosts(value, filter_name: str) -> tuple:
+    """Host names from a list or from a dictionary keyed by host (URIs, errors)."""
+    if value is None:
+        return ()
+    if isinstance(value, (Mapping, list)):
+        return tuple(str(host) for host in value)
+    raise AnsibleFilterError("%s: expects hypervisor names (a list or a dictionary keyed by name), got %s" % (filter_name, type(value).__name__))
 
 
 class FilterModule:
@@ -57,4 +92,8 @@ class FilterModule:
             "plan_timeline": plan_timeline,
             "placement_diff": placement_diff,
             "plan_report": plan_report,
+            "plan_check": plan_check,
+            "plan_hypervisors": plan_hypervisors,
+            "plan_failed_actions": plan_failed_actions,
+            "plan_load": plan_load,
         }

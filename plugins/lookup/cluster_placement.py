@@ -34,9 +34,12 @@ options:
   unreachable:
     description:
       - V(fail) raises an error naming every hypervisor that could not be read; V(warn) leaves them out with a warning
-        (their VMs are then missing from the result), for reports written after a failure.
+        (their VMs are then missing from the result).
+      - V(report) returns, instead of the placement alone, a mapping with C(placement) (the VMs of the hypervisors that
+        answered) and C(unreachable) (hypervisor name -> why it could not be read, empty when all answered), so that the
+        caller can tell a VM that is gone from a VM on a hypervisor that was not read.
     type: str
-    choices: [fail, warn]
+    choices: [fail, warn, report]
     default: fail
   parallelism:
     description: Hypervisors read at once.
@@ -50,11 +53,19 @@ EXAMPLES = r"""
 - name: Where does every VM run?
   ansible.builtin.debug:
     msg: "{{ lookup('entropy.cluster.cluster_placement', hypervisors={'hv1': 'qemu+tcp://hv1/system', 'hv2': 'qemu+tcp://hv2/system'}) }}"
+
+- name: Read what can be read, and say which hypervisors did not answer
+  ansible.builtin.set_fact:
+    live: "{{ lookup('entropy.cluster.cluster_placement', hypervisors=entropy_hypervisor_uris, unreachable='report') }}"
+# live.placement: {vm1: [{host: hv1, state: running}], ...}; live.unreachable: {hv3: "listing the VMs of hv3 ... failed: ..."}
 """
 
 RETURN = r"""
 _raw:
-  description: One mapping, VM name -> list of C({host, state}) (one entry per hypervisor where the VM is defined).
+  description:
+    - One mapping, VM name -> list of C({host, state}) (one entry per hypervisor where the VM is defined).
+    - With O(unreachable=report), one mapping C({placement, unreachable}) - the placement above, read from the hypervisors
+      that answered, and hypervisor name -> error message for those that did not.
   type: list
   elements: dict
 """
@@ -101,16 +112,19 @@ class LookupModule(LookupBase):
         placement: dict[str, list] = {}
         with ThreadPoolExecutor(max_workers=max(1, min(self.get_option("parallelism"), len(hypervisors) or 1))) as pool:
             futures = {name: pool.submit(read_hypervisor, name, uri, username, password) for name, uri in sorted(hypervisors.items())}
-            errors = []
+            errors: dict[str, str] = {}
             for name, future in futures.items():
                 try:
                     for vm, host, state in future.result():
                         placement.setdefault(vm, []).append({"host": host, "state": state})
                 except EntropyLibvirtError as exc:
-                    errors.append("%s: %s" % (name, exc.message))
-        if errors and self.get_option("unreachable") == "warn":
-            for error in errors:
-                Display().warning("cluster_placement: left out %s" % error)
+                    errors[name] = exc.message
+        mode = self.get_option("unreachable")
+        if mode == "report":
+            return [{"placement": placement, "unreachable": errors}]
+        if errors and mode == "warn":
+            for name, error in errors.items():
+                Display().warning("cluster_placement: left out %s: %s" % (name, error))
         elif errors:
-            raise AnsibleLookupError("cannot read the placement of the cluster: " + "; ".join(errors))
+            raise AnsibleLookupError("cannot read the placement of the cluster: " + "; ".join("%s: %s" % item for item in errors.items()))
         return [placement]

@@ -10,9 +10,12 @@ no name ever goes into a task name or a comment.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Mapping
 
-ACTIVE_STATES = ("running", "paused")
+from .placement.model import ACTIVE_STATES, VM_STATES
 # Plan action -> the VM state it leaves behind (migrate keeps the state, moves the host).
 # The solver's suspend is to disk (managed save): it frees the VM's memory on its host.
 STATE_AFTER_ACTION = {"suspend": "saved", "resume": "running", "start": "running", "stop": "stopped"}
@@ -44,11 +47,13 @@ def placements_after_steps(initial: Mapping[str, Mapping], steps: list) -> list[
     return result
 
 
-def placement_differences(actual: Mapping[str, list], expected: Mapping[str, Mapping]) -> list[str]:
+def placement_differences(actual: Mapping[str, list], expected: Mapping[str, Mapping], unreadable=()) -> list[str]:
     """Every way the live cluster differs from ``expected`` (vm -> {"host", "state"?}).
 
     ``actual`` maps a VM to the list of ``{"host", "state"}`` where it is defined. An empty
     list means the cluster is as expected. VMs not named in ``expected`` are not judged.
+    ``unreadable`` names hypervisors that could not be read and matter: each is a difference (a VM
+    expected on one of them is reported as such, never as "found on no hypervisor").
     """
     problems = []
     for vm in sorted(expected):
@@ -56,6 +61,9 @@ def placement_differences(actual: Mapping[str, list], expected: Mapping[str, Map
         where = list(actual.get(vm) or [])
         hosts = sorted(entry["host"] for entry in where)
         active = [entry["host"] for entry in where if entry.get("state") in ACTIVE_STATES]
+        if want["host"] in unreadable and not where:
+            problems.append("VM %r: expected on %s, which could not be read" % (vm, want["host"]))
+            continue
         if not where:
             problems.append("VM %r: expected on %s, found on no hypervisor" % (vm, want["host"]))
             continue
@@ -67,6 +75,94 @@ def placement_differences(actual: Mapping[str, list], expected: Mapping[str, Map
             problems.append("VM %r: expected on %s, found on %s (%s)" % (vm, want["host"], hosts[0], where[0].get("state")))
         elif want.get("state") and where[0].get("state") != want["state"]:
             problems.append("VM %r on %s: expected %s, found %s" % (vm, hosts[0], want["state"], where[0].get("state")))
+    hidden = {want["host"] for vm, want in expected.items() if not actual.get(vm)}
+    problems += ["hypervisor %s could not be read" % host for host in sorted(set(unreadable) - hidden)]
+    return problems
+
+
+# Plan action -> the fields it needs besides "action" and "vm" (suspend/resume/start/stop: "host", or "from").
+ACTION_FIELDS = {"migrate": ("from", "to"), "suspend": ("host",), "resume": ("host",), "start": ("host",), "stop": ("host",)}
+
+
+def plan_hosts(plan: Mapping) -> set[str]:
+    """Every hypervisor a plan names: where its VMs start, their targets, and every action's hosts."""
+    hosts = {where.get("host") for where in (plan.get("initial") or {}).values() if isinstance(where, Mapping)}
+    hosts |= {host for host in (plan.get("target") or {}).values() if isinstance(host, str)}
+    for step in plan.get("steps") or []:
+        for action in step if isinstance(step, list) else []:
+            if isinstance(action, Mapping):
+                hosts |= {action.get(key) for key in ("from", "to", "host")}
+    return {host for host in hosts if isinstance(host, str)}
+
+
+def _action_problems(label: str, action, where: Mapping | None) -> list[str]:
+    """What is wrong with one action, ``where`` being the VM's placement before its step."""
+    if not isinstance(action, Mapping):
+        return ["%s: not an action (a dictionary with action and vm)" % label]
+    kind, vm = action.get("action"), action.get("vm")
+    if kind not in ACTION_FIELDS:
+        return ["%s: unknown action %r (known: %s)" % (label, kind, ", ".join(ACTION_FIELDS))]
+    if not isinstance(vm, str) or not vm:
+        return ["%s (%s): no VM name ('vm')" % (label, kind)]
+    label = "%s (%s %s)" % (label, kind, vm)
+    fields = ("from",) if kind != "migrate" and "host" not in action and "from" in action else ACTION_FIELDS[kind]
+    missing = [key for key in fields if not isinstance(action.get(key), str) or not action.get(key)]
+    if missing:
+        return ["%s: no %s" % (label, " and no ".join(repr(key) for key in missing))]
+    if where is None:
+        return ["%s: VM %r is not in the plan's initial placement, so the plan cannot be checked against the cluster" % (label, vm)]
+    if kind == "migrate" and action["from"] == action["to"]:
+        return ["%s: migrates from %s to itself" % (label, action["from"])]
+    if action_host(action) != where.get("host"):
+        return ["%s: runs on %s, but the plan has VM %r on %s at that step" % (label, action_host(action), vm, where.get("host"))]
+    return []
+
+
+def plan_problems(plan, known_hosts=None) -> list[str]:
+    """Everything that keeps a plan from being applied, one line each (empty: the plan can run).
+
+    Checked before anything moves: the shape of the plan, known action names and their fields,
+    every VM of every step in the initial placement and on the host the step says, no VM twice in
+    one step, and (with ``known_hosts``) every hypervisor the plan names has a libvirt URI.
+    """
+    if not isinstance(plan, Mapping):
+        return ["the plan is a %s, not a dictionary with initial, target and steps" % type(plan).__name__]
+    problems = []
+    initial, target, steps = plan.get("initial"), plan.get("target"), plan.get("steps")
+    if not isinstance(initial, Mapping):
+        problems.append("the plan has no 'initial' placement (VM -> {host, state})")
+        initial = {}
+    if not isinstance(target, Mapping):
+        problems.append("the plan has no 'target' placement (VM -> host)")
+    if not isinstance(steps, list):
+        problems.append("the plan has no 'steps' list")
+        steps = []
+    for vm, where in initial.items():
+        if not isinstance(where, Mapping) or not isinstance(where.get("host"), str) or where.get("state", "running") not in VM_STATES:
+            problems.append("initial placement of VM %r: expected {host, state} with state one of %s, got %r" % (vm, ", ".join(VM_STATES), where))
+    if problems:
+        return problems
+    current = {vm: dict(where) for vm, where in initial.items()}
+    for number, step in enumerate(steps, start=1):
+        if not isinstance(step, list):
+            problems.append("step %d: not a list of actions" % number)
+            continue
+        seen: set = set()
+        for index, action in enumerate(step, start=1):
+            label = "step %d, action %d" % (number, index)
+            vm = action.get("vm") if isinstance(action, Mapping) else None
+            found = _action_problems(label, action, current.get(vm) if isinstance(vm, str) else None)
+            if not found and vm in seen:
+                found = ["%s (%s %s): VM %r has another action in the same step" % (label, action["action"], vm, vm)]
+            seen.add(vm)
+            problems += found
+        if not problems:
+            current = placements_after_steps(current, [step])[0]
+    if known_hosts is not None:
+        unknown = sorted(plan_hosts(plan) - set(known_hosts))
+        if unknown:
+            problems.append("the plan names hypervisors the inventory does not know: %s. Run it with the cluster's inventory "
+                            "(-i <cluster>.libvirt_cluster.yml) or set entropy_hypervisor_uris" % ", ".join(unknown))
     return problems
 
 
@@ -235,14 +331,71 @@ def render_playbook(plan: Mapping, source: str = "") -> str:
     return "\n".join(lines)
 
 
-def plan_progress(plan: Mapping, actual: Mapping[str, list]) -> dict[str, list[str]]:
-    """After a run stopped: which planned migrations happened, which did not, and which VMs are
-    somewhere else. ``actual`` is a live placement (VM -> [{"host", "state"}])."""
+def describe_placement(entries: list) -> str:
+    """ "running on hv2", "stopped on hv1, paused on hv3" or "on no hypervisor"."""
+    return ", ".join("%s on %s" % (entry.get("state", "?"), entry["host"]) for entry in sorted(entries, key=lambda e: e["host"])) or "on no hypervisor"
+
+
+def plan_progress(plan: Mapping, actual: Mapping[str, list], failed_step: int | None = None,
+                  unreadable: Mapping[str, str] | None = None) -> dict:
+    """After a run stopped: where every VM is and what that means, claiming nothing that was not read.
+
+    ``actual`` is the live placement (VM -> [{"host", "state"}]) of the hypervisors that answered;
+    ``unreadable`` the ones that did not (host -> error); ``failed_step`` the step that failed (from 1;
+    default: the last one). A VM's "last seen" placement is the one the plan expected before that
+    step (the check after the previous step confirmed it). Returns:
+
+    - ``vms``: VM -> its state now ("running on hv2"), or where it was last seen when a host it may
+      be on was not read;
+    - ``moved`` / ``not_moved`` / ``elsewhere``: the plan's migrating VMs, from what was read;
+    - ``lost``: VMs that were running/paused (or defined) and are now shut off or gone, on hosts
+      that were all read (not a planned stop or suspend);
+    - ``duplicated``: VMs defined or active on several hypervisors;
+    - ``hosts_not_read``, ``not_checked``: what could not be seen, and the VMs it hides;
+    - ``every_vm_on_one_host``: true, false, or "unknown" when a hypervisor was not read.
+    """
+    unreadable = dict(unreadable or {})
     initial = plan.get("initial") or {}
     target = plan.get("target") or {}
-    report: dict[str, list[str]] = {"moved": [], "not_moved": [], "elsewhere": []}
-    migrating = sorted({action["vm"] for step in plan.get("steps", []) for action in step if action.get("action") == "migrate"})
+    steps = plan.get("steps") or []
+    index = len(steps) - 1 if failed_step is None else max(0, min(int(failed_step), len(steps)) - 1)
+    timeline = placements_after_steps(initial, steps)
+    before = timeline[index - 1] if index > 0 else {vm: dict(where) for vm, where in initial.items()}
+    step = steps[index] if steps else []
+    report: dict = {"vms": {}, "moved": [], "not_moved": [], "elsewhere": [], "lost": [], "duplicated": [],
+                    "hosts_not_read": ["%s: %s" % (host, error) for host, error in sorted(unreadable.items())], "not_checked": []}
+    # Hosts each VM may be on: where it was last seen, and both ends of its action in the failed step.
+    may_be_on: dict[str, set] = {vm: {where.get("host")} for vm, where in before.items()}
+    stopping = set()
+    for action in step:
+        may_be_on.setdefault(action["vm"], set()).update(h for h in (action.get("from"), action.get("to"), action.get("host")) if h)
+        if STATE_AFTER_ACTION.get(action.get("action")) in ("saved", "stopped"):
+            stopping.add(action["vm"])
+    unchecked, lost = set(), set()
+    for vm in sorted(set(may_be_on) | set(actual)):
+        found = list(actual.get(vm) or [])
+        active = [entry for entry in found if entry.get("state") in ACTIVE_STATES]
+        hidden = sorted((may_be_on.get(vm, set()) | {entry["host"] for entry in found}) & set(unreadable))
+        last = before.get(vm)
+        if hidden:
+            unchecked.add(vm)
+            seen = ("last seen %s on %s" % (last.get("state", "running"), last["host"])) if last else "not in the plan"
+            text = "not read on %s (%s)" % (", ".join(hidden), seen)
+            report["vms"][vm] = (describe_placement(found) + "; " + text) if found else text
+            report["not_checked"].append("%s: %s" % (vm, report["vms"][vm]))
+            continue
+        report["vms"][vm] = describe_placement(found)
+        if len(found) > 1:
+            report["duplicated"].append("%s: %s" % (vm, describe_placement(found)))
+        if last is None:
+            continue
+        if not found or (last.get("state", "running") in ACTIVE_STATES and not active and vm not in stopping):
+            lost.add(vm)
+            report["lost"].append("%s: was %s on %s, now %s" % (vm, last.get("state", "running"), last["host"], describe_placement(found)))
+    migrating = sorted({action["vm"] for step_ in steps for action in step_ if action.get("action") == "migrate"})
     for vm in migrating:
+        if vm in unchecked or vm in lost:
+            continue
         hosts = sorted(entry["host"] for entry in actual.get(vm) or [])
         start = (initial.get(vm) or {}).get("host")
         if hosts == [target.get(vm)]:
@@ -250,5 +403,60 @@ def plan_progress(plan: Mapping, actual: Mapping[str, list]) -> dict[str, list[s
         elif hosts == [start]:
             report["not_moved"].append("%s: still on %s" % (vm, start))
         else:
-            report["elsewhere"].append("%s: on %s" % (vm, ", ".join(hosts) or "no hypervisor"))
+            report["elsewhere"].append("%s: %s" % (vm, describe_placement(actual.get(vm) or [])))
+    report["not_checked"].sort()
+    if unreadable:
+        report["every_vm_on_one_host"] = "unknown"
+    else:
+        report["every_vm_on_one_host"] = not report["lost"] and not report["duplicated"]
     return report
+
+
+def failed_actions(results) -> list[str]:
+    """The failed actions of a step, one line each: "vm2: migrate hv1 -> hv3: <the module's message>".
+
+    ``results`` are loop results as Ansible registers them: of the task that started the action
+    (``item`` is the action) or of ``async_status`` waiting for it (``item`` is the start result).
+    """
+    lines = []
+    for result in results or []:
+        if not isinstance(result, Mapping) or not result.get("failed"):
+            continue
+        action = result.get("item")
+        if isinstance(action, Mapping) and not isinstance(action.get("vm"), str) and isinstance(action.get("item"), Mapping):
+            action = action["item"]
+        if result.get("ansible_job_id") and not result.get("finished", 1):
+            message = "still running when the wait ended (async job %s)" % result["ansible_job_id"]
+        else:
+            message = result.get("msg") or result.get("module_stderr") or result.get("exception") or "failed without a message"
+        message = " ".join(str(message).split())
+        if isinstance(action, Mapping) and isinstance(action.get("vm"), str):
+            lines.append("%s: %s%s: %s" % (action["vm"], action.get("action", "?"), _action_where(action), message))
+        else:
+            lines.append(message)
+    return lines
+
+
+def _action_where(action: Mapping) -> str:
+    if action.get("action") == "migrate":
+        return " %s -> %s" % (action.get("from"), action.get("to"))
+    return " on %s" % action_host(action)
+
+
+def load_plan(content: str, path: str, encoding: str = "base64") -> dict:
+    """A plan file's content (base64 as ansible.builtin.slurp returns it, or text) -> {"plan", "error"}:
+    the parsed plan, or a one-line error naming the file and the fix (the plan's fields are checked later)."""
+    fix = "pass the plan JSON that entropy.cluster.plan wrote (-e entropy_plan_file=<plan>.json)"
+    try:
+        text = base64.b64decode(content, validate=True).decode("utf-8") if encoding == "base64" else content
+    except (binascii.Error, ValueError, TypeError):
+        return {"plan": None, "error": "the plan file %s is not UTF-8 text: %s" % (path, fix)}
+    try:
+        plan = json.loads(text)
+    except ValueError as exc:
+        where = (" (line %d, column %d: %s)" % (exc.lineno, exc.colno, exc.msg)) if isinstance(exc, json.JSONDecodeError) else ""
+        return {"plan": None, "error": "the plan file %s is not valid JSON%s: %s" % (path, where, fix)}
+    if not isinstance(plan, dict):
+        return {"plan": None, "error": "the plan file %s holds a JSON %s, not a plan (an object with initial, target and steps): %s"
+                % (path, {list: "array", str: "string"}.get(type(plan), "value"), fix)}
+    return {"plan": plan, "error": ""}

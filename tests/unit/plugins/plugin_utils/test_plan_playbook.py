@@ -5,6 +5,7 @@ differences and progress reports say the right thing."""
 
 from __future__ import annotations
 
+import base64
 import inspect
 
 import pytest
@@ -13,8 +14,12 @@ from ansible.parsing.yaml.loader import AnsibleLoader
 from ansible.template import Templar
 
 from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook import (
+    failed_actions,
+    load_plan,
     placement_differences,
     placements_after_steps,
+    plan_hosts,
+    plan_problems,
     plan_progress,
     plan_table,
     render_playbook,
@@ -129,10 +134,154 @@ def test_differences_name_every_problem():
 
 def test_progress_report_after_a_stopped_run():
     plan = two_step_plan("a", "b")
-    live = {"a": [{"host": "hv2", "state": "running"}], "b": [{"host": "hv2", "state": "running"}]}
-    assert plan_progress(plan, live) == {"moved": ["a: hv1 -> hv2"], "not_moved": ["b: still on hv2"], "elsewhere": []}
-    live["b"] = []
-    assert plan_progress(plan, live)["elsewhere"] == ["b: on no hypervisor"]
+    live = {"a": [{"host": "hv2", "state": "running"}], "b": [{"host": "hv2", "state": "running"}],
+            "idle": [{"host": "hv2", "state": "paused"}]}
+    report = plan_progress(plan, live, failed_step=2)
+    assert report["moved"] == ["a: hv1 -> hv2"] and report["not_moved"] == ["b: still on hv2"] and report["elsewhere"] == []
+    assert report["vms"] == {"a": "running on hv2", "b": "running on hv2", "idle": "paused on hv2"}
+    assert report["lost"] == [] and report["every_vm_on_one_host"] is True
+    assert report["hosts_not_read"] == [] and report["not_checked"] == []
+
+
+def test_a_vm_that_stopped_running_is_lost_not_still_on():
+    plan = two_step_plan("a", "b")
+    live = {"a": [{"host": "hv1", "state": "stopped"}], "b": [{"host": "hv2", "state": "running"}], "idle": [{"host": "hv2", "state": "paused"}]}
+    report = plan_progress(plan, live, failed_step=1)
+    assert report["lost"] == ["a: was running on hv1, now stopped on hv1"]
+    assert report["not_moved"] == ["b: still on hv2"], "a lost VM is never 'still on' its host"
+    assert report["vms"]["a"] == "stopped on hv1"
+    assert report["every_vm_on_one_host"] is False
+    del live["a"]
+    report = plan_progress(plan, live, failed_step=1)
+    assert report["lost"] == ["a: was running on hv1, now on no hypervisor"] and report["elsewhere"] == []
+
+
+@pytest.mark.parametrize("name", NASTY)
+def test_a_lost_vm_with_any_name_is_only_lost(name):
+    plan = two_step_plan(name, "b")
+    report = plan_progress(plan, {name: [{"host": "hv1", "state": "stopped"}]}, failed_step=1)
+    assert "%s: was running on hv1, now stopped on hv1" % name in report["lost"]
+    assert not [line for line in report["moved"] + report["not_moved"] + report["elsewhere"] if line.startswith(name + ":")]
+
+
+def test_a_planned_suspend_is_no_loss_but_a_vanished_saved_vm_is():
+    plan = {"initial": {"s": {"host": "hv1", "state": "running"}, "z": {"host": "hv1", "state": "saved"}}, "target": {},
+            "steps": [[{"action": "suspend", "vm": "s", "host": "hv1"}]]}
+    report = plan_progress(plan, {"s": [{"host": "hv1", "state": "saved"}]}, failed_step=1)
+    assert report["lost"] == ["z: was saved on hv1, now on no hypervisor"]
+
+
+def test_a_host_not_read_hides_its_vms_and_claims_nothing():
+    plan = two_step_plan("a", "b")
+    # hv2 died during step 2: b was migrating hv2 -> hv3, idle was on hv2.
+    report = plan_progress(plan, {}, failed_step=2, unreadable={"hv2": "connection refused"})
+    assert report["hosts_not_read"] == ["hv2: connection refused"]
+    assert report["every_vm_on_one_host"] == "unknown"
+    assert report["not_checked"] == ["a: not read on hv2 (last seen running on hv2)", "b: not read on hv2 (last seen running on hv2)",
+                                     "idle: not read on hv2 (last seen paused on hv2)"]
+    assert report["lost"] == [] and report["elsewhere"] == [] and report["moved"] == [] and report["not_moved"] == []
+    # The destination of an in-flight migration not read: the VM found on its source is still not checked.
+    live = {"a": [{"host": "hv2", "state": "running"}], "b": [{"host": "hv2", "state": "running"}], "idle": [{"host": "hv2", "state": "paused"}]}
+    report = plan_progress(plan, live, failed_step=2, unreadable={"hv3": "connection refused"})
+    assert report["not_checked"] == ["b: running on hv2; not read on hv3 (last seen running on hv2)"]
+    assert report["moved"] == ["a: hv1 -> hv2"] and report["not_moved"] == []
+
+
+def test_duplicates_are_reported():
+    plan = two_step_plan("a", "b")
+    live = {"a": [{"host": "hv1", "state": "running"}, {"host": "hv2", "state": "paused"}], "b": [{"host": "hv2", "state": "running"}],
+            "idle": [{"host": "hv2", "state": "paused"}]}
+    report = plan_progress(plan, live, failed_step=1)
+    assert report["duplicated"] == ["a: running on hv1, paused on hv2"]
+    assert report["elsewhere"] == ["a: running on hv1, paused on hv2"]
+    assert report["every_vm_on_one_host"] is False
+
+
+def test_failed_actions_name_the_vm_the_action_and_the_message():
+    migrate = {"action": "migrate", "vm": "a", "from": "hv1", "to": "hv2"}
+    start_failed = {"failed": True, "msg": "template error\nwhile templating", "item": {"action": "frobnicate", "vm": "b", "host": "hv1"}}
+    job_failed = {"failed": True, "finished": 1, "msg": "cannot migrate domain with 1 snapshots", "ansible_job_id": "j1",
+                  "item": {"ansible_job_id": "j1", "item": migrate}}
+    job_ok = {"failed": False, "finished": 1, "item": {"ansible_job_id": "j2", "item": {"action": "stop", "vm": "c", "host": "hv3"}}}
+    still = {"failed": True, "finished": 0, "ansible_job_id": "j3", "item": {"ansible_job_id": "j3", "item": dict(migrate, vm="d")}}
+    assert failed_actions([start_failed, job_failed, job_ok, still]) == [
+        "b: frobnicate on hv1: template error while templating",
+        "a: migrate hv1 -> hv2: cannot migrate domain with 1 snapshots",
+        "d: migrate hv1 -> hv2: still running when the wait ended (async job j3)",
+    ]
+    assert failed_actions([{"failed": True, "msg": "no item"}]) == ["no item"]
+
+
+def test_differences_on_hosts_not_read():
+    expected = {"a": {"host": "hv2", "state": "running"}, "b": {"host": "hv1", "state": "running"}}
+    actual = {"b": [{"host": "hv1", "state": "running"}]}
+    assert placement_differences(actual, expected, ["hv2"]) == ["VM 'a': expected on hv2, which could not be read"]
+    assert placement_differences(actual, {"b": expected["b"]}, ["hv3"]) == ["hypervisor hv3 could not be read"]
+    assert placement_differences(actual, expected) == ["VM 'a': expected on hv2, found on no hypervisor"]
+
+
+def plan_with(*steps, initial=None):
+    initial = initial or {"a": {"host": "hv1", "state": "running"}, "b": {"host": "hv2", "state": "running"}}
+    return {"initial": initial, "target": {vm: w["host"] for vm, w in initial.items()}, "steps": list(steps)}
+
+
+def test_a_valid_plan_has_no_problems():
+    plan = two_step_plan("a", "b")
+    plan["steps"][1][1] = {"action": "stop", "vm": "idle", "host": "hv2"}
+    assert plan_problems(plan, ["hv1", "hv2", "hv3"]) == []
+    assert plan_problems(plan_with([{"action": "suspend", "vm": "a", "host": "hv1"}], [{"action": "resume", "vm": "a", "host": "hv1"}])) == []
+
+
+@pytest.mark.parametrize("plan, problem", [
+    ([], "the plan is a list, not a dictionary with initial, target and steps"),
+    ({"initial": {}, "target": {}}, "the plan has no 'steps' list"),
+    ({"initial": {"a": "hv1"}, "target": {}, "steps": []}, "initial placement of VM 'a': expected {host, state} with state one of "
+                                                           "running, paused, saved, stopped, got 'hv1'"),
+    (plan_with([{"action": "frobnicate", "vm": "a", "host": "hv1"}]),
+     "step 1, action 1: unknown action 'frobnicate' (known: migrate, suspend, resume, start, stop)"),
+    (plan_with(["migrate a"]), "step 1, action 1: not an action (a dictionary with action and vm)"),
+    (plan_with([{"action": "migrate", "vm": "a", "from": "hv1"}]), "step 1, action 1 (migrate a): no 'to'"),
+    (plan_with([{"action": "stop", "vm": "a"}]), "step 1, action 1 (stop a): no 'host'"),
+    (plan_with([{"action": "migrate", "from": "hv1", "to": "hv2"}]), "step 1, action 1 (migrate): no VM name ('vm')"),
+    (plan_with([], [{"action": "migrate", "vm": "ghost", "from": "hv1", "to": "hv2"}]),
+     "step 2, action 1 (migrate ghost): VM 'ghost' is not in the plan's initial placement, so the plan cannot be checked against the cluster"),
+    (plan_with([{"action": "migrate", "vm": "a", "from": "hv1", "to": "hv1"}]), "step 1, action 1 (migrate a): migrates from hv1 to itself"),
+    (plan_with([{"action": "migrate", "vm": "a", "from": "hv1", "to": "hv2"}], [{"action": "migrate", "vm": "a", "from": "hv1", "to": "hv3"}]),
+     "step 2, action 1 (migrate a): runs on hv1, but the plan has VM 'a' on hv2 at that step"),
+    (plan_with([{"action": "suspend", "vm": "a", "host": "hv1"}], [{"action": "resume", "vm": "a", "host": "hv2"}]),
+     "step 2, action 1 (resume a): runs on hv2, but the plan has VM 'a' on hv1 at that step"),
+    (plan_with([{"action": "migrate", "vm": "a", "from": "hv1", "to": "hv2"}, {"action": "stop", "vm": "a", "host": "hv1"}]),
+     "step 1, action 2 (stop a): VM 'a' has another action in the same step"),
+    (plan_with([{"action": "migrate", "vm": "a", "from": "hv1", "to": "hv9"}]),
+     "the plan names hypervisors the inventory does not know: hv9. Run it with the cluster's inventory "
+     "(-i <cluster>.libvirt_cluster.yml) or set entropy_hypervisor_uris"),
+])
+def test_plan_problems_name_each_problem_on_one_line(plan, problem):
+    problems = plan_problems(plan, ["hv1", "hv2", "hv3"])
+    assert problem in problems, problems
+    assert all("\n" not in line for line in problems)
+
+
+def test_plan_hosts_lists_every_hypervisor_named():
+    plan = two_step_plan("a", "b")
+    assert plan_hosts(plan) == {"hv1", "hv2", "hv3"}
+    assert plan_hosts({"initial": {"a": {"host": "hv1"}}, "target": {}, "steps": [[{"action": "resume", "vm": "a", "host": "hv4"}]]}) == {"hv1", "hv4"}
+
+
+@pytest.mark.parametrize("content, encoding, error", [
+    (base64.b64encode(b'{"initial": {}, "target": {}, "steps": []}').decode(), "base64", ""),
+    (base64.b64encode(b'{"steps": [').decode(), "base64", "the plan file P is not valid JSON (line 1, column 12: Expecting value): "),
+    (base64.b64encode(b"\xff\xfe").decode(), "base64", "the plan file P is not UTF-8 text: "),
+    ("[1]", "text", "the plan file P holds a JSON array, not a plan (an object with initial, target and steps): "),
+    ('"x"', "text", "the plan file P holds a JSON string, not a plan"),
+])
+def test_load_plan_gives_one_line_naming_the_file_and_the_fix(content, encoding, error):
+    loaded = load_plan(content, "P", encoding)
+    if not error:
+        assert loaded == {"plan": {"initial": {}, "target": {}, "steps": []}, "error": ""}
+        return
+    assert loaded["plan"] is None and loaded["error"].startswith(error), loaded
+    assert loaded["error"].endswith("(-e entropy_plan_file=<plan>.json)") and "\n" not in loaded["error"]
 
 
 def test_table_lists_figures_and_actions():

@@ -1,0 +1,66 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The plan filters as playbooks call them: arguments checked, the logic of plan_playbook.py reached."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible.plugins.loader import init_plugin_loader
+from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
+
+# The collection loader first (as the other plugin tests do) unless the collection was already
+# imported as a plain package (the loader refuses to start after that), then the collection's modules.
+COLLECTIONS = next(path for path in sys.path if path.endswith(os.path.join(".tmp", "collections")))
+if "ansible_collections" not in sys.modules and not any(isinstance(f, _AnsibleCollectionFinder) for f in sys.meta_path):
+    init_plugin_loader([COLLECTIONS])
+
+# pylint: disable=wrong-import-position
+from ansible_collections.entropy.cluster.plugins.filter.plan import FilterModule  # noqa: E402
+
+FILTERS = FilterModule().filters()
+PLAN = {"initial": {"a": {"host": "hv1", "state": "running"}}, "target": {"a": "hv2"},
+        "steps": [[{"action": "migrate", "vm": "a", "from": "hv1", "to": "hv2"}]]}
+
+
+def test_every_filter_is_registered():
+    assert {"plan_playbook", "plan_summary", "plan_timeline", "placement_diff", "plan_report", "plan_check",
+            "plan_hypervisors", "plan_failed_actions", "plan_load"} <= set(FILTERS)
+
+
+def test_plan_check_takes_the_uri_mapping():
+    assert FILTERS["plan_check"](PLAN, {"hv1": "qemu:///1", "hv2": "qemu:///2"}) == []
+    assert FILTERS["plan_check"](PLAN, {"hv1": "qemu:///1"})[0].startswith("the plan names hypervisors the inventory does not know: hv2.")
+    assert FILTERS["plan_check"]("nonsense") == ["the plan is a str, not a dictionary with initial, target and steps"]
+    with pytest.raises(AnsibleFilterError, match="plan_check: expects hypervisor names"):
+        FILTERS["plan_check"](PLAN, "hv1")
+
+
+def test_plan_report_with_hosts_not_read():
+    report = FILTERS["plan_report"](PLAN, {}, 1, {"hv1": "refused"})
+    assert report["every_vm_on_one_host"] == "unknown" and report["hosts_not_read"] == ["hv1: refused"]
+    assert FILTERS["plan_report"](PLAN, {"a": [{"host": "hv2", "state": "running"}]})["moved"] == ["a: hv1 -> hv2"]
+    with pytest.raises(AnsibleFilterError, match="unreadable must map"):
+        FILTERS["plan_report"](PLAN, {}, 1, ["hv1"])
+
+
+def test_placement_diff_takes_hosts_not_read_as_list_or_mapping():
+    expected = {"a": {"host": "hv1"}}
+    assert FILTERS["placement_diff"]({}, expected, ["hv1"]) == ["VM 'a': expected on hv1, which could not be read"]
+    assert FILTERS["placement_diff"]({}, expected, {"hv1": "refused"}) == ["VM 'a': expected on hv1, which could not be read"]
+    assert FILTERS["placement_diff"]({"a": [{"host": "hv1", "state": "running"}]}, expected) == []
+
+
+def test_plan_hypervisors_and_failed_actions_and_load():
+    assert FILTERS["plan_hypervisors"](PLAN) == ["hv1", "hv2"]
+    assert FILTERS["plan_hypervisors"]("nonsense") == []
+    assert FILTERS["plan_failed_actions"]([{"failed": True, "msg": "x", "item": PLAN["steps"][0][0]}]) == ["a: migrate hv1 -> hv2: x"]
+    with pytest.raises(AnsibleFilterError):
+        FILTERS["plan_failed_actions"]({"results": []})
+    assert FILTERS["plan_load"](base64.b64encode(b"{}").decode(), "P") == {"plan": {}, "error": ""}
+    with pytest.raises(AnsibleFilterError):
+        FILTERS["plan_load"](None, "P")
