@@ -119,6 +119,12 @@ def in_flight(jobs_by_host: t.Mapping[str, t.Mapping[str, t.Mapping[str, t.Any]]
                 text += ", %s of %s memory left to send" % (_mib(entry["memory_remaining_bytes"]), _mib(entry["memory_total_bytes"]))
             if source:
                 text += "; to abort it: virsh -c %s domjobabort %s" % (shlex.quote((uris or {}).get(source, "<URI of %s>" % source)), shlex.quote(vm))
+            elif destination:
+                # No hypervisor read sends it: most often the leftover of a migration whose destination daemon
+                # died (libvirt keeps the incoming copy paused when it comes back). It never ran; nothing resumes it.
+                text += ("; if %s runs on another hypervisor, this paused copy is the leftover of a failed migration and never "
+                         "ran: remove it with virsh -c %s destroy %s" % (
+                             vm, shlex.quote((uris or {}).get(destination, "<URI of %s>" % destination)), shlex.quote(vm)))
             entry["description"] = text
             entries.append(entry)
         for host, job in others:

@@ -44,7 +44,11 @@ def test_both_sides_of_a_migration_make_one_entry():
 def test_a_side_not_seen_is_said_unknown():
     only_in = in_flight({"hv2": {"vm1": IN}})
     assert only_in[0]["source"] is None and only_in[0]["destination"] == "hv2"
-    assert only_in[0]["description"] == "vm1: migration from an unknown source (not among the hypervisors read) to hv2"
+    assert only_in[0]["description"] == (
+        "vm1: migration from an unknown source (not among the hypervisors read) to hv2; if vm1 runs on another hypervisor, "
+        "this paused copy is the leftover of a failed migration and never ran: remove it with virsh -c '<URI of hv2>' destroy vm1")
+    named = in_flight({"hv2": {"vm 1": IN}}, {"hv2": "qemu+tcp://10.0.0.2/system"})
+    assert named[0]["description"].endswith("virsh -c qemu+tcp://10.0.0.2/system destroy 'vm 1'")
     only_out = in_flight({"hv1": {"vm1": OUT}})
     assert "from hv1 to an unknown destination" in only_out[0]["description"]
     assert "virsh -c '<URI of hv1>' domjobabort vm1" in only_out[0]["description"]
