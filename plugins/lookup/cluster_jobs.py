@@ -70,33 +70,13 @@ _raw:
   elements: list
 """
 
-from concurrent.futures import ThreadPoolExecutor
-
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
 from ansible_collections.entropy.cluster.plugins.module_utils.domain_jobs import host_jobs, in_flight
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
-    HAS_LIBVIRT,
-    EntropyLibvirtError,
-    close_quietly,
-    describe_error,
-    open_connection,
-)
-
-
-def read_hypervisor(name: str, uri: str, username: str | None, password: str | None) -> dict:
-    conn = None
-    try:
-        conn = open_connection(uri, username, password, readonly=True)
-        return host_jobs(conn)
-    except EntropyLibvirtError:
-        raise
-    except Exception as exc:  # pylint: disable=broad-except
-        raise describe_error(exc, "reading the jobs of %s" % name, uri) from None
-    finally:
-        close_quietly(conn)
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import HAS_LIBVIRT
+from ansible_collections.entropy.cluster.plugins.plugin_utils.hypervisor_reads import read_hypervisors
 
 
 def inventory_hypervisors(variables: dict | None) -> dict:
@@ -115,17 +95,10 @@ class LookupModule(LookupBase):
         hypervisors = self.get_option("hypervisors")
         if hypervisors is None:
             hypervisors = inventory_hypervisors(variables)
-        username, password = self.get_option("auth_username"), self.get_option("auth_password")
-        jobs, errors = {}, []
-        with ThreadPoolExecutor(max_workers=max(1, min(self.get_option("parallelism"), len(hypervisors) or 1))) as pool:
-            futures = {name: pool.submit(read_hypervisor, name, uri, username, password) for name, uri in sorted(hypervisors.items())}
-            for name, future in futures.items():
-                try:
-                    jobs[name] = future.result()
-                except EntropyLibvirtError as exc:
-                    errors.append("%s: %s" % (name, exc.message))
+        jobs, errors = read_hypervisors(hypervisors, host_jobs, "reading the jobs", self.get_option("auth_username"),
+                                        self.get_option("auth_password"), self.get_option("parallelism"))
         if errors and self.get_option("unreachable") == "fail":
-            raise AnsibleLookupError("cannot read the jobs of the cluster: " + "; ".join(errors))
-        for error in errors:
-            Display().warning("cluster_jobs: left out %s" % error)
+            raise AnsibleLookupError("cannot read the jobs of the cluster: " + "; ".join("%s: %s" % item for item in errors.items()))
+        for name, error in errors.items():
+            Display().warning("cluster_jobs: left out %s: %s" % (name, error))
         return [in_flight(jobs, hypervisors)]

@@ -70,35 +70,18 @@ _raw:
   elements: dict
 """
 
-from concurrent.futures import ThreadPoolExecutor
-
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
-    HAS_LIBVIRT,
-    EntropyLibvirtError,
-    close_quietly,
-    describe_error,
-    domain_state,
-    open_connection,
-)
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import HAS_LIBVIRT, domain_state
 from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import vm_model_state
+from ansible_collections.entropy.cluster.plugins.plugin_utils.hypervisor_reads import read_hypervisors
 
 
-def read_hypervisor(name: str, uri: str, username: str | None, password: str | None) -> list[tuple[str, str, str]]:
-    """(vm, host, model state) for every domain defined on one hypervisor."""
-    conn = None
-    try:
-        conn = open_connection(uri, username, password, readonly=True)
-        return [(dom.name(), name, vm_model_state(domain_state(dom), bool(dom.hasManagedSaveImage()))) for dom in conn.listAllDomains()]
-    except EntropyLibvirtError:
-        raise
-    except Exception as exc:  # pylint: disable=broad-except
-        raise describe_error(exc, "listing the VMs of %s" % name, uri) from None
-    finally:
-        close_quietly(conn)
+def vm_states(conn) -> list[tuple[str, str]]:
+    """(vm, model state) for every domain defined on one hypervisor."""
+    return [(dom.name(), vm_model_state(domain_state(dom), bool(dom.hasManagedSaveImage()))) for dom in conn.listAllDomains()]
 
 
 class LookupModule(LookupBase):
@@ -107,18 +90,12 @@ class LookupModule(LookupBase):
         self.set_options(var_options=variables, direct=kwargs)
         if not HAS_LIBVIRT:
             raise AnsibleLookupError("cluster_placement needs the Python module libvirt on the controller: pip install libvirt-python")
-        hypervisors = self.get_option("hypervisors")
-        username, password = self.get_option("auth_username"), self.get_option("auth_password")
+        read, errors = read_hypervisors(self.get_option("hypervisors"), vm_states, "listing the VMs", self.get_option("auth_username"),
+                                        self.get_option("auth_password"), self.get_option("parallelism"))
         placement: dict[str, list] = {}
-        with ThreadPoolExecutor(max_workers=max(1, min(self.get_option("parallelism"), len(hypervisors) or 1))) as pool:
-            futures = {name: pool.submit(read_hypervisor, name, uri, username, password) for name, uri in sorted(hypervisors.items())}
-            errors: dict[str, str] = {}
-            for name, future in futures.items():
-                try:
-                    for vm, host, state in future.result():
-                        placement.setdefault(vm, []).append({"host": host, "state": state})
-                except EntropyLibvirtError as exc:
-                    errors[name] = exc.message
+        for host, states in read.items():
+            for vm, state in states:
+                placement.setdefault(vm, []).append({"host": host, "state": state})
         mode = self.get_option("unreachable")
         if mode == "report":
             return [{"placement": placement, "unreachable": errors}]
