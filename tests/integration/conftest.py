@@ -93,6 +93,20 @@ class Lab:
         problems = self.vm_problems(extra, stopped)
         assert not problems, "; ".join(problems)
 
+    def remove_vm(self, name: str) -> None:
+        """Destroy and undefine a VM a test added, on every lab host where it is defined."""
+        for host in self.hosts:
+            conn = self.connect(host)
+            try:
+                dom = conn.lookupByName(name)
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefine()
+            except libvirt.libvirtError:
+                pass
+            finally:
+                conn.close()
+
     def host_uuid(self, host: str) -> str:
         conn = self.connect(host)
         try:

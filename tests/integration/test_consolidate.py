@@ -112,22 +112,6 @@ def _define_diskless(lab, host: str, name: str):
         conn.close()
 
 
-def _remove_everywhere(lab, name: str):
-    import libvirt  # pylint: disable=import-outside-toplevel
-
-    for host in lab.hosts:
-        conn = lab.connect(host)
-        try:
-            dom = conn.lookupByName(name)
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-        except libvirt.libvirtError:
-            pass
-        finally:
-            conn.close()
-
-
 def test_template_code_in_a_vm_name_stays_a_literal_name(lab_reset, playbook, tmp_path):
     lab = lab_reset
     first = sorted(lab.hosts)[0]
@@ -156,7 +140,7 @@ def test_template_code_in_a_vm_name_stays_a_literal_name(lab_reset, playbook, tm
         assert [h for h, _s in where] == [plan["target"][INJECTION]]
         lab.assert_each_vm_once()
     finally:
-        _remove_everywhere(lab, INJECTION)
+        lab.remove_vm(INJECTION)
 
 
 def test_a_stale_plan_is_refused_before_anything_moves(lab_reset, playbook, tmp_path):

@@ -176,13 +176,7 @@ def test_destination_full_is_refused_and_the_vm_stays(lab, playbook, tmp_path):
         assert result["location"] == "source"
         assert lab.running_on(name) == [source]
     finally:
-        conn = lab.connect(source)
-        try:
-            dom = conn.lookupByName(name)
-            dom.destroy()
-            dom.undefine()
-        finally:
-            conn.close()
+        lab.remove_vm(name)
 
 
 def test_bad_parameters_are_refused_and_leave_the_vm_where_it_was(lab, playbook, tmp_path):

@@ -225,14 +225,8 @@ def test_a_vm_paused_by_an_io_error_is_never_resumed_nor_moved(lab_reset, playbo
         if nbd.poll() is None:
             nbd.kill()
             nbd.wait()
-        try:
-            dom = conn.lookupByName(name)
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-        except libvirt.libvirtError:
-            pass
         conn.close()
+        lab.remove_vm(name)
     lab.assert_each_vm_once()
 
 
