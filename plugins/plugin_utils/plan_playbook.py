@@ -69,7 +69,15 @@ def placement_differences(actual: Mapping[str, list], expected: Mapping[str, Map
             continue
         if len(active) > 1:
             problems.append("VM %r: active on several hypervisors at once: %s" % (vm, ", ".join(sorted(active))))
-        if len(where) > 1:
+        stopped = sorted(entry["host"] for entry in where if entry.get("state") == "stopped")
+        if len(where) > 1 and len(active) == 1 and len(stopped) == len(where) - 1:
+            # Seen after a source daemon died at the end of a live migration: the VM runs on the destination,
+            # the source never got to undefine its copy. Starting that copy would run the VM twice.
+            problems.append("VM %r: defined on several hypervisors: runs on %s and is also defined, shut off, on %s (most likely "
+                            "left by a migration whose source daemon died before its last phase); starting it there would run "
+                            "the VM twice: check it is the same VM, then remove it (virsh undefine on %s)"
+                            % (vm, active[0], ", ".join(stopped), ", ".join(stopped)))
+        elif len(where) > 1:
             problems.append("VM %r: defined on several hypervisors: %s" % (vm, ", ".join(hosts)))
         elif hosts[0] != want["host"]:
             problems.append("VM %r: expected on %s, found on %s (%s)" % (vm, want["host"], hosts[0], where[0].get("state")))

@@ -132,6 +132,18 @@ def test_differences_name_every_problem():
     assert placement_differences({"a": [{"host": "hv2", "state": "running"}]}, {"a": {"host": "hv2"}}) == []
 
 
+def test_a_stale_definition_left_by_a_dead_source_is_named_with_its_danger():
+    """Seen in the fault soak: the source daemon died at the end of a live migration; the VM runs on the
+    destination and its old definition stays, shut off, on the source."""
+    actual = {"a": [{"host": "hv1", "state": "stopped"}, {"host": "hv3", "state": "running"}]}
+    (problem,) = placement_differences(actual, {"a": {"host": "hv1", "state": "running"}})
+    assert problem.startswith("VM 'a': defined on several hypervisors: runs on hv3 and is also defined, shut off, on hv1")
+    assert "would run the VM twice" in problem and "virsh undefine on hv1" in problem
+    # a copy that is saved (managed save) or paused is not called a leftover
+    saved = {"a": [{"host": "hv1", "state": "saved"}, {"host": "hv3", "state": "running"}]}
+    assert placement_differences(saved, {"a": {"host": "hv3"}}) == ["VM 'a': defined on several hypervisors: hv1, hv3"]
+
+
 def test_progress_report_after_a_stopped_run():
     plan = two_step_plan("a", "b")
     live = {"a": [{"host": "hv2", "state": "running"}], "b": [{"host": "hv2", "state": "running"}],
