@@ -30,3 +30,24 @@ notes:
   - "Connections are opened by the module on the host it runs on (usually the controller, with
     C(delegate_to: localhost)); remote hypervisors are reached through their libvirt URI."
 """
+
+    # Options of the lookups that read every hypervisor live, in parallel (plugins/plugin_utils/hypervisor_reads.py).
+    HYPERVISOR_READS = r"""
+options:
+  auth_username:
+    description: User name for libvirt authentication (SASL).
+    type: str
+    env:
+      - name: ENTROPY_LIBVIRT_USERNAME
+  auth_password:
+    description: Password for libvirt authentication (SASL).
+    type: str
+    env:
+      - name: ENTROPY_LIBVIRT_PASSWORD
+  parallelism:
+    description: Hypervisors read at once.
+    type: int
+    default: 8
+requirements:
+  - libvirt-python on the controller
+"""

@@ -6,6 +6,8 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: cluster_jobs
 author: entropy.cluster contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - entropy.cluster.connection.hypervisor_reads
 short_description: The migrations and other libvirt jobs in flight in the cluster, read live
 version_added: 0.1.0
 description:
@@ -24,16 +26,6 @@ options:
       - Defaults to the hosts of the inventory group C(hypervisors) with their C(entropy_uri) (the
         M(entropy.cluster.libvirt_cluster) inventory).
     type: dict
-  auth_username:
-    description: User name for libvirt authentication (SASL).
-    type: str
-    env:
-      - name: ENTROPY_LIBVIRT_USERNAME
-  auth_password:
-    description: Password for libvirt authentication (SASL).
-    type: str
-    env:
-      - name: ENTROPY_LIBVIRT_PASSWORD
   unreachable:
     description:
       - V(warn) leaves a hypervisor that cannot be read out with a warning (a migration from or to it may then show
@@ -41,12 +33,6 @@ options:
     type: str
     choices: [fail, warn]
     default: warn
-  parallelism:
-    description: Hypervisors read at once.
-    type: int
-    default: 8
-requirements:
-  - libvirt-python on the controller
 """
 
 EXAMPLES = r"""

@@ -6,6 +6,8 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: cluster_placement
 author: entropy.cluster contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - entropy.cluster.connection.hypervisor_reads
 short_description: Where every VM of the cluster is defined right now, read live from libvirt
 version_added: 0.1.0
 description:
@@ -21,16 +23,6 @@ options:
     description: Hypervisor name -> libvirt URI.
     type: dict
     required: true
-  auth_username:
-    description: User name for libvirt authentication (SASL).
-    type: str
-    env:
-      - name: ENTROPY_LIBVIRT_USERNAME
-  auth_password:
-    description: Password for libvirt authentication (SASL).
-    type: str
-    env:
-      - name: ENTROPY_LIBVIRT_PASSWORD
   unreachable:
     description:
       - V(fail) raises an error naming every hypervisor that could not be read; V(warn) leaves them out with a warning
@@ -41,12 +33,6 @@ options:
     type: str
     choices: [fail, warn, report]
     default: fail
-  parallelism:
-    description: Hypervisors read at once.
-    type: int
-    default: 8
-requirements:
-  - libvirt-python on the controller
 """
 
 EXAMPLES = r"""
