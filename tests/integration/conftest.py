@@ -94,14 +94,19 @@ class Lab:
         assert not problems, "; ".join(problems)
 
     def remove_vm(self, name: str) -> None:
-        """Destroy and undefine a VM a test added, on every lab host where it is defined."""
+        """Destroy and undefine a VM a test added, on every lab host that answers and defines it
+        (transient copies go with the destroy; managed save and snapshot metadata with the undefine)."""
         for host in self.hosts:
-            conn = self.connect(host)
+            try:
+                conn = self.connect(host)
+            except libvirt.libvirtError:
+                continue
             try:
                 dom = conn.lookupByName(name)
                 if dom.isActive():
                     dom.destroy()
-                dom.undefine()
+                if dom.isPersistent():
+                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
             except libvirt.libvirtError:
                 pass
             finally:

@@ -58,24 +58,6 @@ def define_slow_vm(lab, host: str, directory) -> None:
         conn.close()
 
 
-def remove_everywhere(lab, name: str) -> None:
-    for host in lab.hosts:
-        try:
-            conn = lab.connect(host)
-        except libvirt.libvirtError:
-            continue
-        try:
-            dom = conn.lookupByName(name)
-            if dom.isActive():
-                dom.destroy()
-            if dom.isPersistent():
-                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-        except libvirt.libvirtError:
-            pass
-        finally:
-            conn.close()
-
-
 def wait_for_migration_job(lab, host: str, vm: str, timeout: float = 120) -> None:
     """Return once libvirt on ``host`` shows ``vm`` migrating out (its job has sent data)."""
     conn = lab.connect(host)
@@ -154,11 +136,11 @@ def assert_lab_vms_run_once(lab) -> None:
 def slow_vm(lab_reset, tmp_path):
     """The lab, fresh, plus the slow VM on hv1 (removed afterwards, also after a failure)."""
     lab = lab_reset
-    remove_everywhere(lab, SLOW_VM)
+    lab.remove_vm(SLOW_VM)
     define_slow_vm(lab, sorted(lab.hosts)[0], tmp_path)
     yield lab
     lab_cmd("up")  # a daemon a test killed comes back (its VMs kept running)
-    remove_everywhere(lab, SLOW_VM)
+    lab.remove_vm(SLOW_VM)
 
 
 # --------------------------------------------------------------------------- issue 9.1: a VM lost mid-migration
@@ -187,13 +169,14 @@ def test_a_vm_killed_mid_migration_is_reported_lost(slow_vm, playbook, tmp_path)
 
 # --------------------------------------------------------------------------- issue 9.2: hosts the report could not read
 
-def test_destination_daemon_killed_mid_migration_is_not_read_and_nothing_is_claimed(slow_vm, playbook, tmp_path):
-    lab = slow_vm
+def killed_mid_migration(lab, playbook, tmp_path, victim: str) -> tuple[dict, dict]:
+    """Apply a plan moving the slow VM hv1 -> hv2 and SIGKILL the daemon of ``victim`` once the migration
+    job runs; bring the daemon back. Returns the initial placement and the failure report, checked to
+    name ``victim`` as not read and to claim nothing about every VM running once."""
     hv1, hv2 = sorted(lab.hosts)[:2]
     initial = lab_initial(lab)
-    on_hv2 = sorted(vm for vm, where in initial.items() if where["host"] == hv2)
     plan = write_plan(tmp_path, initial, [[{"action": "migrate", "vm": SLOW_VM, "from": hv1, "to": hv2, "memory_mib": 64}]])
-    pid = daemon_pid(hv2)
+    pid = daemon_pid(victim)
     killer = FaultWhenMigrating(lab, hv1, SLOW_VM, lambda: os.kill(pid, signal.SIGKILL))
     killer.start()
     result = apply(playbook, lab, tmp_path, plan)
@@ -202,8 +185,16 @@ def test_destination_daemon_killed_mid_migration_is_not_read_and_nothing_is_clai
     assert lab_cmd("up").returncode == 0
     assert result.returncode != 0, result.stdout[-4000:]
     report = failure_report(result.stdout)
-    assert [line for line in report["hosts_not_read"] if line.startswith(hv2 + ": ")], report
+    assert [line for line in report["hosts_not_read"] if line.startswith(victim + ": ")], report
     assert report["every_vm_on_one_host"] == "unknown", report
+    return initial, report
+
+
+def test_destination_daemon_killed_mid_migration_is_not_read_and_nothing_is_claimed(slow_vm, playbook, tmp_path):
+    lab = slow_vm
+    hv1, hv2 = sorted(lab.hosts)[:2]
+    initial, report = killed_mid_migration(lab, playbook, tmp_path, hv2)
+    on_hv2 = sorted(vm for vm, where in initial.items() if where["host"] == hv2)
     not_checked = {line.split(": ", 1)[0] for line in report["not_checked"]}
     assert not_checked == set(on_hv2) | {SLOW_VM}, report
     for vm in on_hv2:
@@ -236,21 +227,9 @@ def slow_vm_details(lab) -> dict:
 
 def test_source_daemon_killed_mid_migration_is_not_read_and_its_vms_are_not_called_gone(slow_vm, playbook, tmp_path):
     lab = slow_vm
-    hv1, hv2 = sorted(lab.hosts)[:2]
-    initial = lab_initial(lab)
+    hv1 = sorted(lab.hosts)[0]
+    initial, report = killed_mid_migration(lab, playbook, tmp_path, hv1)
     on_hv1 = sorted(vm for vm, where in initial.items() if where["host"] == hv1)
-    plan = write_plan(tmp_path, initial, [[{"action": "migrate", "vm": SLOW_VM, "from": hv1, "to": hv2, "memory_mib": 64}]])
-    pid = daemon_pid(hv1)
-    killer = FaultWhenMigrating(lab, hv1, SLOW_VM, lambda: os.kill(pid, signal.SIGKILL))
-    killer.start()
-    result = apply(playbook, lab, tmp_path, plan)
-    killer.join()
-    assert killer.injected, killer.error
-    assert lab_cmd("up").returncode == 0
-    assert result.returncode != 0, result.stdout[-4000:]
-    report = failure_report(result.stdout)
-    assert [line for line in report["hosts_not_read"] if line.startswith(hv1 + ": ")], report
-    assert report["every_vm_on_one_host"] == "unknown", report
     not_checked = {line.split(": ", 1)[0] for line in report["not_checked"]}
     assert set(on_hv1) <= not_checked, report
     for vm in on_hv1:
