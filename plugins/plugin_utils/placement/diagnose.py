@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .constraints import Ban, Fence, Gather, Offline, Root, Spread
 from .errors import InfeasibleError
 from .problem import CPU_SCALE, Problem
 
@@ -22,41 +21,45 @@ def _vm_size(prob: Problem, j: int) -> str:
 
 def diagnose(prob: Problem) -> list[str]:
     """Return explanations (empty when nothing obviously infeasible was found)."""
-    model = prob.model
-    hidx = model.host_index
-    vpos = {n: j for j, n in enumerate(prob.vm_names)}
+    problems = _per_vm(prob)
+    for con, data in prob.rules:
+        if data is not None:
+            problems.extend(con.diagnose(prob, data))
+    problems.extend(_totals(prob))
+    return problems
+
+
+def _per_vm(prob: Problem) -> list[str]:
+    """VMs that no host can take: their constraints leave no usable host, or none that is big enough."""
+    constraints = prob.model.constraints
     problems: list[str] = []
     usable = {h for h in range(prob.n_hosts) if prob.usable[h]}
-    restricting: dict[int, list] = {}
-    for con in model.constraints:
-        if isinstance(con, (Fence, Ban, Root)):
-            for n in con.vms:
-                if n in vpos:
-                    restricting.setdefault(vpos[n], []).append(con)
-    offline = [c for c in model.constraints if isinstance(c, Offline)]
     # distinct capacity vectors of usable hosts: a VM without restrictions fits iff one of them holds it
     kinds = {(prob.cap_cpu[h], prob.cap_mem[h]) for h in usable}
+    by_vm: dict[int, list] = {}   # VM -> constraints that narrow its hosts, in model order
+    for con in constraints:
+        for n in con.vms:
+            j = prob.vm_pos.get(n)
+            if j is not None and con.narrow(prob, j, usable) is not None:
+                by_vm.setdefault(j, []).append(con)
     for j in range(prob.n_vms):
         name = prob.vm_names[j]
-        if j not in restricting and prob.init[j] in usable:
+        restricting = by_vm.get(j, [])
+        if not restricting and prob.init[j] in usable:
             if not any(prob.cpu[j] <= c and prob.mem[j] <= m for c, m in kinds):
                 problems.append(f"vm {name!r} ({_vm_size(prob, j)}) fits on no online host")
             continue
+        init_name = prob.host_names[prob.init[j]]
+        if prob.init[j] not in usable and not prob.movable[j]:
+            off = [c.describe() for c in constraints if init_name in c.forbidden_hosts()]
+            root = [c.describe() for c in restricting if c.pins(name)]
+            problems.append(f"{' and '.join(root)} conflicts with {' and '.join(off) or 'the host state'}: "
+                            f"vm {name!r} cannot stay on {init_name!r}")
+            continue
         hosts = set(usable)
         blamed = []
-        if prob.init[j] not in usable and not prob.movable[j]:
-            off = [c.describe() for c in offline if prob.host_names[prob.init[j]] in c.hosts]
-            root = [c.describe() for c in restricting.get(j, []) if isinstance(c, Root)]
-            problems.append(f"{' and '.join(root)} conflicts with {' and '.join(off) or 'the host state'}: "
-                            f"vm {name!r} cannot stay on {prob.host_names[prob.init[j]]!r}")
-            continue
-        for con in restricting.get(j, []):
-            if isinstance(con, Fence):
-                hosts &= {hidx[n] for n in con.hosts}
-            elif isinstance(con, Ban):
-                hosts -= {hidx[n] for n in con.hosts}
-            else:
-                hosts &= {prob.init[j]}
+        for con in restricting:
+            hosts = con.narrow(prob, j, hosts)
             blamed.append(con)
             if not hosts:
                 first = blamed[0].describe()
@@ -70,29 +73,6 @@ def diagnose(prob: Problem) -> list[str]:
         if not fits:
             scope = " and ".join(c.describe() for c in blamed) or "any online host"
             problems.append(f"vm {name!r} ({_vm_size(prob, j)}) fits on no host allowed by {scope}")
-    for con in model.constraints:
-        members = [vpos[n] for n in con.vms if n in vpos]
-        if isinstance(con, Gather) and len(members) > 1:
-            common = set(usable)
-            for j in members:
-                common &= set(prob.hosts_of(j))
-            cpu = sum(prob.cpu[j] for j in members)
-            mem = sum(prob.mem[j] for j in members)
-            if not common:
-                problems.append(f"{con.describe()}: no host is allowed for all its vms")
-            elif not any(cpu <= prob.cap_cpu[h] and mem <= prob.cap_mem[h] for h in common):
-                problems.append(f"{con.describe()}: together the vms need {cpu / CPU_SCALE:g} cpu and {_gib(mem)}, "
-                                f"more than any allowed host offers")
-            for other in model.constraints:
-                if isinstance(other, Spread) and len(set(other.vms) & set(con.vms)) > 1:
-                    problems.append(f"{con.describe()} conflicts with {other.describe()}")
-        elif isinstance(con, Spread) and len(members) > 1:
-            hosts = set()
-            for j in members:
-                hosts |= set(prob.hosts_of(j))
-            if len(hosts) < len(members):
-                problems.append(f"{con.describe()}: {len(members)} vms but only {len(hosts)} allowed hosts")
-    problems.extend(_totals(prob))
     return problems
 
 

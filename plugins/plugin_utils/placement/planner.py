@@ -9,7 +9,6 @@ on its target.
 """
 from __future__ import annotations
 
-from .constraints import Lonely, MaxOnline, Spread
 from .errors import PlacementError
 from .problem import Problem
 
@@ -38,18 +37,8 @@ class Planner:
         self.occ: list[set[int]] = [set() for _unused in range(prob.n_hosts)]
         for j, h in enumerate(self.cur):
             self.occ[h].add(j)
-        model = prob.model
-        vpos = {n: j for j, n in enumerate(prob.vm_names)}
-        self.spreads = [[vpos[n] for n in c.vms if n in vpos] for c in model.constraints
-                        if isinstance(c, Spread) and c.continuous]
-        self.vm_spreads: dict[int, list[int]] = {}
-        for g, members in enumerate(self.spreads):
-            for j in members:
-                self.vm_spreads.setdefault(j, []).append(g)
-        self.lonely = any(isinstance(c, Lonely) and c.continuous for c in model.constraints)
-        hidx = model.host_index
-        self.max_online = [(c.amount, frozenset(hidx[n] for n in c.hosts) if c.hosts else None)
-                           for c in model.constraints if isinstance(c, MaxOnline) and c.continuous]
+        # continuous constraints decide whether each action may run now
+        self.guards = [(con, data) for con, data in prob.rules if con.continuous and data is not None]
         self.pivoted: set[int] = set()
         self.suspended: set[int] = set()
         self.steps: list[list[dict]] = []
@@ -68,23 +57,13 @@ class Planner:
         if self.max_parallel is not None:
             if step.touch[d] >= self.max_parallel or (src is not None and step.touch[src] >= self.max_parallel):
                 return False
-        for g in self.vm_spreads.get(j, ()):
-            if any(k != j and (d in (self.cur[k], self._dest_now(step, k))) for k in self.spreads[g]):
+        for con, data in self.guards:
+            if not con.guard(self, step, j, d, data):
                 return False
-        if self.lonely:
-            cls = prob.lonely_class[j]
-            if any(prob.lonely_class[k] != cls for k in self.occ[d]):
-                return False
-        if self.max_online and not self.occ[d]:
-            for amount, scope in self.max_online:
-                if scope is not None and d not in scope:
-                    continue
-                n = sum(1 for h in range(prob.n_hosts) if self.occ[h] and (scope is None or h in scope))
-                if n + 1 > amount:
-                    return False
         return True
 
-    def _dest_now(self, step: _Step, k: int) -> int:
+    def dest_now(self, step: _Step, k: int) -> int:
+        """Host VM k is migrating or resuming to in this step (-1 if none)."""
         for a in step.actions:
             if a["_j"] == k and a["action"] in ("migrate", "resume"):
                 return a["_to"]

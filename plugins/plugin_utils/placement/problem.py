@@ -8,11 +8,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
-from .constraints import Ban, Fence, Gather, Lonely, MaxOnline, Root, Spread
+from .constraints import CPU_SCALE, Constraint
 from .model import Model
-
-CPU_SCALE = 1000
 
 
 @dataclass
@@ -33,6 +32,14 @@ class Problem:
     gather_groups: list[list[int]] = field(default_factory=list)
     max_online: list[tuple[int, frozenset | None, object]] = field(default_factory=list)
     vm_spreads: list[list[int]] = field(default_factory=list)
+    # every constraint with its compiled data (Constraint.compile), in model order
+    rules: list[tuple[Constraint, Any]] = field(default_factory=list)
+    # per VM: the constraints whose `fits` hook judges where it may go
+    vm_rules: list[list[tuple[Constraint, Any]]] = field(default_factory=list)
+
+    @cached_property
+    def vm_pos(self) -> dict[str, int]:
+        return {n: j for j, n in enumerate(self.vm_names)}
 
     @cached_property
     def max_cpu(self) -> int:
@@ -76,8 +83,51 @@ class Problem:
             lm[h] += self.mem[j]
         return lc, lm
 
-    def used_hosts(self, placement: list[int]) -> set[int]:
-        return set(placement)
+
+class Builder:
+    """What a constraint's `compile` hook may add to the problem being built."""
+
+    def __init__(self, prob: Problem) -> None:
+        self.prob = prob
+        n = prob.n_vms
+        self.allowed: list[set[int] | None] = [None] * n
+        self.banned: list[set[int]] = [set() for _unused in range(n)]
+        self.lonely_sig: list[list[int]] = [[] for _unused in range(n)]
+
+    def restrict(self, members: list[int], hosts: set[int]) -> None:
+        """The VMs may only end on `hosts`."""
+        for j in members:
+            self.allowed[j] = set(hosts) if self.allowed[j] is None else self.allowed[j] & hosts
+
+    def ban(self, members: list[int], hosts: set[int]) -> None:
+        for j in members:
+            self.banned[j] |= hosts
+
+    def pin(self, members: list[int]) -> None:
+        """The VMs stay where they are."""
+        for j in members:
+            self.prob.movable[j] = False
+
+    def spread_group(self, members: list[int], con: Constraint) -> int:
+        self.prob.spread_groups.append(members)
+        self.watch(members, con, len(self.prob.spread_groups) - 1)
+        return len(self.prob.spread_groups) - 1
+
+    def gather_group(self, members: list[int]) -> None:
+        self.prob.gather_groups.append(members)
+
+    def lonely(self, members: list[int], index: int) -> None:
+        for j in members:
+            self.lonely_sig[j].append(index)
+
+    def max_online(self, amount: int, scope: frozenset | None, con: Constraint) -> int:
+        self.prob.max_online.append((amount, scope, con))
+        return len(self.prob.max_online) - 1
+
+    def watch(self, members: list[int], con: Constraint, data: Any) -> None:
+        """The search state asks `con.fits(state, data, j, h)` before VM j joins host h."""
+        for j in members:
+            self.prob.vm_rules[j].append((con, data))
 
 
 def build_problem(model: Model) -> Problem:
@@ -91,54 +141,27 @@ def build_problem(model: Model) -> Problem:
     usable = [h.state == "online" and h.name not in forbidden for h in model.hosts]
     active = [v for v in model.vms if v.active]
     vm_names = [v.name for v in active]
-    vpos = {n: j for j, n in enumerate(vm_names)}
     cpu = [int(math.ceil(model.demand(v.name, "cpu") * CPU_SCALE - 1e-6)) for v in active]
     mem = [int(math.ceil(model.demand(v.name, "memory") - 1e-9)) for v in active]
     init = [hidx[v.host] for v in active]
-    allowed: list[set[int] | None] = [None] * len(active)
-    banned: list[set[int]] = [set() for _unused in active]
     movable = [True] * len(active)
-    lonely_sig: list[list[int]] = [[] for _unused in active]
     prob = Problem(model, host_names, cap_cpu, cap_mem, usable, vm_names, cpu, mem, init, [], movable, [])
-    for con in model.constraints:
-        members = [vpos[n] for n in con.vms if n in vpos]
-        if isinstance(con, Fence):
-            hs = {hidx[n] for n in con.hosts}
-            for j in members:
-                allowed[j] = hs if allowed[j] is None else allowed[j] & hs
-        elif isinstance(con, Ban):
-            hs = {hidx[n] for n in con.hosts}
-            for j in members:
-                banned[j] |= hs
-        elif isinstance(con, Root):
-            for j in members:
-                movable[j] = False
-        elif isinstance(con, Spread) and len(members) > 1:
-            prob.spread_groups.append(members)
-        elif isinstance(con, Gather) and len(members) > 1:
-            prob.gather_groups.append(members)
-            if con.continuous:
-                # a migration makes the group span two hosts, so a continuous gather never moves
-                for j in members:
-                    movable[j] = False
-        elif isinstance(con, Lonely):
-            for j in members:
-                lonely_sig[j].append(con.index)
-        elif isinstance(con, MaxOnline):
-            scope = frozenset(hidx[n] for n in con.hosts) if con.hosts else None
-            prob.max_online.append((con.amount, scope, con))
+    prob.vm_spreads = [[] for _unused in active]
+    prob.vm_rules = [[] for _unused in active]
+    b = Builder(prob)
+    prob.rules = [(con, con.compile(b)) for con in model.constraints]
     sigs: dict[tuple[int, ...], int] = {(): 0}
-    prob.lonely_class = [sigs.setdefault(tuple(s), len(sigs)) for s in lonely_sig]
+    prob.lonely_class = [sigs.setdefault(tuple(s), len(sigs)) for s in b.lonely_sig]
     for j in range(len(active)):
+        allowed, banned = b.allowed[j], b.banned[j]
         if not movable[j]:
             prob.domain.append([init[j]])
             continue
-        if allowed[j] is None and not banned[j]:
+        if allowed is None and not banned:
             prob.domain.append(None)
             continue
-        base = allowed[j] if allowed[j] is not None else range(len(host_names))
-        prob.domain.append(sorted(h for h in base if usable[h] and h not in banned[j]))
-    prob.vm_spreads = [[] for _unused in active]
+        base = allowed if allowed is not None else range(len(host_names))
+        prob.domain.append(sorted(h for h in base if usable[h] and h not in banned))
     for g, members in enumerate(prob.spread_groups):
         for j in members:
             prob.vm_spreads[j].append(g)

@@ -1,7 +1,8 @@
 """Incremental placement state shared by the greedy heuristics and the LNS.
 
-Tracks loads and the bookkeeping needed to test spread, lonely and max_online in O(1) per VM, and
-keeps used hosts sorted by free memory so best-fit does not scan every host.
+Tracks loads and the counters that let spread, lonely and max_online be tested in O(1) per VM
+(every other constraint answers through its own `fits` hook), and keeps used hosts sorted by free
+memory so best-fit does not scan every host.
 """
 from __future__ import annotations
 
@@ -104,8 +105,8 @@ class State:
                 return False
             cpu += prob.cpu[j]
             mem += prob.mem[j]
-            for g in prob.vm_spreads[j]:
-                if self.spread_count[g].get(h, 0):
+            for con, data in prob.vm_rules[j]:
+                if not con.fits(self, data, j, h):
                     return False
             c = prob.lonely_class[j]
             if cls is None:
