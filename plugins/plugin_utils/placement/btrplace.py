@@ -147,6 +147,15 @@ def _constraint(con: dict, rc_map: dict, vm_names: set) -> dict | str:  # pylint
         if kind != "root":
             out["continuous"] = cont
         return out
+    if kind == "among":
+        parts = [[_node(n) for n in part] for part in con.get("parts") or []]
+        return {"type": "among", "vms": vms, "groups": parts, "continuous": cont}
+    if kind == "split":
+        parts = [[_vm(v) for v in part] for part in con.get("parts") or []]
+        unknown = [v for part in parts for v in part if v not in vm_names]
+        if unknown:
+            return f"names unknown vms {unknown[:3]}"
+        return {"type": "split", "groups": parts, "continuous": cont}
     if kind == "offline":
         return {"type": "offline", "hosts": nodes}
     if kind == "maxOnline":

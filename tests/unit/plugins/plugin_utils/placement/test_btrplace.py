@@ -52,7 +52,7 @@ def test_mapping_of_constraints_and_states():
             "constraints": [{"id": "spread", "vms": [1, 2], "continuous": True},
                             {"id": "ban", "vm": 1, "nodes": [1], "continuous": False},
                             {"id": "resourceCapacity", "rc": "cpu", "amount": 4, "nodes": [0, 1]},
-                            {"id": "among", "vms": [1], "parts": [[0]]}],
+                            {"id": "quarantine", "nodes": [0]}],
             "objective": {"id": "minimizeMTTR"}}
     m = placement.import_btrplace(inst)
     assert m["hosts"][1] == {"name": "node-1", "cpu": 8.0, "memory_mib": 8192, "state": "online"}
@@ -62,7 +62,7 @@ def test_mapping_of_constraints_and_states():
                       "vm-3": ("saved", "node-0", 1.0), "vm-4": ("stopped", None, 1.0)}
     assert {"type": "spread", "vms": ["vm-1", "vm-2"], "continuous": True} in m["constraints"]
     assert {"type": "ban", "vms": ["vm-1"], "hosts": ["node-1"], "continuous": False} in m["constraints"]
-    assert "1 among constraint ignored: constraint type not supported (constraints[3])" in m["warnings"]
+    assert "1 quarantine constraint ignored: constraint type not supported (constraints[3])" in m["warnings"]
     assert "1 resourceCapacity constraint ignored: a capacity shared by several nodes is not supported (constraints[2])" \
         in m["warnings"]
     assert m["options"] == {"objective": "repair"}
@@ -87,8 +87,27 @@ def test_alike_ignored_constraints_share_one_warning():
     inst = {"model": {"mapping": {"onlineNodes": {"0": {"runningVMs": [1, 2, 3, 4, 5]}}},
                       "views": [{"id": "shareableResource", "rcId": "cpu", "defConsumption": 1, "defCapacity": 8}]},
             "constraints": [{"id": "preserve", "rc": "disk", "vm": v, "amount": 1} for v in (1, 2, 3, 4, 5)]
-            + [{"id": "among", "vms": [1], "parts": [[0]]}] + [{"id": "preserve", "rc": "disk", "vm": 1, "amount": 2}]}
+            + [{"id": "quarantine", "nodes": [0]}] + [{"id": "preserve", "rc": "disk", "vm": 1, "amount": 2}]}
     warnings = placement.import_btrplace(inst)["warnings"]
     ignored = [w for w in warnings if "constraint" in w]
     assert ignored == ["6 preserve constraints ignored: resource 'disk' is not modelled (constraints[0], [1], [2], ...)",
-                       "1 among constraint ignored: constraint type not supported (constraints[5])"], warnings
+                       "1 quarantine constraint ignored: constraint type not supported (constraints[5])"], warnings
+
+
+def test_among_and_split_are_mapped():
+    inst = {"model": {"mapping": {"onlineNodes": {str(n): {"runningVMs": [n]} for n in range(4)}},
+                      "views": [{"id": "shareableResource", "rcId": "mem", "defConsumption": 1024, "defCapacity": 4096}]},
+            "constraints": [{"id": "among", "vms": [0, 1], "parts": [[0, 1], [2, 3]], "continuous": False},
+                            {"id": "split", "parts": [[0, 1], [2, 3]], "continuous": True},
+                            {"id": "split", "parts": [[0], [9]], "continuous": False}]}
+    m = placement.import_btrplace(inst, objective="consolidate")
+    assert m["constraints"] == [
+        {"type": "among", "vms": ["vm-0", "vm-1"], "groups": [["node-0", "node-1"], ["node-2", "node-3"]],
+         "continuous": False},
+        {"type": "split", "groups": [["vm-0", "vm-1"], ["vm-2", "vm-3"]], "continuous": True}]
+    assert "1 split constraint ignored: names unknown vms ['vm-9'] (constraints[2])" in m["warnings"]
+    plan = placement.solve(m, time_limit_s=2)
+    assert placement.check_plan(m, plan) == []
+    t = plan["target"]
+    assert plan["stats"]["hosts_used_after"] == 2 and t["vm-0"] in ("node-0", "node-1")
+    assert {t["vm-0"], t["vm-1"]}.isdisjoint({t["vm-2"], t["vm-3"]})
