@@ -27,6 +27,7 @@ class Host:
     cpu: float
     memory_mib: int
     state: str = "online"
+    cluster: str | None = None     # reserved for clusters of clusters; carried, not used yet
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class VM:
     cpu: float
     memory_mib: int
     vcpus: int | None = None
+    priority: int | None = None    # reserved for VM priorities; carried, not used yet
 
     @property
     def active(self) -> bool:
@@ -140,6 +142,14 @@ def _string(where: str, raw: dict, key: str, choices: tuple[str, ...] | None = N
     return val
 
 
+def _integer(where: str, raw: dict, key: str) -> int | None:
+    """An optional integer of either sign."""
+    val = raw.get(key)
+    if val is not None and (not isinstance(val, int) or isinstance(val, bool)):
+        raise ModelError(f"{where}: field {key!r} must be an integer, got {val!r}")
+    return val
+
+
 def _no_unknown(where: str, raw: dict, allowed: tuple[str, ...]) -> None:
     extra = sorted(str(k) for k in raw if k not in allowed)
     if extra:
@@ -150,18 +160,19 @@ def _parse_host(idx: int, raw: Any) -> Host:
     where = _where("hosts", idx, raw)
     if not isinstance(raw, dict):
         raise ModelError(f"{where}: must be an object, got {type(raw).__name__}")
-    _no_unknown(where, raw, ("name", "cpu", "memory_mib", "state"))
+    _no_unknown(where, raw, ("name", "cpu", "memory_mib", "state", "cluster"))
     return Host(name=_string(where, raw, "name"),
                 cpu=float(_number(where, raw, "cpu")),
                 memory_mib=_number(where, raw, "memory_mib", integer=True),
-                state=_string(where, raw, "state", HOST_STATES, default="online"))
+                state=_string(where, raw, "state", HOST_STATES, default="online"),
+                cluster=_string(where, raw, "cluster", nullable=True))
 
 
 def _parse_vm(idx: int, raw: Any) -> VM:
     where = _where("vms", idx, raw)
     if not isinstance(raw, dict):
         raise ModelError(f"{where}: must be an object, got {type(raw).__name__}")
-    _no_unknown(where, raw, ("name", "host", "state", "vcpus", "cpu", "memory_mib"))
+    _no_unknown(where, raw, ("name", "host", "state", "vcpus", "cpu", "memory_mib", "priority"))
     state = _string(where, raw, "state", VM_STATES, default="running")
     vcpus = _number(where, raw, "vcpus", integer=True, positive=True, required=False)
     cpu = raw.get("cpu")
@@ -176,7 +187,8 @@ def _parse_vm(idx: int, raw: Any) -> VM:
     return VM(name=_string(where, raw, "name"),
               host=_string(where, raw, "host", nullable=state not in ACTIVE_STATES),
               state=state, cpu=float(cpu),
-              memory_mib=_number(where, raw, "memory_mib", integer=True), vcpus=vcpus)
+              memory_mib=_number(where, raw, "memory_mib", integer=True), vcpus=vcpus,
+              priority=_integer(where, raw, "priority"))
 
 
 def _parse_options(raw: Any) -> Options:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 import placement
@@ -130,3 +132,29 @@ def test_overrides_do_not_touch_the_callers_model():
     assert again.options.objective == "repair" and again.options.seed == 0
     assert loaded.options.objective == "consolidate"
     assert placement.load_model(loaded, objective=None) is loaded
+
+
+def test_fields_reserved_for_later_features_are_valid_in_version_1():
+    """VM priority, host cluster and a saved VM without a host: validated, carried, not placed."""
+    hosts = [dict(host("hv1", gib=16), cluster="rack-a"), host("hv2", gib=16)]
+    saved = {"name": "s", "state": "saved", "memory_mib": 8192, "priority": 5}
+    m = model(hosts, [dict(vm("a", "hv1", gib=4), priority=-2), vm("b", "hv2", gib=4), saved])
+    loaded = placement.load_model(m)
+    assert loaded.host("hv1").cluster == "rack-a" and loaded.host("hv2").cluster is None
+    assert (loaded.vm("a").priority, loaded.vm("b").priority, loaded.vm("s").priority) == (-2, None, 5)
+    assert loaded.vm("s").host is None and not loaded.vm("s").active
+    plan = placement.solve(m, time_limit_s=2)
+    assert set(plan["target"]) == {"a", "b"}
+    assert all(a["vm"] != "s" for step in plan["steps"] for a in step)
+    assert placement.check_plan(m, plan) == []
+    for mutate, expected in [
+            (lambda d: d["vms"][0].update(priority="high"), "vms[0] (name 'a'): field 'priority' must be an integer, got 'high'"),
+            (lambda d: d["vms"][0].update(priority=True), "vms[0] (name 'a'): field 'priority' must be an integer"),
+            (lambda d: d["hosts"][0].update(cluster=""), "hosts[0] (name 'hv1'): field 'cluster' must be a non-empty string"),
+            (lambda d: d["hosts"][0].update(cluster=3), "hosts[0] (name 'hv1'): field 'cluster' must be a non-empty string"),
+            (lambda d: d["vms"][2].update(state="running", cpu=1), "vms[2] (name 's'): missing field 'host'")]:
+        bad = copy.deepcopy(m)
+        mutate(bad)
+        with pytest.raises(ModelError) as err:
+            placement.load_model(bad)
+        assert expected in str(err.value)
