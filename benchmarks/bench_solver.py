@@ -20,7 +20,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 sys.path.insert(0, os.path.join(ROOT, "plugins", "plugin_utils"))
 
 import placement  # noqa: E402  pylint: disable=wrong-import-position
-from placement.synthetic import FLAVOUR_WEIGHTS, HEAVY_WEIGHTS, make_cluster  # noqa: E402  pylint: disable=wrong-import-position
+from synthetic import FLAVOUR_WEIGHTS, HEAVY_WEIGHTS, make_cluster  # noqa: E402  pylint: disable=wrong-import-position
 
 DEFAULT_LIMITS = {100: 2.0, 2000: 30.0, 5000: 60.0}
 

@@ -11,9 +11,14 @@ No shebang and no execute bit: the only Python shebang ansible-test sanity accep
 """
 from __future__ import annotations
 
+import argparse
+import gzip
 import importlib.util
+import json
 import os
 import sys
+import time
+from typing import Any, TextIO
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 REEXEC_MARK = "ENTROPY_SOLVE_REEXEC"
@@ -31,8 +36,126 @@ def _reexec_in_venv() -> None:
     os.execv(python, [python, os.path.abspath(__file__), *sys.argv[1:]])
 
 
+
+EXIT_BAD_INPUT = 2
+EXIT_INFEASIBLE = 3
+
+
+def _parser(objectives: tuple[str, ...]) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="entropy_solve.py", description="Compute a VM placement and a migration plan.")
+    p.add_argument("model", help="model JSON file (or a BtrPlace .json/.json.gz with --btrplace); '-' = stdin")
+    p.add_argument("-o", "--output", help="write the plan JSON here (default: stdout)")
+    p.add_argument("--objective", choices=objectives)
+    p.add_argument("--time-limit", type=float, metavar="S", help="seconds (default: the model's, else 30)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=int, choices=(1, 2))
+    p.add_argument("--btrplace", action="store_true", help="the input is a BtrPlace instance")
+    p.add_argument("--check", metavar="PLAN", help="do not solve: check this plan against the model")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line and no summary")
+    return p
+
+
+def _load(path: str, btrplace: bool, objective: str | None, placement: Any) -> Any:
+    if btrplace:
+        return placement.import_btrplace(path, objective=objective)
+    if path == "-":
+        return json.load(sys.stdin)
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _summary(plan: dict, out: TextIO, units: bool = True) -> None:
+    """`units=False` for inputs whose amounts have no unit (BtrPlace): no GiB, no run time in seconds."""
+    s = plan["stats"]
+    if units:
+        moved = (f"{s['memory_moved_mib'] / 1024:.1f} GiB moved, {s['steps']} steps, {s['pivots']} pivots, "
+                 f"~{s['estimated_duration_s']:.0f} s to run")
+    else:
+        moved = f"{s['memory_moved_mib']:g} memory units moved, {s['steps']} steps, {s['pivots']} pivots"
+    out.write(f"status {plan['status']} ({plan['objective']}): hosts used {s['hosts_used_before']} -> "
+              f"{s['hosts_used_after']} (lower bound {s['hosts_lower_bound']}), {s['migrations']} migrations, "
+              f"{moved}; solved in {s['solve_seconds']:.1f} s\n")
+    if plan["hosts_freed"]:
+        freed = plan["hosts_freed"]
+        out.write(f"hosts freed ({len(freed)}): {', '.join(freed[:10])}{' ...' if len(freed) > 10 else ''}\n")
+    for w in plan.get("warnings", []):
+        out.write(f"warning: {w}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    # the solver package is imported only now: after the re-exec, from this checkout
+    sys.path.insert(0, os.path.join(ROOT, "plugins", "plugin_utils"))
+    import placement  # pylint: disable=import-outside-toplevel
+    from placement.model import OBJECTIVES  # pylint: disable=import-outside-toplevel
+    args = _parser(OBJECTIVES).parse_args(argv)
+    err = sys.stderr
+    try:
+        model = _load(args.model, args.btrplace, args.objective, placement)
+    except (OSError, ValueError, EOFError) as exc:
+        err.write(f"error: cannot read model {args.model!r}: {exc}\n")
+        return EXIT_BAD_INPUT
+    except placement.PlacementError as exc:
+        err.write(f"error: {exc}\n")
+        return EXIT_BAD_INPUT
+    if args.check:
+        return _check(args, model, placement)
+    return _solve(args, model, placement)
+
+
+def _check(args: argparse.Namespace, model: Any, placement: Any) -> int:
+    err = sys.stderr
+    try:
+        with open(args.check, encoding="utf-8") as handle:
+            plan = json.load(handle)
+    except (OSError, ValueError) as exc:
+        err.write(f"error: cannot read plan {args.check!r}: {exc}\n")
+        return EXIT_BAD_INPUT
+    problems = placement.check_plan(model, plan)
+    for line in problems:
+        err.write(f"violation: {line}\n")
+    if not args.quiet:
+        err.write("plan is valid\n" if not problems else f"{len(problems)} violation(s)\n")
+    return 1 if problems else 0
+
+
+def _solve(args: argparse.Namespace, model: Any, placement: Any) -> int:
+    err = sys.stderr
+    overrides = {"objective": args.objective, "time_limit_s": args.time_limit, "seed": args.seed,
+                 "workers": args.workers}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    start = time.monotonic()
+
+    def progress(line: str) -> None:
+        if not args.quiet and err.isatty():
+            err.write(f"\r[{time.monotonic() - start:6.1f}s] {line}\033[K")
+            err.flush()
+        elif not args.quiet:
+            err.write(f"[{time.monotonic() - start:6.1f}s] {line}\n")
+
+    nl = "\n" if not args.quiet and err.isatty() else ""
+    try:
+        plan = placement.solve(model, progress=progress, **overrides)
+    except placement.InfeasibleError as exc:
+        err.write(f"{nl}infeasible: {exc.explanation}\n")
+        for extra in exc.details[1:]:
+            err.write(f"  also: {extra}\n")
+        return EXIT_INFEASIBLE
+    except placement.PlacementError as exc:
+        err.write(f"{nl}error: {exc}\n")
+        return EXIT_BAD_INPUT
+    err.write(nl)
+    text = json.dumps(plan, indent=1, ensure_ascii=False)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+    if not args.quiet:
+        _summary(plan, err, units=not args.btrplace)
+    return 0
+
+
 if __name__ == "__main__":
     _reexec_in_venv()
-    sys.path.insert(0, os.path.join(ROOT, "plugins", "plugin_utils"))
-    from placement.cli import main  # pylint: disable=import-outside-toplevel
     sys.exit(main())

@@ -41,7 +41,6 @@ class Lns:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
         self.iterations = 0
-        self.improvements = 0
         self.initially_used = frozenset(self.prob.init)
 
     # --- helpers ----------------------------------------------------------------------------
@@ -152,7 +151,6 @@ class Lns:
             before = len(used)
             self._solve(free, hosts, "consolidate", targets={t})
             if len(self.used()) < before:
-                self.improvements += 1
                 fails.pop(t, None)
                 stagnation = 0
                 size = 8

@@ -1,4 +1,5 @@
-"""Put plugins/plugin_utils on sys.path so the tests import the package standalone as `placement`."""
+"""Put plugins/plugin_utils on sys.path so the tests import the package standalone as `placement`,
+and benchmarks/ for the synthetic cluster generator the benchmarks use too."""
 from __future__ import annotations
 
 import os
@@ -6,3 +7,4 @@ import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), *([os.pardir] * 5)))
 sys.path.insert(0, os.path.join(ROOT, "plugins", "plugin_utils"))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))

@@ -5,7 +5,7 @@ import pytest
 
 import placement
 from placement import solver as solver_mod
-from placement.synthetic import make_cluster
+from synthetic import make_cluster
 
 
 @pytest.fixture(name="lns_only")

@@ -63,7 +63,7 @@ def test_paused_vm_holds_memory_but_no_cpu():
 
 
 def test_same_seed_same_plan_lns():
-    from placement.synthetic import make_cluster  # pylint: disable=import-outside-toplevel
+    from synthetic import make_cluster  # pylint: disable=import-outside-toplevel
     m = make_cluster(40, 200, seed=3)
     m["options"] = {"time_limit_s": 60, "seed": 7, "max_iterations": 15}
     p1 = placement.solve(m)
@@ -74,7 +74,7 @@ def test_same_seed_same_plan_lns():
 
 
 def test_same_seed_same_plan_dense():
-    from placement.synthetic import make_cluster  # pylint: disable=import-outside-toplevel
+    from synthetic import make_cluster  # pylint: disable=import-outside-toplevel
     m = make_cluster(12, 60, seed=5)
     p1 = solve_checked(m, time_limit_s=2, seed=1)
     p2 = placement.solve(m, time_limit_s=2, seed=1)
