@@ -22,13 +22,12 @@ def _limits(model: Model, occupancy: dict[str, set[str]]) -> dict[tuple[str, str
     return use
 
 
-def check_plan(model: Any, plan: Any) -> list[str]:  # pylint: disable=too-many-branches,too-many-statements,too-many-locals
+def check_plan(model: Any, plan: Any) -> list[str]:
     """Return the list of violations of `plan` on `model` (empty = the plan is valid)."""
     try:
         model = load_model(model)
     except ModelError as exc:
         return [f"model: {exc}"]
-    errors: list[str] = []
     if not isinstance(plan, dict):
         return ["plan: must be an object"]
     steps = plan.get("steps")
@@ -37,85 +36,113 @@ def check_plan(model: Any, plan: Any) -> list[str]:  # pylint: disable=too-many-
         return ["plan: 'steps' must be a list of lists of actions"]
     if not isinstance(target, dict):
         return ["plan: 'target' must be an object mapping vm to host"]
-    active = {v.name for v in model.vms if v.active}
-    where: dict[str, str | None] = {v.name: v.host for v in model.vms if v.active}
-    initial = _limits(model, {v: {h} for v, h in where.items() if h is not None})
-    limit = {}
-    for h in model.hosts:
-        for r in ("cpu", "memory"):
-            limit[h.name, r] = max(model.capacity(h.name, r), initial.get((h.name, r), 0.0))
-    # a continuous constraint already broken before the plan starts can only be judged at the end
-    start = {v: {h} for v, h in where.items() if h is not None}
-    continuous = [c for c in model.constraints if c.continuous and not c.check_state(model, start)]
-    cap = model.options.max_parallel_migrations_per_host
+    replay = _Replay(model)
     for s, step in enumerate(steps):
-        occ: dict[str, set[str]] = {v: ({h} if h is not None else set()) for v, h in where.items()}
-        after = dict(where)
+        replay.step(s, step)
+    return replay.errors + _end(model, replay.where, target)
+
+
+class _Replay:
+    """Walks the plan step by step: where each active VM is (None = suspended) and what breaks."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.errors: list[str] = []
+        self.active = {v.name for v in model.vms if v.active}
+        self.where: dict[str, str | None] = {v.name: v.host for v in model.vms if v.active}
+        initial = _limits(model, {v: {h} for v, h in self.where.items() if h is not None})
+        # a host may stay at its initial load during the plan, even above its capacity
+        self.limit = {(h.name, r): max(model.capacity(h.name, r), initial.get((h.name, r), 0.0))
+                      for h in model.hosts for r in ("cpu", "memory")}
+        # a continuous constraint already broken before the plan starts can only be judged at the end
+        start = {v: {h} for v, h in self.where.items() if h is not None}
+        self.continuous = [c for c in model.constraints if c.continuous and not c.check_state(model, start)]
+        self.cap = model.options.max_parallel_migrations_per_host
+
+    def step(self, s: int, step: list) -> None:
+        """Apply one step: every action starts from the state before the step."""
+        model, errors = self.model, self.errors
+        occ: dict[str, set[str]] = {v: ({h} if h is not None else set()) for v, h in self.where.items()}
+        after = dict(self.where)
         seen: set[str] = set()
         touch: dict[str, int] = {}
         for a, act in enumerate(step):
-            tag = f"step {s} action {a}"
-            if not isinstance(act, dict) or act.get("action") not in ("migrate", "suspend", "resume"):
-                errors.append(f"{tag}: unknown action {act!r}")
-                continue
-            vm = act.get("vm")
-            if vm not in model.vm_index:
-                errors.append(f"{tag}: unknown vm {vm!r}")
-                continue
-            if vm not in active:
-                errors.append(f"{tag}: vm {vm!r} is {model.vm(vm).state}, it cannot be acted on")
-                continue
-            if vm in seen:
-                errors.append(f"{tag}: vm {vm!r} has more than one action in this step")
-                continue
-            seen.add(vm)
-            kind = act["action"]
-            if kind == "migrate":
-                src, dst = act.get("from"), act.get("to")
-                if where[vm] is None:
-                    errors.append(f"{tag}: vm {vm!r} is suspended, it cannot migrate")
-                    continue
-                if src != where[vm]:
-                    errors.append(f"{tag}: vm {vm!r} migrates from {src!r} but is on {where[vm]!r}")
-                if dst not in model.host_index or model.host(dst).state != "online":
-                    errors.append(f"{tag}: vm {vm!r} migrates to unknown or offline host {dst!r}")
-                    continue
-                if dst == where[vm]:
-                    errors.append(f"{tag}: vm {vm!r} migrates to the host it is on")
-                occ[vm] = {where[vm], dst}
-                after[vm] = dst
-                for h in (where[vm], dst):
-                    touch[h] = touch.get(h, 0) + 1
-            elif kind == "suspend":
-                if where[vm] is None or act.get("host") != where[vm]:
-                    errors.append(f"{tag}: vm {vm!r} suspended on {act.get('host')!r} but is on {where[vm]!r}")
-                    continue
-                after[vm] = None
-            else:
-                host = act.get("host")
-                if where[vm] is not None:
-                    errors.append(f"{tag}: vm {vm!r} resumed but it is not suspended")
-                    continue
-                if host not in model.host_index or model.host(host).state != "online":
-                    errors.append(f"{tag}: vm {vm!r} resumed on unknown or offline host {host!r}")
-                    continue
-                occ[vm] = {host}
-                after[vm] = host
+            vm = self._vm_of(f"step {s} action {a}", act, seen)
+            if vm is not None:
+                self._action(f"step {s} action {a}", act, vm, occ, after, touch)
         use = _limits(model, occ)
         for (h, r), val in sorted(use.items()):
-            if val > limit[h, r] + EPS:
-                errors.append(f"step {s}: host {h!r} {r} {val:g} exceeds {limit[h, r]:g} during the step")
-        if cap is not None:
+            if val > self.limit[h, r] + EPS:
+                errors.append(f"step {s}: host {h!r} {r} {val:g} exceeds {self.limit[h, r]:g} during the step")
+        if self.cap is not None:
             for h, n in sorted(touch.items()):
-                if n > cap:
-                    errors.append(f"step {s}: host {h!r} has {n} concurrent migrations, cap is {cap}")
-        for con in continuous:
+                if n > self.cap:
+                    errors.append(f"step {s}: host {h!r} has {n} concurrent migrations, cap is {self.cap}")
+        for con in self.continuous:
             errors.extend(f"step {s}: {e}" for e in con.check_state(model, occ))
-        where = after
-    final = dict(where)
-    for vm, h in sorted(final.items()):
-        if h is None:
-            errors.append(f"end: vm {vm!r} is left suspended")
+        self.where = after
+
+    def _vm_of(self, tag: str, act: Any, seen: set[str]) -> str | None:
+        """The VM an action acts on, or None (and an error) when the action is not valid."""
+        if not isinstance(act, dict) or act.get("action") not in ("migrate", "suspend", "resume"):
+            self.errors.append(f"{tag}: unknown action {act!r}")
+            return None
+        vm = act.get("vm")
+        if vm not in self.model.vm_index:
+            self.errors.append(f"{tag}: unknown vm {vm!r}")
+            return None
+        if vm not in self.active:
+            self.errors.append(f"{tag}: vm {vm!r} is {self.model.vm(vm).state}, it cannot be acted on")
+            return None
+        if vm in seen:
+            self.errors.append(f"{tag}: vm {vm!r} has more than one action in this step")
+            return None
+        seen.add(vm)
+        return vm
+
+    def _online(self, host: Any) -> bool:
+        return host in self.model.host_index and self.model.host(host).state == "online"
+
+    def _action(self, tag: str, act: dict, vm: str, occ: dict[str, set[str]], after: dict[str, str | None],
+                touch: dict[str, int]) -> None:
+        errors, where = self.errors, self.where
+        kind = act["action"]
+        if kind == "migrate":
+            src, dst = act.get("from"), act.get("to")
+            if where[vm] is None:
+                errors.append(f"{tag}: vm {vm!r} is suspended, it cannot migrate")
+                return
+            if src != where[vm]:
+                errors.append(f"{tag}: vm {vm!r} migrates from {src!r} but is on {where[vm]!r}")
+            if not self._online(dst):
+                errors.append(f"{tag}: vm {vm!r} migrates to unknown or offline host {dst!r}")
+                return
+            if dst == where[vm]:
+                errors.append(f"{tag}: vm {vm!r} migrates to the host it is on")
+            occ[vm] = {where[vm], dst}
+            after[vm] = dst
+            for h in (where[vm], dst):
+                touch[h] = touch.get(h, 0) + 1
+        elif kind == "suspend":
+            if where[vm] is None or act.get("host") != where[vm]:
+                errors.append(f"{tag}: vm {vm!r} suspended on {act.get('host')!r} but is on {where[vm]!r}")
+                return
+            after[vm] = None
+        else:
+            host = act.get("host")
+            if where[vm] is not None:
+                errors.append(f"{tag}: vm {vm!r} resumed but it is not suspended")
+                return
+            if not self._online(host):
+                errors.append(f"{tag}: vm {vm!r} resumed on unknown or offline host {host!r}")
+                return
+            occ[vm] = {host}
+            after[vm] = host
+
+
+def _end(model: Model, final: dict[str, str | None], target: dict) -> list[str]:
+    """The state after the last step: nothing suspended, capacities, constraints, target, budgets."""
+    errors = [f"end: vm {vm!r} is left suspended" for vm, h in sorted(final.items()) if h is None]
     placed = {v: h for v, h in final.items() if h is not None}
     use = _limits(model, {v: {h} for v, h in placed.items()})
     for (h, r), val in sorted(use.items()):
@@ -124,6 +151,7 @@ def check_plan(model: Any, plan: Any) -> list[str]:  # pylint: disable=too-many-
             errors.append(f"end: host {h!r} {r} {val:g} exceeds capacity {capacity:g}")
     for con in model.constraints:
         errors.extend(f"end: {e}" for e in con.check_final(model, placed))
+    active = set(final)
     if set(target) != active:
         missing = sorted(active - set(target))[:3]
         extra = sorted(set(target) - active)[:3]

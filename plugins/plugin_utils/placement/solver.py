@@ -6,13 +6,14 @@ import time
 from typing import Any, Callable
 
 from .bounds import hosts_lower_bound
+from .context import SolveContext
 from .cpsat import require_ortools, solve_sub
 from .diagnose import diagnose, raise_if_infeasible
 from .errors import InfeasibleError, PlacementError
 from .greedy import drain, host_order, keep_and_repair, place_units
 from .hostset import choose_hosts, joint_cover_bound
 from .pack import home_pass, pack_cosine, relabel
-from .lns import Lns, LnsConfig
+from .lns import Lns
 from .model import Model, load_model
 from .planner import build_plan
 from .problem import CPU_SCALE, Problem, build_problem
@@ -24,6 +25,14 @@ DENSE_PAIRS = 3000
 # Deterministic-time share of the remaining wall time for the dense model, so that the
 # deterministic limit (reproducible) normally ends the search before the wall clock does.
 DENSE_DTIME_SHARE = 0.15
+# LNS iteration budget when the model sets no max_iterations (docs/model-format.md).
+MAX_ITERATIONS = 100000
+# Iterations the LNS gets to place what the greedy start could not, on large problems.
+FIXER_ITERATIONS = 2000
+# Constraints up to which an infeasible small model is re-solved without each one to name the culprit.
+BLAME_LIMIT = 24
+# Wall time for each of those re-solves (each gets a fifth of it and of the dense deterministic share).
+BLAME_SECONDS = 1.0
 
 
 def _moved(prob: Problem, placement: list[int]) -> tuple[int, int]:
@@ -45,17 +54,17 @@ def _over_budget(prob: Problem, placement: list[int]) -> str | None:
     return None
 
 
-def _dense(st: State, mode: str, hosts: list[int], deadline: float, seed: int, workers: int,
-           share: float = 1.0, max_used: int | None = None) -> str:  # pylint: disable=too-many-arguments
-    """Solve the whole problem in one CP-SAT model; returns the CP-SAT status."""
-    prob = st.prob
+def _dense(ctx: SolveContext, mode: str, hosts: list[int] | None = None, share: float = 1.0,
+           max_used: int | None = None) -> str:
+    """Solve the whole problem in one CP-SAT model (on `hosts`, default every usable host) within
+    `share` of the time left; returns the CP-SAT status."""
+    st, prob, opts = ctx.st, ctx.prob, ctx.opts
     free = [j for j in range(prob.n_vms) if prob.movable[j]]
-    opts = prob.model.options
-    budgets = (opts.max_migrations, opts.max_memory_moved_mib)
-    left = max(deadline - time.monotonic(), 0.05)
+    left = max(ctx.deadline - time.monotonic(), 0.05)
     # the deterministic budget derives from the time limit, not from the wall time left, so that
     # the same model and seed give the same plan
-    res = solve_sub(st, free, hosts, mode, budgets=budgets, seed=seed, workers=workers,
+    res = solve_sub(st, free, ctx.usable if hosts is None else hosts, mode,
+                    budgets=(opts.max_migrations, opts.max_memory_moved_mib), seed=opts.seed, workers=opts.workers,
                     dtime=max(opts.time_limit_s * share * DENSE_DTIME_SHARE, 0.02), max_time=left * share,
                     initially_used=frozenset(prob.init), max_used=max_used)
     if res.assign is not None:
@@ -67,12 +76,12 @@ def _dense(st: State, mode: str, hosts: list[int], deadline: float, seed: int, w
     return res.status
 
 
-def _pack(st: State, lns: Lns, opts: Any) -> None:
+def _pack(ctx: SolveContext, lns: Lns) -> None:
     """Consolidate by packing into a host set chosen up front (type aware, cosine rule), placing
     the leftovers on extra hosts, then letting the LNS empty the least filled hosts."""
-    prob = st.prob
+    st, prob = ctx.st, ctx.prob
     saved = st.placement()
-    keep = choose_hosts(st, seed=opts.seed)
+    keep = choose_hosts(st, seed=ctx.opts.seed)
     movable = sorted({st.unit_of[j] for j in range(prob.n_vms)
                       if all(prob.movable[k] for k in st.units[st.unit_of[j]])})
     for u in movable:
@@ -112,114 +121,122 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
     t0 = time.monotonic()
     model: Model = load_model(model_or_dict, **overrides)
     require_ortools()
-    opts = model.options
-    deadline = t0 + opts.time_limit_s
     prob = build_problem(model)
     raise_if_infeasible(prob)
     lb = max(hosts_lower_bound(prob), joint_cover_bound(prob) or 0)
-    usable = [h for h in range(prob.n_hosts) if prob.usable[h]]
-    dense = prob.n_vms * max(len(usable), 1) <= DENSE_PAIRS
     st, failed = keep_and_repair(prob)
-    proved = False
-    budget_msg = _over_budget(prob, st.host_of) if not failed else None
-    if failed or budget_msg:
-        if dense:
-            _dense_start(st, model, deadline, budget_msg)
-        elif budget_msg:
-            raise InfeasibleError(budget_msg)
-        else:
-            # let the LNS rearrange hosts to make room for what the greedy could not place
-            fixer = Lns(st, LnsConfig(objective="repair", deadline=deadline, seed=opts.seed, workers=opts.workers))
-            fixer.squeeze(set(usable), t0 + opts.time_limit_s * 0.5, patience=10 ** 9)
-            left = fixer.unplaced()
-            if left:
-                names = ", ".join(repr(prob.vm_names[j]) for j in left[:3])
-                raise PlacementError(f"no host found for vms {names} within the time limit; try a longer time limit "
-                                     f"or relax constraints")
-        failed = []
-    cfg = LnsConfig(objective=opts.objective, deadline=deadline, seed=opts.seed, workers=opts.workers,
-                    max_iterations=opts.max_iterations if opts.max_iterations is not None else 100000,
-                    max_migrations=opts.max_migrations, max_memory_moved_mib=opts.max_memory_moved_mib,
-                    lower_bound=lb, progress=progress)
-    lns = Lns(st, cfg)
-    hosts_phase: float | None = None   # when the consolidation stopped reducing hosts
-    if opts.objective == "consolidate":
-        if dense and opts.max_migrations is None and opts.max_memory_moved_mib is None:
-            drain(st, t0 + opts.time_limit_s * 0.2)
-        if dense:
-            # lexicographic: fewest hosts first, then least memory moved with that many hosts
-            first = _dense(st, "hosts", usable, deadline, opts.seed, opts.workers, share=0.5)
-            hosts_phase = time.monotonic() - t0
-            second = _dense(st, "moves", usable, deadline, opts.seed, opts.workers, share=0.5,
-                            max_used=len(set(st.host_of)))
-            proved = first == "optimal" and second == "optimal"
-        elif opts.max_migrations is None and opts.max_memory_moved_mib is None:
-            _pack(st, lns, opts)
-            hosts_phase = time.monotonic() - t0
-            lns.reduce_moves("moves")
-        else:
-            lns.consolidate()
-            hosts_phase = time.monotonic() - t0
-            lns.reduce_moves("moves")
-    elif opts.objective == "repair":
-        if dense:
-            proved = _dense(st, "repair", usable, deadline, opts.seed, opts.workers) == "optimal"
-        else:
-            home_pass(st)
-            lns.reduce_moves("repair")
-    else:
-        used = sorted(set(st.host_of))
-        if dense:
-            proved = _dense(st, "balance", used, deadline, opts.seed, opts.workers) == "optimal"
-        else:
-            lns.balance()
-    target = st.placement()
-    msg = _over_budget(prob, target)
-    if msg:
-        raise InfeasibleError(msg)
-    before = len(set(prob.init))
-    after = len(set(target))
-    initially_viable = not _overloaded_at_start(prob) and not failed
-    if (opts.objective == "consolidate" and opts.min_gain_hosts and before - after < opts.min_gain_hosts
-            and initially_viable and _constraints_ok(model, prob, prob.init)):
-        target = list(prob.init)
+    ctx = SolveContext(model, prob, st, t0, progress)
+    dense = prob.n_vms * max(len(ctx.usable), 1) <= DENSE_PAIRS
+    if failed or _over_budget(prob, st.host_of):
+        _viable_start(ctx, dense, bool(failed))
+    lns = Lns(ctx, lower_bound=lb, max_iterations=ctx.opts.max_iterations if ctx.opts.max_iterations is not None
+              else MAX_ITERATIONS)
+    proved, hosts_phase = _optimise(ctx, lns, dense)
+    target = _keep_if_not_worth_it(ctx, st.placement())
     plan = _plan(prob, target, lb, t0, proved, lns.iterations)
     plan["stats"]["hosts_phase_seconds"] = None if hosts_phase is None else round(hosts_phase, 3)
     return plan
 
 
-def _dense_start(st: State, model: Model, deadline: float, budget_msg: str | None) -> None:
+def _viable_start(ctx: SolveContext, dense: bool, failed: bool) -> None:
+    """The greedy start left VMs unplaced or broke a budget: make it viable or say why not."""
+    budget_msg = _over_budget(ctx.prob, ctx.st.host_of) if not failed else None
+    if dense:
+        _dense_start(ctx, budget_msg)
+    elif budget_msg:
+        raise InfeasibleError(budget_msg)
+    else:
+        # let the LNS rearrange hosts to make room for what the greedy could not place
+        fixer = Lns(ctx, max_iterations=FIXER_ITERATIONS, budgets=False, report=False)
+        fixer.squeeze(set(ctx.usable), ctx.at(0.5), patience=10 ** 9)
+        left = fixer.unplaced()
+        if left:
+            names = ", ".join(repr(ctx.prob.vm_names[j]) for j in left[:3])
+            raise PlacementError(f"no host found for vms {names} within the time limit; try a longer time limit "
+                                 f"or relax constraints")
+
+
+def _optimise(ctx: SolveContext, lns: Lns, dense: bool) -> tuple[bool, float | None]:
+    """The objective's search; returns (proved optimal, seconds until the hosts count stopped falling)."""
+    st, opts = ctx.st, ctx.opts
+    proved = False
+    hosts_phase: float | None = None
+    if opts.objective == "consolidate":
+        if dense and not ctx.budgeted:
+            drain(st, ctx.at(0.2))
+        if dense:
+            # lexicographic: fewest hosts first, then least memory moved with that many hosts
+            first = _dense(ctx, "hosts", share=0.5)
+            hosts_phase = time.monotonic() - ctx.t0
+            second = _dense(ctx, "moves", share=0.5, max_used=len(set(st.host_of)))
+            proved = first == "optimal" and second == "optimal"
+        else:
+            if ctx.budgeted:
+                lns.consolidate()
+            else:
+                _pack(ctx, lns)
+            hosts_phase = time.monotonic() - ctx.t0
+            lns.reduce_moves("moves")
+    elif opts.objective == "repair":
+        if dense:
+            proved = _dense(ctx, "repair") == "optimal"
+        else:
+            home_pass(st)
+            lns.reduce_moves("repair")
+    elif dense:
+        proved = _dense(ctx, "balance", sorted(set(st.host_of))) == "optimal"
+    else:
+        lns.balance()
+    return proved, hosts_phase
+
+
+def _keep_if_not_worth_it(ctx: SolveContext, target: list[int]) -> list[int]:
+    """Check the budgets; keep the initial placement when a consolidation frees fewer hosts than
+    `min_gain_hosts` and the cluster is fine as it is."""
+    prob, opts = ctx.prob, ctx.opts
+    msg = _over_budget(prob, target)
+    if msg:
+        raise InfeasibleError(msg)
+    gain = len(set(prob.init)) - len(set(target))
+    if (opts.objective == "consolidate" and opts.min_gain_hosts and gain < opts.min_gain_hosts
+            and not _overloaded_at_start(prob) and _constraints_ok(ctx.model, prob, prob.init)):
+        return list(prob.init)
+    return target
+
+
+def _dense_start(ctx: SolveContext, budget_msg: str | None) -> None:
     """Small problems whose greedy start failed (or broke a budget): one CP-SAT model decides."""
-    prob, opts = st.prob, model.options
-    usable = [h for h in range(prob.n_hosts) if prob.usable[h]]
-    status = _dense(st, "repair", usable, deadline, opts.seed, opts.workers)
+    model = ctx.model
+    status = _dense(ctx, "repair")
     if status == "infeasible":
         if budget_msg:
             raise InfeasibleError(budget_msg)
-        culprits = _blame(model, opts.seed)
+        culprits = _blame(model, ctx.opts.seed)
         if culprits:
             raise InfeasibleError(f"no placement satisfies all constraints and capacities together; "
                                   f"without {culprits[0]} one exists", [f"without {c} one exists" for c in culprits])
         raise InfeasibleError("no placement satisfies all constraints and capacities together "
                               f"({len(model.constraints)} constraints); relax one of them")
-    if any(h < 0 for h in st.host_of):
+    if any(h < 0 for h in ctx.st.host_of):
         raise PlacementError("no viable placement found within the time limit")
 
 
-def _blame(model: Model, seed: int, limit: int = 24) -> list[str]:
+def _blame(model: Model, seed: int, limit: int = BLAME_LIMIT) -> list[str]:
     """Constraints whose removal alone makes a small infeasible model feasible (cheap: few constraints)."""
     if len(model.constraints) > limit:
         return []
     culprits = []
     for i, con in enumerate(model.constraints):
-        relaxed = dataclasses.replace(model, constraints=model.constraints[:i] + model.constraints[i + 1:])
+        relaxed = dataclasses.replace(model, constraints=model.constraints[:i] + model.constraints[i + 1:],
+                                      options=dataclasses.replace(model.options, seed=seed, workers=1))
         prob = build_problem(relaxed)
         if diagnose(prob):
             continue
         st, failed = keep_and_repair(prob)
         if failed:
-            usable = [h for h in range(prob.n_hosts) if prob.usable[h]]
-            if _dense(st, "repair", usable, time.monotonic() + 1.0, seed, 1, share=0.2) in ("infeasible", "unknown"):
+            now = time.monotonic()
+            ctx = SolveContext(relaxed, prob, st, now, deadline=now + BLAME_SECONDS)
+            if _dense(ctx, "repair", share=0.2) in ("infeasible", "unknown"):
                 continue
         culprits.append(con.describe())
     return culprits
