@@ -22,6 +22,8 @@ from typing import Any, TextIO
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 REEXEC_MARK = "ENTROPY_SOLVE_REEXEC"
+EXIT_BAD_INPUT = 2
+EXIT_INFEASIBLE = 3
 
 
 def _reexec_in_venv() -> None:
@@ -34,11 +36,6 @@ def _reexec_in_venv() -> None:
         return  # nothing better to run: the solver says itself that ortools is missing
     os.environ[REEXEC_MARK] = "1"  # once only, even if that Python lacks ortools too
     os.execv(python, [python, os.path.abspath(__file__), *sys.argv[1:]])
-
-
-
-EXIT_BAD_INPUT = 2
-EXIT_INFEASIBLE = 3
 
 
 def _parser(objectives: tuple[str, ...]) -> argparse.ArgumentParser:

@@ -130,7 +130,7 @@ class Lns:
         if self.progress:
             n, m = self.moved()
             self.progress(f"{what}: iter {self.iterations}, hosts used {len(self.used())}, "
-                              f"migrations {n}, memory moved {m} MiB")
+                          f"migrations {n}, memory moved {m} MiB")
 
     # --- consolidate ------------------------------------------------------------------------
     def _receivers(self, t: int, k: int) -> list[int]:
