@@ -516,13 +516,12 @@ class Overbook(Constraint):
         return cap
 
 
-@register("capacity")
 @dataclass
-class Capacity(Constraint):
+class _ResourceAmount(Constraint):
+    """Base of the constraints that set an amount of one resource."""
     resource: str = "cpu"
     amount: float = 0.0
 
-    REQUIRED = ("resource", "amount", "hosts")
     HAS_CONTINUOUS = False
 
     @classmethod
@@ -531,6 +530,12 @@ class Capacity(Constraint):
         kwargs["resource"] = _resource(where, raw)
         kwargs["amount"] = float(_num(where, raw, "amount"))
         return kwargs
+
+
+@register("capacity")
+@dataclass
+class Capacity(_ResourceAmount):
+    REQUIRED = ("resource", "amount", "hosts")
 
     def _detail(self) -> str:
         return f" {self.resource} <= {self.amount:g} on {_short(self.hosts)}"
@@ -543,19 +548,8 @@ class Capacity(Constraint):
 
 @register("preserve")
 @dataclass
-class Preserve(Constraint):
-    resource: str = "cpu"
-    amount: float = 0.0
-
+class Preserve(_ResourceAmount):
     REQUIRED = ("vms", "resource", "amount")
-    HAS_CONTINUOUS = False
-
-    @classmethod
-    def parse_fields(cls, where: str, raw: dict, host_index: dict[str, int], vm_index: dict[str, int]) -> dict:
-        kwargs = super().parse_fields(where, raw, host_index, vm_index)
-        kwargs["resource"] = _resource(where, raw)
-        kwargs["amount"] = float(_num(where, raw, "amount"))
-        return kwargs
 
     def _detail(self) -> str:
         return f" {self.amount:g} {self.resource} for {_short(self.vms)}"
