@@ -71,13 +71,7 @@ class Lns:
         return [h for h in range(self.prob.n_hosts) if self.st.members[h]]
 
     def moved(self) -> tuple[int, int]:
-        prob = self.prob
-        n = m = 0
-        for j, h in enumerate(self.st.host_of):
-            if h != prob.init[j]:
-                n += 1
-                m += prob.mem[j]
-        return n, m
+        return self.prob.moved(self.st.host_of)
 
     def _budgets(self, free: list[int]) -> tuple[int | None, int | None]:
         if self.max_migrations is None and self.max_memory_moved_mib is None:

@@ -75,6 +75,15 @@ class Problem:
         dom = self.domain[j]
         return [h for h in range(self.n_hosts) if self.usable[h]] if dom is None else dom
 
+    def moved(self, placement: list[int]) -> tuple[int, int]:
+        """VMs whose host differs from their initial one, and their memory (MiB)."""
+        n = m = 0
+        for j, h in enumerate(placement):
+            if h != self.init[j]:
+                n += 1
+                m += self.mem[j]
+        return n, m
+
     def loads(self, placement: list[int]) -> tuple[list[int], list[int]]:
         lc = [0] * self.n_hosts
         lm = [0] * self.n_hosts

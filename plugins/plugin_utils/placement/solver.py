@@ -35,18 +35,9 @@ BLAME_LIMIT = 24
 BLAME_SECONDS = 1.0
 
 
-def _moved(prob: Problem, placement: list[int]) -> tuple[int, int]:
-    n = m = 0
-    for j, h in enumerate(placement):
-        if h != prob.init[j]:
-            n += 1
-            m += prob.mem[j]
-    return n, m
-
-
 def _over_budget(prob: Problem, placement: list[int]) -> str | None:
     opts = prob.model.options
-    n, m = _moved(prob, placement)
+    n, m = prob.moved(placement)
     if opts.max_migrations is not None and n > opts.max_migrations:
         return f"max_migrations {opts.max_migrations}: the best placement found needs {n} migrations"
     if opts.max_memory_moved_mib is not None and m > opts.max_memory_moved_mib:
