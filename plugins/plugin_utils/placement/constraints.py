@@ -31,6 +31,11 @@ GIB = 1024
 CPU_SCALE = 1000   # the integer problem counts cpu in milli-cores (problem.py uses the same)
 
 
+def gib(mib: float) -> str:
+    """Memory for messages: MiB shown as GiB."""
+    return f"{mib / GIB:.4g} GiB"
+
+
 def _short(names: list[str] | tuple[str, ...], limit: int = 3) -> str:
     shown = ", ".join(repr(n) for n in list(names)[:limit])
     more = f", ... ({len(names)} in all)" if len(names) > limit else ""
@@ -341,7 +346,7 @@ class Gather(Constraint):
             problems.append(f"{self.describe()}: no host is allowed for all its vms")
         elif not any(cpu <= prob.cap_cpu[h] and mem <= prob.cap_mem[h] for h in common):
             problems.append(f"{self.describe()}: together the vms need {cpu / CPU_SCALE:g} cpu and "
-                            f"{mem / GIB:.4g} GiB, more than any allowed host offers")
+                            f"{gib(mem)}, more than any allowed host offers")
         for other in prob.model.constraints:
             if isinstance(other, Spread) and len(set(other.vms) & set(self.vms)) > 1:
                 problems.append(f"{self.describe()} conflicts with {other.describe()}")
@@ -678,7 +683,7 @@ class Among(Constraint):
             if hosts and cpu <= sum(prob.cap_cpu[h] for h in hosts) and mem <= sum(prob.cap_mem[h] for h in hosts):
                 return []
         return [f"{self.describe()}: no group of hosts can take all its vms (together {cpu / CPU_SCALE:g} cpu "
-                f"and {mem / GIB:.4g} GiB)"]
+                f"and {gib(mem)})"]
 
 
 @register("split")

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .constraints import gib
 from .errors import InfeasibleError
 from .problem import CPU_SCALE, Problem
 
 
-def _gib(mib: float) -> str:
-    return f"{mib / 1024:.4g} GiB"
-
-
 def _vm_size(prob: Problem, j: int) -> str:
-    return f"{prob.cpu[j] / CPU_SCALE:g} cpu, {_gib(prob.mem[j])}"
+    return f"{prob.cpu[j] / CPU_SCALE:g} cpu, {gib(prob.mem[j])}"
 
 
 def diagnose(prob: Problem) -> list[str]:
@@ -80,7 +77,7 @@ def _totals(prob: Problem) -> list[str]:
     usable = [h for h in range(prob.n_hosts) if prob.usable[h]]
     out = []
     caps = [("cpu", sum(prob.cpu), [prob.cap_cpu[h] for h in usable], lambda v: f"{v / CPU_SCALE:g} cores"),
-            ("memory", sum(prob.mem), [prob.cap_mem[h] for h in usable], _gib)]
+            ("memory", sum(prob.mem), [prob.cap_mem[h] for h in usable], gib)]
     # the tightest cluster-wide max_online
     global_caps = sorted(((amount, con.index, con) for amount, scope, con in prob.max_online if scope is None),
                          key=lambda t: t[:2])
