@@ -17,8 +17,9 @@ PLATFORMS = {
 }
 # Per platform family: (builder stage, final image).
 EXPECTED = {
-    "dpkg": ({"gcc", "pkg-config", "libvirt-dev", "python3-dev", "libvirt0"}, {"libvirt0"}),
-    "rpm": ({"gcc", "pkgconf-pkg-config", "libvirt-devel", "python3-devel", "libvirt-libs"}, {"libvirt-libs"}),
+    "dpkg": ({"gcc", "pkg-config", "libvirt-dev", "python3-dev", "libvirt0", "openssh-client"}, {"libvirt0", "openssh-client"}),
+    "rpm": ({"gcc", "pkgconf-pkg-config", "libvirt-devel", "python3-devel", "libvirt-libs", "openssh-clients"},
+            {"libvirt-libs", "openssh-clients"}),
 }
 
 

@@ -229,17 +229,18 @@ ee() {
     tarball=$(ls "$out"/entropy-cluster-*.tar.gz)
   fi
   say "ansible-builder create (execution environment build context)"
-  cp "$ROOT"/tools/ee/execution-environment.yml "$ROOT"/tools/ee/requirements.yml "$out/"
+  cp "$ROOT"/tools/ee/* "$out/"
   cp "$tarball" "$out/entropy-cluster.tar.gz"
   (cd "$out" && lint_tools ansible-builder create -f execution-environment.yml -c context --output-filename Containerfile >/dev/null)
   [ -s "$out/context/Containerfile" ] || die "ansible-builder create wrote no Containerfile"
+  grep -q 'ssh_config.d/60-entropy-cluster.conf' "$out/context/Containerfile" || die "the Containerfile does not install the SSH client configuration"
   # What the image's builder stage will read from the installed collection (its
   # meta/execution-environment.yml): the Python requirements and bindep entries.
   mkdir -p "$out/installed"
   ANSIBLE_COLLECTIONS_PATH=$out/installed lint_tools ansible-galaxy collection install --force -p "$out/installed" "$out/entropy-cluster.tar.gz" >/dev/null
   lint_tools python "$out/context/_build/scripts/introspect.py" introspect "$out/installed" > "$out/introspect.txt"
   local want
-  for want in libvirt-python ortools 'libvirt-devel \[platform:rpm compile\]' 'libvirt-libs \[platform:rpm\]'; do
+  for want in libvirt-python ortools 'libvirt-devel \[platform:rpm compile\]' 'libvirt-libs \[platform:rpm\]' 'openssh-clients \[platform:rpm\]'; do
     grep -q "$want" "$out/introspect.txt" || { cat "$out/introspect.txt"; die "the image would lack '$want' (introspection of the installed collection)"; }
   done
   echo "build context: $out/context (Containerfile; build it with podman build or docker build)"
