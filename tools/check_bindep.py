@@ -1,4 +1,5 @@
-#!/usr/bin/env python3
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Check what the collection's bindep.txt selects on each platform family, as ansible-builder uses it.
 
 ansible-builder installs the "compile" profile in the image's builder stage (where libvirt-python is
