@@ -98,7 +98,7 @@ def offered_identities(env: dict) -> list[str]:
     port = server.getsockname()[1]
 
     def answer():
-        conn, _ = server.accept()
+        conn = server.accept()[0]
         conn.sendall(b"not ssh\r\n")
         conn.close()
 
