@@ -205,8 +205,9 @@ lint() {
   (cd "$src" && lint_tools ansible-galaxy collection build --output-path "$out" >/dev/null)
   local tarball
   tarball=$(ls "$out"/entropy-cluster-*.tar.gz)
-  # galaxy-importer runs ansible-doc and ansible-lint itself (from the lint venv, on PATH).
-  (cd "$out" && lint_tools python -m galaxy_importer.main "$tarball" > "$out/galaxy-importer.log" 2>&1) \
+  # galaxy-importer runs ansible-doc and ansible-lint itself (from the lint venv, on PATH); the
+  # Automation Hub setting that wants one of Galaxy's category tags is on too.
+  (cd "$out" && GALAXY_IMPORTER_CHECK_REQUIRED_TAGS=true lint_tools python -m galaxy_importer.main "$tarball" > "$out/galaxy-importer.log" 2>&1) \
     || { cat "$out/galaxy-importer.log"; die "galaxy-importer failed"; }
   if grep -E '^(WARNING|ERROR)' "$out/galaxy-importer.log"; then
     die "galaxy-importer reported the lines above (full log: $out/galaxy-importer.log)"
