@@ -126,7 +126,7 @@ def preflight() -> None:
     search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     missing = [b for b in ("libvirtd", "qemu-system-x86_64", "qemu-img", "unshare") if not shutil.which(b, path=search)]
     if missing:
-        raise LabError("missing programs: %s. Install the Debian packages of bindep.txt (bash tools/run.sh setup)." % ", ".join(missing))
+        raise LabError("missing programs: %s. Install the Debian packages of bindep.txt and tests/bindep.txt (bash tools/run.sh setup)." % ", ".join(missing))
     probe = subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "true"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         raise LabError("unshare --mount --uts is not permitted here (%s). The lab needs a machine or container that allows "

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One entry point for developers, CI and the README:
-#   setup | demo | test | units | sanity | integration | oldest | build | solve | lab-up | lab-down | lab-status | lab-reset
-# Everything it needs (Debian packages from bindep.txt, a venv from requirements.txt) it installs itself.
+#   setup | demo | test | units | lint | sanity | integration | oldest | build | ee | changelog | solve | lab-up | lab-down | lab-status | lab-reset
+# Everything it needs (Debian packages from bindep.txt and tests/bindep.txt, a venv from requirements.txt,
+# the lint tools' venv from tests/lint/requirements.txt) it installs itself.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${ENTROPY_VENV:-$ROOT/.venv}
+LINT_VENV=${ENTROPY_LINT_VENV:-$ROOT/.venv-lint}
 TMP=$ROOT/.tmp
 COLLECTIONS=$TMP/collections
 COLLECTION_LINK=$COLLECTIONS/ansible_collections/entropy/cluster
@@ -19,8 +21,9 @@ need_root() {
 }
 
 debian_packages() {
-  # Package names from bindep.txt (lines tagged platform:dpkg).
-  awk '!/^#/ && /platform:dpkg/ {print $1}' "$ROOT/bindep.txt"
+  # Package names (lines tagged platform:dpkg, every profile) from the collection's bindep.txt (what
+  # builds and runs libvirt-python) and tests/bindep.txt (the venv, the lab, the test tools).
+  awk '!/^#/ && /platform:dpkg/ {print $1}' "$ROOT/bindep.txt" "$ROOT/tests/bindep.txt"
 }
 
 install_packages() {
@@ -29,7 +32,7 @@ install_packages() {
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get: install them by hand (see bindep.txt)"
+  command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get: install them by hand (see bindep.txt, tests/bindep.txt)"
   need_root setup
   say "installing Debian packages: ${missing[*]}"
   apt-get update -qq
@@ -62,6 +65,22 @@ make_venv() {
   echo "$want" > "$stamp"
 }
 
+make_lint_venv() {
+  # The lint layer's tools in a venv of their own (their pins must not move the test venv),
+  # rebuilt only when tests/lint/requirements.txt changes.
+  local stamp=$LINT_VENV/.entropy-requirements
+  local want
+  want=$(sha256sum < "$ROOT/tests/lint/requirements.txt" | cut -d' ' -f1)
+  if [ -x "$LINT_VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  say "creating the lint venv $LINT_VENV"
+  "$(pick_python)" -m venv "$LINT_VENV"
+  "$LINT_VENV/bin/python" -m pip install -q --upgrade pip
+  "$LINT_VENV/bin/python" -m pip install -q -r "$ROOT/tests/lint/requirements.txt"
+  echo "$want" > "$stamp"
+}
+
 link_collection() {
   # Ansible finds collections only under .../ansible_collections/<namespace>/<name>.
   mkdir -p "$(dirname "$COLLECTION_LINK")"
@@ -71,6 +90,7 @@ link_collection() {
 setup() {
   install_packages
   make_venv "$VENV"
+  make_lint_venv
   link_collection
 }
 
@@ -152,6 +172,88 @@ build() {
   ANSIBLE_COLLECTIONS_PATH=$out/installed python "$ROOT/tools/check_docs.py"
 }
 
+shipped_copy() {
+  # shipped_copy DIR: exactly what git would ship (tracked + untracked-not-ignored files) in DIR.
+  rm -rf "$1" && mkdir -p "$1"
+  (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - 2>/dev/null) | tar -xf - -C "$1"
+}
+
+lint_tools() { PATH=$LINT_VENV/bin:$PATH "$@"; }
+
+lint() {
+  # Galaxy and docs checks, each one clean or the layer fails: ansible-lint (production profile,
+  # .ansible-lint), antsibull-docs and antsibull-changelog lint, galaxy-importer on the built
+  # tarball (no error, no warning), the bindep selections, ansible-builder create.
+  local out=$TMP/lint
+  rm -rf "$out" && mkdir -p "$out"
+  say "ansible-lint --profile production"
+  # (it warns when told not to scan sys.path for collections; it needs none from there)
+  (cd "$ROOT" && env -u ANSIBLE_COLLECTIONS_SCAN_SYS_PATH PATH="$LINT_VENV/bin:$PATH" ansible-lint --profile production --nocolor)
+  say "antsibull-docs lint-collection-docs --plugin-docs"
+  (cd "$ROOT" && lint_tools antsibull-docs lint-collection-docs --plugin-docs .)
+  say "antsibull-changelog lint"
+  (cd "$ROOT" && lint_tools antsibull-changelog lint && lint_tools antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml)
+  say "galaxy-importer on the built tarball"
+  local src=$out/src/ansible_collections/entropy/cluster
+  shipped_copy "$src"
+  if ! grep -q '^repository:' "$src/galaxy.yml"; then
+    # Galaxy refuses a collection without `repository`; galaxy.yml has none until the project has a
+    # public address (never a placeholder). The check runs on a copy that names this checkout.
+    echo "note: galaxy.yml has no repository URL, which Galaxy requires to publish; checking with repository: file://$ROOT"
+    echo "repository: file://$ROOT" >> "$src/galaxy.yml"
+  fi
+  (cd "$src" && lint_tools ansible-galaxy collection build --output-path "$out" >/dev/null)
+  local tarball
+  tarball=$(ls "$out"/entropy-cluster-*.tar.gz)
+  # galaxy-importer runs ansible-doc and ansible-lint itself (from the lint venv, on PATH); the
+  # Automation Hub setting that wants one of Galaxy's category tags is on too.
+  (cd "$out" && GALAXY_IMPORTER_CHECK_REQUIRED_TAGS=true lint_tools python -m galaxy_importer.main "$tarball" > "$out/galaxy-importer.log" 2>&1) \
+    || { cat "$out/galaxy-importer.log"; die "galaxy-importer failed"; }
+  if grep -E '^(WARNING|ERROR)' "$out/galaxy-importer.log"; then
+    die "galaxy-importer reported the lines above (full log: $out/galaxy-importer.log)"
+  fi
+  grep -c '^Loading' "$out/galaxy-importer.log" | sed 's/$/ contents loaded, no warning, no error/'
+  say "bindep: the packages of each platform"
+  lint_tools python "$ROOT/tools/check_bindep.py" "$ROOT/bindep.txt"
+  ee "$tarball"
+}
+
+ee() {
+  # ee [TARBALL]: the execution environment's build context (ansible-builder create) in .tmp/ee/context,
+  # from tools/ee/execution-environment.yml and the collection tarball (built here when not given).
+  # Building the image itself needs a container engine: podman build -t entropy-cluster-ee .tmp/ee/context
+  local out=$TMP/ee tarball=${1:-}
+  rm -rf "$out" && mkdir -p "$out"
+  if [ -z "$tarball" ]; then
+    shipped_copy "$out/src"
+    (cd "$out/src" && lint_tools ansible-galaxy collection build --output-path "$out" >/dev/null)
+    tarball=$(ls "$out"/entropy-cluster-*.tar.gz)
+  fi
+  say "ansible-builder create (execution environment build context)"
+  cp "$ROOT"/tools/ee/* "$out/"
+  cp "$tarball" "$out/entropy-cluster.tar.gz"
+  (cd "$out" && lint_tools ansible-builder create -f execution-environment.yml -c context --output-filename Containerfile >/dev/null)
+  [ -s "$out/context/Containerfile" ] || die "ansible-builder create wrote no Containerfile"
+  grep -q 'ssh_config.d/60-entropy-cluster.conf' "$out/context/Containerfile" || die "the Containerfile does not install the SSH client configuration"
+  # What the image's builder stage will read from the installed collection (its
+  # meta/execution-environment.yml): the Python requirements and bindep entries.
+  mkdir -p "$out/installed"
+  ANSIBLE_COLLECTIONS_PATH=$out/installed lint_tools ansible-galaxy collection install --force -p "$out/installed" "$out/entropy-cluster.tar.gz" >/dev/null
+  lint_tools python "$out/context/_build/scripts/introspect.py" introspect "$out/installed" > "$out/introspect.txt"
+  local want
+  for want in libvirt-python ortools 'libvirt-devel \[platform:rpm compile\]' 'libvirt-libs \[platform:rpm\]' 'openssh-clients \[platform:rpm\]'; do
+    grep -q "$want" "$out/introspect.txt" || { cat "$out/introspect.txt"; die "the image would lack '$want' (introspection of the installed collection)"; }
+  done
+  echo "build context: $out/context (Containerfile; build it with podman build or docker build)"
+}
+
+changelog() {
+  # Fold the fragments into the release named by galaxy.yml's version (new, or already in
+  # changelogs/changelog.yaml while unpublished). After publishing, raise the version first.
+  say "antsibull-changelog release"
+  (cd "$ROOT" && ANSIBLE_COLLECTIONS_PATH=$COLLECTIONS lint_tools antsibull-changelog release --update-existing)
+}
+
 demo() {
   local start=$SECONDS
   say "bringing the lab up (real libvirtd hypervisors in namespaces, tiny TCG VMs)"
@@ -174,9 +276,12 @@ case "$cmd" in
   demo) need_root demo; setup; activate; demo "$@" ;;
   test)
     need_root test; setup; activate
-    units; sanity; build; integration; oldest
+    units; lint; sanity; build; integration; oldest
     say "all test layers passed" ;;
   units) setup; activate; units "$@" ;;
+  lint) setup; activate; lint ;;
+  ee) setup; activate; ee ;;
+  changelog) setup; activate; changelog ;;
   sanity) setup; activate; sanity "$@" ;;
   integration) need_root integration; setup; activate; integration "$@" ;;
   oldest) need_root oldest; setup; activate; oldest ;;
@@ -186,6 +291,6 @@ case "$cmd" in
   lab-down) need_root lab-down; setup; lab down "$@" ;;
   lab-status) setup; lab status "$@" ;;
   lab-reset) need_root lab-reset; setup; lab reset "$@" ;;
-  help|-h|--help) sed -n '2,4p' "$0" ;;
-  *) die "unknown command '$cmd' (try: setup demo test units sanity integration build solve lab-up lab-down lab-status lab-reset)" ;;
+  help|-h|--help) sed -n '2,5p' "$0" ;;
+  *) die "unknown command '$cmd' (try: setup demo test units lint sanity integration build ee changelog solve lab-up lab-down lab-status lab-reset)" ;;
 esac

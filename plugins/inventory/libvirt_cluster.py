@@ -126,16 +126,13 @@ notes:
     the guest reports none), C(entropy_memory_rss_mib) (QEMU process), C(entropy_cpu_demand_cores),
     C(entropy_net_rx_bytes_s), C(entropy_net_tx_bytes_s), C(entropy_snapshot_count),
     C(entropy_has_managed_save), C(entropy_job) (the libvirt job in flight, such as a migration, or V(null);
-    read when the inventory is built, so it may be cached: M(entropy.cluster.plan) checks live with the
+    read when the inventory is built, so it may be cached: role P(entropy.cluster.plan#role) checks live with the
     P(entropy.cluster.cluster_jobs#lookup) lookup), and for duplicates C(entropy_duplicate_on) and C(entropy_copies)."
   - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(on_<hypervisor>) and
     C(state_<state>) (names sanitized to letters, digits and underscores)."
   - Connecting to a hypervisor whose address drops packets waits for the TCP timeout of the system;
     libvirt has no connection timeout.
-seealso:
-  - name: entropy.cluster inventory documentation
-    description: docs/inventory.md in the collection (variables with units, caching, model export).
-    link: https://example.invalid/entropy/cluster/-/blob/main/docs/inventory.md
+  - The guide C(docs/inventory.md) in the collection lists the variables with their units, caching and the model export.
 """
 
 EXAMPLES = r"""

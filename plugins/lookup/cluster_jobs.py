@@ -14,7 +14,7 @@ description:
   - Connects to every hypervisor (in parallel) and returns one entry per VM that has a libvirt job in flight,
     that is, a live migration (its outgoing side, a job of operation C(migration_out) on the source, paired with the
     incoming copy on the destination, paused with reason C(migration)), or a save, dump, snapshot or other job.
-  - A run killed with C(kill -9) leaves its migrations running; M(entropy.cluster.plan) uses this lookup to refuse to
+  - A run killed with C(kill -9) leaves its migrations running; role P(entropy.cluster.plan#role) uses this lookup to refuse to
     plan until they are finished. Never cached, unlike inventory variables.
 options:
   _terms:
@@ -24,7 +24,7 @@ options:
     description:
       - Hypervisor name -> libvirt URI.
       - Defaults to the hosts of the inventory group C(hypervisors) with their C(entropy_uri) (the
-        M(entropy.cluster.libvirt_cluster) inventory).
+        P(entropy.cluster.libvirt_cluster#inventory) inventory).
     type: dict
   unreachable:
     description:

@@ -13,7 +13,7 @@ version_added: 0.1.0
 description:
   - Connects to every hypervisor given in O(hypervisors) (in parallel) and returns, for each VM, the hypervisors where it is
     defined and its state there (V(running), V(paused), V(saved) or V(stopped)).
-  - Used by M(entropy.cluster.apply_plan) to refuse stale plans and to check the cluster after every step; unlike inventory
+  - Used by role P(entropy.cluster.apply_plan#role) to refuse stale plans and to check the cluster after every step; unlike inventory
     variables it is never cached.
 options:
   _terms:

@@ -9,11 +9,11 @@ author: entropy.cluster contributors (!UNKNOWN)
 short_description: Compute where every VM should run and the plan of parallel steps that gets there
 version_added: 0.1.0
 description:
-  - Builds the cluster model from the inventory of M(entropy.cluster.libvirt_cluster) (hypervisors and VMs with their measured
+  - Builds the cluster model from the inventory of P(entropy.cluster.libvirt_cluster#inventory) (hypervisors and VMs with their measured
     load, from O(ansible_lookup_hostvars)), or takes a model given as data or as a JSON file, and solves it with the
     placement solver of the collection (OR-Tools CP-SAT).
   - Returns one plan (a dictionary) in the documented plan format (C(docs/plan-format.md)), with two additions used by
-    M(entropy.cluster.apply_plan) to refuse stale plans and to check each step - C(initial), the placement the plan starts from,
+    role P(entropy.cluster.apply_plan#role) to refuse stale plans and to check each step - C(initial), the placement the plan starts from,
     and C(model_warnings), what the model builder left out.
   - Runs on the controller. Needs the Python package C(ortools) there.
 options:

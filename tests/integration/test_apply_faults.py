@@ -265,7 +265,7 @@ def test_a_plan_that_cannot_be_applied_is_refused_before_anything_moves(lab_rese
         assert result.returncode != 0, result.stdout[-4000:]
         assert "the plan cannot be applied, nothing was moved" in result.stdout, result.stdout[-4000:]
         assert problem in result.stdout, result.stdout[-4000:]
-        assert "start the migrations" not in result.stdout
+        assert "Start the migrations of step" not in result.stdout
         time.sleep(1)
         assert lab.placement() == before
         assert not (tmp_path / "lock").exists()
@@ -360,7 +360,7 @@ def test_a_hypervisor_down_before_the_run(lab_reset, playbook, tmp_path):
                            extra_vars={"entropy_plan_file": involving, "entropy_lock_file": str(tmp_path / "lock")})
         assert refused.returncode != 0, refused.stdout[-4000:]
         assert "the plan involves %s, which could not be read, nothing was moved" % hv3 in refused.stdout, refused.stdout[-4000:]
-        assert "start the migrations" not in refused.stdout
+        assert "Start the migrations of step" not in refused.stdout
         assert lab_placement_without(lab, hv3) == before
         assert not (tmp_path / "lock").exists()
 
