@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import ACTION_MODULE_STATE
 from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook import (
     failed_actions,
     load_plan,
@@ -74,6 +75,13 @@ def plan_load(content, path, encoding="base64") -> dict:
     return load_plan(content, str(path), encoding)
 
 
+def plan_action_state(action) -> str:
+    if action not in ACTION_MODULE_STATE:
+        raise AnsibleFilterError("plan_action_state: %r is not a plan action that changes a VM's state (known: %s)"
+                                 % (action, ", ".join(ACTION_MODULE_STATE)))
+    return ACTION_MODULE_STATE[action]
+
+
 def _hosts(value, filter_name: str) -> tuple:
     """Host names from a list or from a dictionary keyed by host (URIs, errors)."""
     if value is None:
@@ -96,4 +104,5 @@ class FilterModule:
             "plan_hypervisors": plan_hypervisors,
             "plan_failed_actions": plan_failed_actions,
             "plan_load": plan_load,
+            "plan_action_state": plan_action_state,
         }

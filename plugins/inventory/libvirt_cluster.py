@@ -186,7 +186,6 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 
 from ansible_collections.entropy.cluster.plugins.module_utils.domain_jobs import domain_job
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
-    DOMAIN_STATES,
     EntropyLibvirtError,
     close_quietly,
     describe_error,
@@ -194,7 +193,8 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
     libvirt,
     open_connection,
 )
-from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import build_model
+from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import is_active_code, is_active_word, model_state, state_word
+from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import CONSTRAINTS_VAR, OPTIONS_VAR, build_model
 
 try:
     from ansible.template import trust_as_template
@@ -285,7 +285,7 @@ def _details(dom, state, reason=None):
         entry["snapshot_count"] = dom.snapshotNum(0)
     except libvirt.libvirtError:
         entry["snapshot_count"] = None
-    active = state in (1, 2, 3, 4, 7)
+    active = is_active_code(state if state is not None else entry.get("info_state"))
     entry["job"] = domain_job(dom, state, reason) if active else None
     if active:
         entry["has_managed_save"] = False
@@ -417,12 +417,12 @@ def summarize(raw, specs, default_reserved_mib=0):
             later = (second or {}).get("domains", {}).get(name) if second else None
             detail = record.get("details", {}).get(name, {})
             state_code = stats.get("state.state", detail.get("info_state"))
-            state = DOMAIN_STATES.get(state_code, "unknown")
+            state = state_word(state_code)
             memory_kib = stats.get("balloon.current", detail.get("memory_kib"))
             used_mib = None
             if stats.get("balloon.available") is not None and stats.get("balloon.unused") is not None:
                 used_mib = _mib(stats["balloon.available"] - stats["balloon.unused"])
-            is_running = state in ("running", "blocked", "shutdown", "nostate")
+            is_running = model_state(state) == "running"
             demand = None
             rx = tx = None
             if later is not None:
@@ -432,7 +432,7 @@ def summarize(raw, specs, default_reserved_mib=0):
                 tx_rate = _rate(stats.get("net.tx.bytes"), later.get("net.tx.bytes"), seconds)
                 rx = None if rx_rate is None else round(rx_rate, 1)
                 tx = None if tx_rate is None else round(tx_rate, 1)
-            if not is_running and state != "unknown":
+            if not is_running:
                 demand = 0.0 if demand is None else demand
             vm = {
                 "entropy_kind": "vm",
@@ -453,7 +453,7 @@ def summarize(raw, specs, default_reserved_mib=0):
                 "entropy_job": detail.get("job"),
             }
             copies.append((name, vm))
-            if state in ("running", "blocked", "shutdown", "nostate", "paused", "pmsuspended"):
+            if is_active_word(state):
                 active += 1
                 memory_sum += vm["entropy_memory_mib"] or 0
                 demand_sum += demand or 0.0
@@ -472,12 +472,11 @@ def merge_copies(copies):
     for name, vm in copies:
         grouped.setdefault(name, []).append(vm)
     merged = {}
-    active_states = ("running", "blocked", "shutdown", "nostate", "paused", "pmsuspended")
     for name, group in grouped.items():
         if len(group) == 1:
             merged[name] = group[0]
             continue
-        chosen = next((vm for vm in group if vm["entropy_state"] in active_states), group[0])
+        chosen = next((vm for vm in group if is_active_word(vm["entropy_state"])), group[0])
         vm = dict(chosen)
         vm["entropy_duplicate_on"] = [c["entropy_hypervisor"] for c in group]
         vm["entropy_copies"] = [{"hypervisor": c["entropy_hypervisor"], "state": c["entropy_state"], "uuid": c["entropy_uuid"],
@@ -624,8 +623,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             for key, value in connection_vars.items():
                 inventory.set_variable(group, key, value)
 
+        # The file's model constraints and options travel with its hypervisors: whoever builds the model from
+        # host vars (the export below, the reconfiguration_plan lookup, ansible-inventory --list) gets them.
+        carried = {var: value for var, value in ((CONSTRAINTS_VAR, self.get_option("model_constraints")),
+                                                 (OPTIONS_VAR, self.get_option("model_options"))) if value}
         all_vars = {}
         for name, hv in hypervisors.items():
+            hv.update(carried)
             inventory.add_host(name, group="hypervisors")
             if not hv["entropy_reachable"]:
                 inventory.add_host(name, group="unreachable")
@@ -652,7 +656,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
         model = None
         if model_host or self.get_option("model_file"):
-            model = build_model(all_vars, self.get_option("model_constraints"), self.get_option("model_options"))
+            try:
+                model = build_model(all_vars)
+            except ValueError as exc:
+                raise AnsibleParserError("%s: %s" % (path, exc)) from None
         if model_host:
             inventory.add_host(model_host)
             for key, value in connection_vars.items():

@@ -146,7 +146,7 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleError, AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import build_model
+from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import build_model, union_constraints
 from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook import cross_host_resumes, initial_placement
 from ansible_collections.entropy.cluster.plugins.plugin_utils.placement import InfeasibleError, ModelError, PlacementError, solve
 
@@ -164,11 +164,11 @@ class LookupModule(LookupBase):
         self.set_options(var_options=variables, direct=kwargs)
         model = self._model(variables or {})
         model = dict(model)
-        constraints = list(model.get("constraints") or []) + list(self.get_option("constraints") or [])
+        # The model's own constraints (the inventory file's model_constraints, or the model file's), then the caller's.
         evacuate = self.get_option("evacuate") or []
-        if evacuate:
-            constraints.append({"type": "offline", "hosts": list(evacuate)})
-        model["constraints"] = constraints
+        if isinstance(model.get("constraints"), (list, type(None))):  # anything else: the solver says what is wrong
+            model["constraints"] = union_constraints(model.get("constraints"), self.get_option("constraints"),
+                                                     [{"type": "offline", "hosts": list(evacuate)}] if evacuate else [])
         overrides = self._overrides(model.get("options"))
         warnings = list(model.pop("warnings", None) or [])
         try:
@@ -176,7 +176,8 @@ class LookupModule(LookupBase):
         except InfeasibleError as exc:
             raise AnsibleLookupError("no placement satisfies the request: %s" % (getattr(exc, "explanation", None) or exc)) from None
         except ModelError as exc:
-            raise AnsibleLookupError("the cluster model is malformed: %s" % exc) from None
+            raise AnsibleLookupError("the cluster model is malformed: %s%s" % (
+                exc, " (the model builder: %s)" % "; ".join(warnings) if warnings else "")) from None
         except PlacementError as exc:
             raise AnsibleLookupError("the placement solver failed: %s" % exc) from None
         unrunnable = cross_host_resumes(plan)
@@ -210,7 +211,10 @@ class LookupModule(LookupBase):
             except ValueError as exc:
                 raise AnsibleError("reconfiguration_plan: the model file %s is not valid JSON: %s" % (path, exc)) from None
         hostvars = self.get_option("ansible_lookup_hostvars") or variables.get("hostvars") or {}
-        model = build_model({name: hostvars[name] for name in hostvars})
+        try:
+            model = build_model({name: hostvars[name] for name in hostvars})
+        except ValueError as exc:
+            raise AnsibleError("reconfiguration_plan: %s" % exc) from None
         if not model["hosts"]:
             raise AnsibleError("reconfiguration_plan: the inventory has no reachable hypervisor (no host with entropy_kind=hypervisor); "
                                "use the entropy.cluster.libvirt_cluster inventory, or pass model / model_file"

@@ -12,14 +12,11 @@ import time
 import xml.etree.ElementTree as ET
 
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
-    DOMAIN_STATES,
     EntropyLibvirtError,
     describe_error,
     libvirt,
 )
-
-# States in which a domain has a running QEMU process (it occupies memory on its host).
-ACTIVE_STATES = ("running", "blocked", "paused", "shutdown", "crashed", "pmsuspended")
+from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import condition, state_word
 
 
 def vm_condition(dom) -> str:
@@ -29,12 +26,8 @@ def vm_condition(dom) -> str:
     ``blocked`` counts as ``running``; ``shutdown`` (a guest shutting down) stays ``shutdown``.
     """
     state, _reason = dom.state()
-    word = DOMAIN_STATES.get(state, "unknown")
-    if word == "blocked":
-        return "running"
-    if word == "shutoff" and has_managed_save(dom):
-        return "saved"
-    return word
+    word = state_word(state)
+    return condition(word, word == "shutoff" and has_managed_save(dom))
 
 
 def has_managed_save(dom) -> bool:
@@ -152,7 +145,7 @@ def domain_facts(dom) -> dict:
         name=dom.name(),
         uuid=dom.UUIDString(),
         id=dom.ID() if dom.ID() >= 0 else None,
-        state=DOMAIN_STATES.get(state, "unknown"),
+        state=state_word(state),
         condition=vm_condition(dom),
         vcpus=vcpus,
         max_vcpus=_text_int(root, "vcpu", vcpus),
@@ -313,7 +306,6 @@ def libvirt_call(action: str, uri: str | None, func, *args):
 
 
 __all__ = [
-    "ACTIVE_STATES",
     "MIGRATION_BANDWIDTH_MAX_MIB_S",
     "MIGRATION_DOWNTIME_MAX_MS",
     "PAUSE_REASONS",

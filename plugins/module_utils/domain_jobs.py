@@ -15,6 +15,8 @@ from __future__ import annotations
 import shlex
 import typing as t
 
+from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import is_active_code
+
 try:
     import libvirt
 except ImportError:
@@ -38,7 +40,6 @@ JOB_OPERATIONS = {
 # (state, reason) of a domain that is the destination side of a migration: paused by an incoming migration
 # (VIR_DOMAIN_PAUSED_MIGRATION), paused in post-copy (PAUSED_POSTCOPY), running in post-copy (RUNNING_POSTCOPY)
 INCOMING_STATES = {(3, 2): False, (3, 12): True, (1, 10): True}
-ACTIVE_STATES = (1, 2, 3, 4, 7)
 
 
 def domain_job(dom: t.Any, state: int | None = None, reason: int | None = None) -> dict[str, t.Any] | None:
@@ -49,7 +50,7 @@ def domain_job(dom: t.Any, state: int | None = None, reason: int | None = None) 
     ``state``/``reason`` (from getAllDomainStats) save a round trip when the caller has them."""
     if state is None or reason is None:
         state, reason = dom.state()
-    if state not in ACTIVE_STATES:
+    if not is_active_code(state):  # a shut-off domain has no job
         return None
     refused_here = False
     try:

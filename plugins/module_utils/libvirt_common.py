@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import traceback
 
+from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import state_word
+
 try:
     import libvirt
 except ImportError:
@@ -26,19 +28,6 @@ DEFAULT_URI = "qemu:///system"
 URI_ENV = "LIBVIRT_DEFAULT_URI"
 USERNAME_ENV = "ENTROPY_LIBVIRT_USERNAME"
 PASSWORD_ENV = "ENTROPY_LIBVIRT_PASSWORD"
-
-# virDomainState -> the words the modules and the inventory use.
-DOMAIN_STATES = {
-    0: "nostate",
-    1: "running",
-    2: "blocked",
-    3: "paused",
-    4: "shutdown",
-    5: "shutoff",
-    6: "crashed",
-    7: "pmsuspended",
-}
-
 
 class EntropyLibvirtError(Exception):
     """A libvirt failure already turned into a message for a person.
@@ -165,7 +154,7 @@ def find_domain(conn, name: str):
 def domain_state(dom) -> str:
     """The domain's state as a word (running, paused, shutoff, ...)."""
     state, _reason = dom.state()
-    return DOMAIN_STATES.get(state, "unknown")
+    return state_word(state)
 
 
 def host_uuid(conn) -> str | None:

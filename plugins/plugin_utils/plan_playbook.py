@@ -15,10 +15,12 @@ import binascii
 import json
 from collections.abc import Mapping
 
+from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import ACTION_MODEL_STATE
+
 from .placement.model import ACTIVE_STATES, VM_STATES
-# Plan action -> the VM state it leaves behind (migrate keeps the state, moves the host).
-# The solver's suspend is to disk (managed save): it frees the VM's memory on its host.
-STATE_AFTER_ACTION = {"suspend": "saved", "resume": "running", "start": "running", "stop": "stopped"}
+
+# Plan action -> the model state it leaves behind (migrate keeps the state, moves the host).
+STATE_AFTER_ACTION = ACTION_MODEL_STATE
 
 
 def action_host(action: Mapping) -> str | None:

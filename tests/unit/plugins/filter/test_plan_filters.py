@@ -64,3 +64,32 @@ def test_plan_hypervisors_and_failed_actions_and_load():
     assert FILTERS["plan_load"](base64.b64encode(b"{}").decode(), "P") == {"plan": {}, "error": ""}
     with pytest.raises(AnsibleFilterError):
         FILTERS["plan_load"](None, "P")
+
+
+def test_plan_action_state_maps_every_state_changing_action():
+    assert {action: FILTERS["plan_action_state"](action) for action in ("suspend", "resume", "start", "stop")} == {
+        "suspend": "saved", "resume": "running", "start": "running", "stop": "shutdown"}
+    for action in ("migrate", "explode", None):
+        with pytest.raises(AnsibleFilterError, match="is not a plan action that changes a VM's state"):
+            FILTERS["plan_action_state"](action)
+
+
+def test_the_apply_step_asks_vm_state_for_the_vocabularys_state():
+    """roles/apply_plan/tasks/step.yml, rendered by Ansible's templar: the vm_state task's state for each action."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
+    from ansible.template import Templar  # pylint: disable=import-outside-toplevel
+    from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import ACTION_MODULE_STATE  # pylint: disable=import-outside-toplevel
+
+    root = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, os.pardir, os.pardir)
+    with open(os.path.join(root, "roles", "apply_plan", "tasks", "step.yml"), encoding="utf-8") as handle:
+        tasks = [task for block in yaml.safe_load(handle) for task in block.get("block", [])]
+    expression = next(task["entropy.cluster.vm_state"]["state"] for task in tasks if "entropy.cluster.vm_state" in task)
+    try:
+        from ansible.template import trust_as_template  # pylint: disable=import-outside-toplevel
+    except ImportError:  # ansible-core < 2.19 templates every string
+        def trust_as_template(value):
+            return value
+    for action, state in ACTION_MODULE_STATE.items():
+        templar = Templar(loader=DataLoader(), variables={"item": {"action": action, "vm": "a", "host": "hv1"}})
+        assert templar.template(trust_as_template(expression)) == state

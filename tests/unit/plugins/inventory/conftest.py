@@ -39,7 +39,8 @@ NODE_HEAD = """<node xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
        <sockets>1</sockets><cores>{cpus}</cores><threads>1</threads></cpu>
   <memory>{memory_kib}</memory>
 """
-RUNSTATES = {"running": 1, "paused": 3, "shutoff": 5}
+# virDomainState codes; the test driver takes any of them (test:runstate)
+RUNSTATES = {"nostate": 0, "running": 1, "blocked": 2, "paused": 3, "shutdown": 4, "shutoff": 5, "crashed": 6, "pmsuspended": 7}
 
 
 def node_xml(domains, cpus=4, memory_kib=8 * 1024 * 1024):

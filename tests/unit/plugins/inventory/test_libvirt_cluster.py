@@ -357,3 +357,46 @@ def test_one_sampling_wait_in_total_not_per_hypervisor(cluster, monkeypatch):
     # A wait per hypervisor would take 6 x 0.5 s: half of that leaves 1 s for reading six test-driver nodes.
     assert interval <= elapsed < 3 * interval, "six hypervisors, interval %.1f s: one wait expected, took %.2f s" % (interval, elapsed)
     assert all(len(h["samples"]) == 2 and h["samples"][1]["t"] - h["samples"][0]["t"] >= interval for h in raw["hypervisors"])
+
+
+def test_every_libvirt_state_through_the_inventory_and_the_model(cluster, warnings):
+    """One VM per libvirt state code on a test-driver hypervisor: the word shown, the active count, the model state.
+    crashed holds its memory (libvirt keeps its process) and stays where it is; only shutoff frees the host."""
+    words = ["nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended"]
+    hv1 = cluster.node("hv1", [{"name": "vm_%s" % word, "memory_mib": 64, "state": word} for word in words])
+    inv = cluster.inventory(cluster.config([{"name": "hv1", "uri": hv1}], sampling_interval=0))
+    assert {word: hvars(inv, "vm_%s" % word)["entropy_state"] for word in words} == {word: word for word in words}
+    assert all(names(inv, "state_%s" % word) == ["vm_%s" % word] for word in words)
+    assert hvars(inv, "hv1")["entropy_vm_active_count"] == 7 and hvars(inv, "hv1")["entropy_vm_memory_mib"] == 7 * 64
+    model = hvars(inv, "entropy_cluster")["entropy_model"]
+    assert {vm["name"]: vm["state"] for vm in model["vms"]} == {
+        "vm_nostate": "running", "vm_running": "running", "vm_blocked": "running", "vm_shutdown": "running",
+        "vm_paused": "paused", "vm_pmsuspended": "paused", "vm_crashed": "paused", "vm_shutoff": "stopped"}
+    assert model["constraints"] == [{"type": "root", "vms": ["vm_crashed"]}]
+    assert any("vm_crashed is crashed on hv1" in w and "destroy it" in w for w in model["warnings"])
+    if load_model is not None:
+        assert load_model(json.loads(json.dumps(model))).vm("vm_crashed").memory_demand == 64
+
+
+def test_the_files_model_constraints_and_options_reach_every_route(cluster):
+    """model_constraints / model_options travel on the hypervisors: build_model on hostvars (what the lookup does),
+    on ansible-inventory --list output, and the inventory's own export give one model, constraints included."""
+    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
+    from ansible.vars.hostvars import HostVars  # pylint: disable=import-outside-toplevel
+    from ansible.vars.manager import VariableManager  # pylint: disable=import-outside-toplevel
+    from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import build_model  # pylint: disable=import-outside-toplevel
+
+    ban = {"type": "ban", "vms": ["web1"], "hosts": ["hv2"]}
+    inv = cluster.inventory(two_hosts(cluster, model_constraints=[ban], model_options={"max_migrations": 3}))
+    assert hvars(inv, "hv1")["entropy_model_constraints"] == [ban] and hvars(inv, "hv2")["entropy_model_options"] == {"max_migrations": 3}
+    loader = DataLoader()
+    hostvars = HostVars(inventory=inv, variable_manager=VariableManager(loader=loader, inventory=inv), loader=loader)
+    exported = json.loads(json.dumps(hostvars["entropy_cluster"]["entropy_model"]))
+    assert exported["constraints"] == [ban] and exported["options"] == {"max_migrations": 3}
+    assert build_model(hostvars) == exported
+    # a constraint given besides (the role's) is added once, after the file's
+    spread = {"type": "spread", "vms": ["web1", "app1"]}
+    assert build_model(hostvars, [ban, spread])["constraints"] == [ban, spread]
+    # without model_constraints the hypervisors carry nothing
+    inv = cluster.inventory(two_hosts(cluster))
+    assert "entropy_model_constraints" not in hvars(inv, "hv1") and "entropy_model_options" not in hvars(inv, "hv1")

@@ -155,6 +155,41 @@ def test_model_from_given_hostvars_wins_over_the_plays():
     assert plan["target"] == {} and plan["initial"] == {}
 
 
+def carrying(constraints=None, options=None) -> dict:
+    """hostvars() with the inventory file's model_constraints / model_options on every hypervisor, as the inventory sets them."""
+    data = hostvars()
+    for name in ("hv1", "hv2", "hv3"):
+        data[name] = dict(data[name], **({"entropy_model_constraints": constraints} if constraints else {}),
+                          **({"entropy_model_options": options} if options else {}))
+    return data
+
+
+def test_the_inventory_files_constraints_and_options_reach_the_plan(solved):
+    """Without the carried spread both VMs share one host (test_model_from_the_plays_hostvars)."""
+    spread = {"type": "spread", "vms": ["web1", "web2"]}
+    plan = run({"hostvars": carrying([spread], {"seed": 5})}, time_limit_s=5)
+    assert plan["stats"]["hosts_used_after"] == 2 and plan["target"]["web1"] != plan["target"]["web2"]
+    assert solved[-1].seed == 5
+    # with the caller's constraints besides (union) and the caller's option winning over the file's
+    plan = run({"hostvars": carrying([spread], {"seed": 5})}, constraints=[{"type": "ban", "vms": ["web1"], "hosts": ["hv2"]}, spread],
+               seed=6, time_limit_s=5)
+    assert plan["target"] == {"web1": "hv1", "web2": "hv2"} and solved[-1].seed == 6
+
+
+@pytest.mark.parametrize("variables, expected", [
+    ({"hostvars": dict(carrying(), hv1=dict(hostvars()["hv1"], entropy_model_options={"seed": 1}),
+                       hv2=dict(hostvars()["hv2"], entropy_model_options={"seed": 2}))},
+     "reconfiguration_plan: hypervisors hv1 and hv2 carry different model_options seed (1 and 2)"),
+    ({"hostvars": carrying([{"type": "root", "vms": ["web3"]}])},
+     "the cluster model is malformed: constraints[0] (root): unknown vm 'web3' (the model builder: hypervisor hv3 left out of the model"),
+])
+def test_carried_constraints_errors_name_the_cause(variables, expected):
+    with pytest.raises(AnsibleError) as err:
+        run(variables)
+    message = str(err.value)
+    assert expected in message and len(message.splitlines()) == 1, message
+
+
 @pytest.mark.parametrize("kwargs, variables, expected", [
     ({"model": model(), "model_file": "/x.json"}, {}, "reconfiguration_plan: give either model or model_file, not both"),
     ({"model_file": "{tmp}/missing.json"}, {},

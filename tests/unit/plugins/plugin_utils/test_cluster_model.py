@@ -41,7 +41,7 @@ def vm(host, state="running", demand=0.25, memory=512, vcpus=2, **extra):
 @pytest.mark.parametrize(("state", "managed_save", "expected"), [
     ("running", False, "running"), ("blocked", False, "running"), ("paused", False, "paused"),
     ("pmsuspended", False, "paused"), ("shutoff", True, "saved"), ("shutoff", False, "stopped"),
-    ("crashed", False, "stopped"), ("shutdown", False, "running"), ("unknown", False, "running"),
+    ("crashed", False, "paused"), ("shutdown", False, "running"), ("unknown", False, "running"),
 ])
 def test_vm_model_state(state, managed_save, expected):
     assert cluster_model.vm_model_state(state, managed_save) == expected
@@ -128,3 +128,36 @@ def test_from_ansible_inventory_json():
 
 def test_strip_unsafe():
     assert cluster_model.strip_unsafe({"a": [{"__ansible_unsafe": "x"}, 1], "b": {"__ansible_unsafe": "y"}}) == {"a": ["x", 1], "b": "y"}
+
+
+def test_constraints_and_options_carried_by_the_hypervisors():
+    """What the inventory file sets (model_constraints / model_options, carried on each hypervisor) joins the
+    constraints given to build_model (union, each once) and the options given (they win)."""
+    ban = {"type": "ban", "vms": ["vm1"], "hosts": ["hv2"]}
+    spread = {"type": "spread", "vms": ["vm1", "vm2"]}
+    carried = {cluster_model.CONSTRAINTS_VAR: [ban], cluster_model.OPTIONS_VAR: {"objective": "repair", "seed": 4}}
+    hostvars = {"hv1": hv(**carried), "hv2": hv(**carried), "hv3": hv(reachable=False, cpu=None, memory=None, **carried),
+                "vm1": vm("hv1"), "vm2": vm("hv2")}
+    model = cluster_model.build_model(hostvars)
+    assert model["constraints"] == [ban] and model["options"] == {"objective": "repair", "seed": 4}
+    model = cluster_model.build_model(hostvars, [spread, ban], {"seed": 7})
+    assert model["constraints"] == [ban, spread] and model["options"] == {"objective": "repair", "seed": 7}
+
+
+@pytest.mark.parametrize("hostvars, expected", [
+    ({"hv1": hv(entropy_model_options={"seed": 1}), "hv2": hv(entropy_model_options={"seed": 2})},
+     "hypervisors hv1 and hv2 carry different model_options seed (1 and 2): one solver run takes one value"),
+    ({"hv1": hv(entropy_model_constraints={"type": "ban"})},
+     "hypervisor hv1: entropy_model_constraints must be a list of constraints (dictionaries with a type), got"),
+    ({"hv1": hv(entropy_model_constraints=["ban"])}, "hypervisor hv1: entropy_model_constraints must be a list of constraints"),
+    ({"hv1": hv(entropy_model_options=["seed"])}, "hypervisor hv1: entropy_model_options must be a dictionary of solver options"),
+])
+def test_carried_constraints_and_options_that_cannot_be_used(hostvars, expected):
+    with pytest.raises(ValueError) as err:
+        cluster_model.build_model(hostvars)
+    assert expected in str(err.value)
+
+
+def test_union_constraints_keeps_the_first_of_identical_ones():
+    a, b = {"type": "root", "vms": ["x"]}, {"vms": ["x"], "type": "root"}
+    assert cluster_model.union_constraints([a], None, [b, {"type": "root", "vms": ["y"]}]) == [a, {"type": "root", "vms": ["y"]}]
