@@ -175,6 +175,7 @@ parallelism: 16
 """
 
 import json
+import math
 import os
 import re
 import threading
@@ -182,6 +183,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.entropy.cluster.plugins.module_utils.domain_jobs import domain_job
@@ -203,17 +205,21 @@ except ImportError:  # ansible-core < 2.19: inventory strings are templated anyw
         return value
 
 RAW_VERSION = 1
-HYPERVISOR_KEYS = ("name", "uri", "cpu", "memory_mib", "reserved_memory_mib")
+# One entry of the hypervisors option. ansible-core's validator finds unknown keys and converts numbers given as
+# strings; what it cannot express is checked after it: name and uri non-empty strings (its str type would turn
+# `name: 01` into "1" and a list into its repr), no booleans as numbers, finite positive ranges, unique names.
+HYPERVISOR_SPEC = {
+    "name": {"type": "raw", "required": True},
+    "uri": {"type": "raw", "required": True},
+    "cpu": {"type": "float"},
+    "memory_mib": {"type": "int"},
+    "reserved_memory_mib": {"type": "int"},
+}
+HYPERVISOR_KEYS = tuple(HYPERVISOR_SPEC)
 # getAllDomainStats keys kept in the raw data (the cache): nothing else is read.
 KEPT_STATS = ("state.state", "state.reason", "cpu.time", "balloon.current", "balloon.maximum", "balloon.available", "balloon.unused",
               "balloon.rss", "vcpu.current", "vcpu.maximum")
 _NET_BYTES = re.compile(r"^net\.\d+\.(rx|tx)\.bytes$")
-_GROUP_CHARS = re.compile(r"[^A-Za-z0-9_]")
-
-
-def sanitize_group(name):
-    """A group name made of letters, digits and underscores."""
-    return _GROUP_CHARS.sub("_", str(name))
 
 
 def _mib(kib):
@@ -489,48 +495,57 @@ def merge_copies(copies):
 # --------------------------------------------------------------------------- configuration
 
 def validate_hypervisors(value, default_reserved_mib=0):
-    """The hypervisors option, checked entry by entry; raises ValueError with a message naming the entry."""
+    """The hypervisors option, checked entry by entry; raises ValueError with a message naming the entry and the fix."""
     if not isinstance(value, list) or not value:
         raise ValueError("'hypervisors' must be a non-empty list of {name, uri} entries, for example: "
                          "hypervisors: [{name: hv01, uri: 'qemu+tcp://hv01/system'}]")
     if default_reserved_mib is None or isinstance(default_reserved_mib, bool) or not isinstance(default_reserved_mib, int) or default_reserved_mib < 0:
         raise ValueError("'reserved_memory_mib' must be a non-negative integer (MiB), got %r" % (default_reserved_mib,))
+    validator = ArgumentSpecValidator(HYPERVISOR_SPEC)
     specs, names, uris = [], {}, {}
     for idx, entry in enumerate(value):
-        label = "hypervisors[%d]" % idx
-        if not isinstance(entry, dict):
-            raise ValueError("%s must be a dictionary with keys name and uri, got %r" % (label, entry))
-        name = entry.get("name")
-        if isinstance(name, str) and name:
-            label = "hypervisors[%d] (name %s)" % (idx, name)
-        unknown = sorted(str(k) for k in entry if k not in HYPERVISOR_KEYS)
-        if unknown:
-            raise ValueError("%s: unknown key(s) %s; allowed keys are %s" % (label, ", ".join(unknown), ", ".join(HYPERVISOR_KEYS)))
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError("%s: 'name' is required and must be a non-empty string (the inventory host name)" % label)
-        if name in names:
-            raise ValueError("%s: duplicate name %r, already used by hypervisors[%d]; give every hypervisor its own name" % (label, name, names[name]))
-        names[name] = idx
-        uri = entry.get("uri")
-        if not isinstance(uri, str) or not uri.strip():
-            raise ValueError("%s: 'uri' is required and must be a libvirt URI string such as qemu+tcp://%s/system" % (label, name))
-        spec = {"name": name, "uri": uri.strip()}
-        if "cpu" in entry and entry["cpu"] is not None:
-            cpu = entry["cpu"]
-            if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or cpu <= 0:
-                raise ValueError("%s: 'cpu' must be a positive number of cores, got %r" % (label, cpu))
-            spec["cpu"] = cpu
-        for key, positive in (("memory_mib", True), ("reserved_memory_mib", False)):
-            if key in entry and entry[key] is not None:
-                val = entry[key]
-                if isinstance(val, bool) or not isinstance(val, int) or (val <= 0 if positive else val < 0):
-                    raise ValueError("%s: %r must be a %s integer (MiB), got %r" % (label, key, "positive" if positive else "non-negative", val))
-                spec[key] = val
+        spec = _hypervisor_entry(validator, idx, entry)
+        label = "hypervisors[%d] (name %s)" % (idx, spec["name"])
+        if spec["name"] in names:
+            raise ValueError("%s: duplicate name %r, already used by hypervisors[%d]; give every hypervisor its own name"
+                             % (label, spec["name"], names[spec["name"]]))
+        names[spec["name"]] = idx
         if spec["uri"] in uris:
             spec["_same_uri_as"] = uris[spec["uri"]]
-        uris.setdefault(spec["uri"], name)
+        uris.setdefault(spec["uri"], spec["name"])
         specs.append(spec)
     return specs
+
+
+def _hypervisor_entry(validator, idx, entry):
+    """One entry of the hypervisors option -> {name, uri[, cpu, memory_mib, reserved_memory_mib]}."""
+    label = "hypervisors[%d]" % idx
+    if not isinstance(entry, dict):
+        raise ValueError("%s must be a dictionary with keys name and uri, got %r" % (label, entry))
+    name = entry.get("name")
+    if isinstance(name, str) and name:
+        label = "hypervisors[%d] (name %s)" % (idx, name)
+    result = validator.validate(entry)
+    if result.unsupported_parameters:
+        raise ValueError("%s: unknown key(s) %s; allowed keys are %s"
+                         % (label, ", ".join(sorted(str(k) for k in result.unsupported_parameters)), ", ".join(HYPERVISOR_KEYS)))
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("%s: 'name' is required and must be a non-empty string (the inventory host name)" % label)
+    uri = entry.get("uri")
+    if not isinstance(uri, str) or not uri.strip():
+        raise ValueError("%s: 'uri' is required and must be a libvirt URI string such as qemu+tcp://%s/system" % (label, name))
+    spec = {"name": name, "uri": uri.strip()}
+    checked = result.validated_parameters
+    for key, positive, what in (("cpu", True, "a positive number of cores"), ("memory_mib", True, "a positive integer (MiB)"),
+                                ("reserved_memory_mib", False, "a non-negative integer (MiB)")):
+        if entry.get(key) is None:
+            continue
+        number = checked[key]  # converted by the validator; left as given when it could not be
+        if (isinstance(entry[key], bool) or not isinstance(number, (int, float) if key == "cpu" else int) or not math.isfinite(number)
+                or (number <= 0 if positive else number < 0)):
+            raise ValueError("%s: %r must be %s, got %r" % (label, key, what, entry[key]))
+        spec[key] = entry[key] if isinstance(entry[key], int) else number  # cpu: 2 stays 2 (not 2.0) in the variables
+    return spec
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -672,7 +687,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self._write_model(model_file, model)
 
     def _group(self, name):
-        group = sanitize_group(name)
+        # the inventory base's sanitising (what constructed's keyed_groups use): every character that is not a letter,
+        # a digit or _ becomes _, whatever TRANSFORM_INVALID_GROUP_CHARS says, silently
+        group = self._sanitize_group_name(str(name))
         self.inventory.add_group(group)
         return group
 

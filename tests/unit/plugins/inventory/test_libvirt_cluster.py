@@ -400,3 +400,33 @@ def test_the_files_model_constraints_and_options_reach_every_route(cluster):
     # without model_constraints the hypervisors carry nothing
     inv = cluster.inventory(two_hosts(cluster))
     assert "entropy_model_constraints" not in hvars(inv, "hv1") and "entropy_model_options" not in hvars(inv, "hv1")
+
+
+@pytest.mark.parametrize(("entry", "expected"), [
+    ({"name": "hv1", "uri": "test:///default", "cpu": True}, "hypervisors[0] (name hv1): 'cpu' must be a positive number of cores, got True"),
+    ({"name": "hv1", "uri": "test:///default", "cpu": "inf"}, "'cpu' must be a positive number of cores, got 'inf'"),
+    ({"name": "hv1", "uri": "test:///default", "cpu": 0}, "'cpu' must be a positive number of cores, got 0"),
+    ({"name": "hv1", "uri": "test:///default", "memory_mib": "lots"}, "'memory_mib' must be a positive integer (MiB), got 'lots'"),
+    ({"name": "hv1", "uri": "test:///default", "memory_mib": False}, "'memory_mib' must be a positive integer (MiB), got False"),
+    ({"name": 1, "uri": "test:///default"}, "hypervisors[0]: 'name' is required and must be a non-empty string"),
+    ({"name": "hv1", "uri": ["test:///default"]}, "hypervisors[0] (name hv1): 'uri' is required and must be a libvirt URI string"),
+    ({"name": "hv1", "uri": "test:///default", "URI": "x", "mem": 1}, "hypervisors[0] (name hv1): unknown key(s) URI, mem; allowed keys are "
+                                                                     "name, uri, cpu, memory_mib, reserved_memory_mib"),
+])
+def test_hypervisor_entries_refused_with_the_fix(cluster, entry, expected):
+    with pytest.raises(AnsibleParserError) as err:
+        cluster.parse(cluster.config([entry]))
+    assert expected in str(err.value) and "Traceback" not in str(err.value)
+
+
+def test_hypervisor_numbers_given_as_strings_are_converted_as_ansible_does(cluster):
+    hv1 = cluster.node("hv1", [])
+    inv = cluster.inventory(cluster.config([{"name": "hv1", "uri": hv1, "cpu": "2.5", "memory_mib": "2048", "reserved_memory_mib": "256"}]))
+    hv = hvars(inv, "hv1")
+    assert (hv["entropy_cpu_cores"], hv["entropy_memory_mib"], hv["entropy_reserved_memory_mib"]) == (2.5, 2048, 256)
+
+
+def test_group_names_are_sanitized_as_ansible_core_does(cluster):
+    hv = cluster.node("hv-1.example", [{"name": "web1"}])
+    inv = cluster.inventory(cluster.config([{"name": "hv-1.example", "uri": hv}]))
+    assert names(inv, "on_hv_1_example") == ["web1"] and names(inv, "state_running") == ["web1"]
