@@ -102,12 +102,19 @@ options:
         is built (also from the cache).
     type: path
   model_constraints:
-    description: Constraints copied verbatim into the exported model (the solver validates them).
+    description:
+      - Placement constraints of this cluster (the solver validates them), in every model built from this inventory - the
+        exported model, and the plans of P(entropy.cluster.reconfiguration_plan#lookup) and of the entropy.cluster playbooks,
+        which add their own constraints to these.
+      - They travel on each hypervisor as the variable C(entropy_model_constraints).
     type: list
     elements: dict
     default: []
   model_options:
-    description: Solver options copied verbatim into the exported model (the solver validates them).
+    description:
+      - Solver options of this cluster (the solver validates them), in every model built from this inventory, like
+        O(model_constraints); an option given to the plan explicitly wins.
+      - They travel on each hypervisor as the variable C(entropy_model_options).
     type: dict
     default: {}
 notes:
@@ -119,7 +126,8 @@ notes:
     C(entropy_memory_mib) (capacity), C(entropy_reserved_memory_mib), C(entropy_node_cpu_cores) and
     C(entropy_node_memory_mib) (what libvirt reports), C(entropy_free_memory_mib),
     C(entropy_cpu_used_cores) (measured on the node), C(entropy_vm_count), C(entropy_vm_active_count),
-    C(entropy_vm_cpu_demand_cores), C(entropy_vm_memory_mib)."
+    C(entropy_vm_cpu_demand_cores), C(entropy_vm_memory_mib), and when set C(entropy_model_constraints) and
+    C(entropy_model_options) (O(model_constraints), O(model_options))."
   - "Variables of a VM: C(entropy_kind=vm), C(entropy_hypervisor), C(entropy_hypervisor_uri),
     C(entropy_uuid), C(entropy_state), C(entropy_vcpus), C(entropy_memory_mib) (allocated),
     C(entropy_memory_max_mib), C(entropy_memory_used_mib) (guest balloon statistics, V(null) where
@@ -129,7 +137,8 @@ notes:
     read when the inventory is built, so it may be cached: role P(entropy.cluster.plan#role) checks live with the
     P(entropy.cluster.cluster_jobs#lookup) lookup), and for duplicates C(entropy_duplicate_on) and C(entropy_copies)."
   - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(on_<hypervisor>) and
-    C(state_<state>) (names sanitized to letters, digits and underscores)."
+    C(state_<state>) (names sanitized as the inventory base does - every character other than a letter, a digit
+    or an underscore becomes an underscore)."
   - Connecting to a hypervisor whose address drops packets waits for the TCP timeout of the system;
     libvirt has no connection timeout.
   - The guide C(docs/inventory.md) in the collection lists the variables with their units, caching and the model export.

@@ -12,6 +12,8 @@ description:
   - Builds the cluster model from the inventory of P(entropy.cluster.libvirt_cluster#inventory) (hypervisors and VMs with their measured
     load, from O(ansible_lookup_hostvars)), or takes a model given as data or as a JSON file, and solves it with the
     placement solver of the collection (OR-Tools CP-SAT).
+  - A model built from the inventory holds the inventory file's C(model_constraints) and C(model_options) (the same model as the
+    inventory's own export); the constraints given here are added to them.
   - Returns one plan (a dictionary) in the documented plan format (C(docs/plan-format.md)), with two additions used by
     role P(entropy.cluster.apply_plan#role) to refuse stale plans and to check each step - C(initial), the placement the plan starts from,
     and C(model_warnings), what the model builder left out.
@@ -40,7 +42,8 @@ options:
     choices: [consolidate, repair, balance]
   constraints:
     description:
-      - Placement constraints added to the model's (see C(docs/model-format.md)).
+      - Placement constraints added to the model's own (the inventory file's C(model_constraints), or the model's
+        C(constraints)); a constraint given in both is used once (see C(docs/model-format.md)).
       - "For example C({type: spread, vms: [a, b]})."
     type: list
     elements: dict
