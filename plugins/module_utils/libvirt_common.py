@@ -29,6 +29,7 @@ URI_ENV = "LIBVIRT_DEFAULT_URI"
 USERNAME_ENV = "ENTROPY_LIBVIRT_USERNAME"
 PASSWORD_ENV = "ENTROPY_LIBVIRT_PASSWORD"
 
+
 class EntropyLibvirtError(Exception):
     """A libvirt failure already turned into a message for a person.
 

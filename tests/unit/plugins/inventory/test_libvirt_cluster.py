@@ -410,8 +410,8 @@ def test_the_files_model_constraints_and_options_reach_every_route(cluster):
     ({"name": "hv1", "uri": "test:///default", "memory_mib": False}, "'memory_mib' must be a positive integer (MiB), got False"),
     ({"name": 1, "uri": "test:///default"}, "hypervisors[0]: 'name' is required and must be a non-empty string"),
     ({"name": "hv1", "uri": ["test:///default"]}, "hypervisors[0] (name hv1): 'uri' is required and must be a libvirt URI string"),
-    ({"name": "hv1", "uri": "test:///default", "URI": "x", "mem": 1}, "hypervisors[0] (name hv1): unknown key(s) URI, mem; allowed keys are "
-                                                                     "name, uri, cpu, memory_mib, reserved_memory_mib"),
+    ({"name": "hv1", "uri": "test:///default", "URI": "x", "mem": 1},
+     "hypervisors[0] (name hv1): unknown key(s) URI, mem; allowed keys are name, uri, cpu, memory_mib, reserved_memory_mib"),
 ])
 def test_hypervisor_entries_refused_with_the_fix(cluster, entry, expected):
     with pytest.raises(AnsibleParserError) as err:
