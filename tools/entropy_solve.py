@@ -3,6 +3,8 @@
 usage: python3 tools/entropy_solve.py MODEL.json [-o PLAN.json] [--objective consolidate|repair|balance]
        [--time-limit S] [--seed N] [--btrplace] [--check PLAN.json]
    or: bash tools/run.sh solve MODEL.json ...   (builds the checkout's venv first if needed)
+MODEL.json may also be the output of `ansible-inventory -i <cluster>.libvirt_cluster.yml --list`: the model is
+then built from it by the inventory's own function (cluster_model.build_model), constraints included.
 
 Run by a Python without ortools (the system python3), it re-runs itself with the venv's Python:
 $ENTROPY_VENV, else the checkout's .venv (what `bash tools/run.sh setup` builds).
@@ -40,7 +42,8 @@ def _reexec_in_venv() -> None:
 
 def _parser(objectives: tuple[str, ...]) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="entropy_solve.py", description="Compute a VM placement and a migration plan.")
-    p.add_argument("model", help="model JSON file (or a BtrPlace .json/.json.gz with --btrplace); '-' = stdin")
+    p.add_argument("model", help="model JSON file, or the output of ansible-inventory --list of a libvirt_cluster inventory "
+                                 "(or a BtrPlace .json/.json.gz with --btrplace); '-' = stdin")
     p.add_argument("-o", "--output", help="write the plan JSON here (default: stdout)")
     p.add_argument("--objective", choices=objectives)
     p.add_argument("--time-limit", type=float, metavar="S", help="seconds (default: the model's, else 30)")
@@ -56,10 +59,28 @@ def _load(path: str, btrplace: bool, objective: str | None, placement: Any) -> A
     if btrplace:
         return placement.import_btrplace(path, objective=objective)
     if path == "-":
-        return json.load(sys.stdin)
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        return json.load(handle)
+        data = json.load(sys.stdin)
+    else:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            data = json.load(handle)
+    if isinstance(data, dict) and "_meta" in data:  # ansible-inventory --list: the model as the inventory builds it
+        return _cluster_model().model_from_inventory_json(data)
+    return data
+
+
+def _cluster_model() -> Any:
+    """plugins/plugin_utils/cluster_model.py, imported as part of this collection (it uses the collection's
+    module_utils): from the ansible_collections tree this checkout is installed in, or the link `run.sh setup` makes."""
+    here = os.path.realpath(ROOT)
+    for top in (os.path.join(ROOT, os.pardir, os.pardir, os.pardir), os.path.join(ROOT, ".tmp", "collections")):
+        if os.path.realpath(os.path.join(top, "ansible_collections", "entropy", "cluster")) == here:
+            if top not in sys.path:
+                sys.path.insert(0, top)
+            from ansible_collections.entropy.cluster.plugins.plugin_utils import cluster_model  # pylint: disable=import-outside-toplevel
+            return cluster_model
+    raise ValueError("reading ansible-inventory output needs this collection under an ansible_collections/entropy/cluster "
+                     "directory: run bash tools/run.sh setup, or install the collection")
 
 
 def _summary(plan: dict, out: TextIO, units: bool = True) -> None:

@@ -71,3 +71,24 @@ def test_an_inventory_ban_shapes_evacuate(cluster, banned, expected):
     inventory = three_hypervisors(cluster, model_constraints=[{"type": "ban", "vms": ["a"], "hosts": [banned]}])
     placement = run_check(cluster, inventory, "evacuate", {"entropy_evacuate_hosts": ["hv1"]})
     assert placement["a"] == expected, placement
+
+
+def test_the_command_line_builds_the_same_model_from_ansible_inventory_output(cluster):
+    """ansible-inventory --list > inventory.json; tools/entropy_solve.py inventory.json: the inventory file's
+    constraint holds there too (the model is built by cluster_model.build_model, as everywhere else)."""
+    bindir = os.path.dirname(sys.executable)
+    inventory = three_hypervisors(cluster, model_constraints=[{"type": "spread", "vms": ["a", "b"]}])
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+               ANSIBLE_INVENTORY_UNPARSED_FAILED="true")
+    listed = subprocess.run([os.path.join(bindir, "ansible-inventory"), "-i", inventory, "--list"], env=env, capture_output=True,
+                            text=True, check=False, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    listing = os.path.join(cluster.path, "inventory.json")
+    with open(listing, "w", encoding="utf-8") as handle:
+        handle.write(listed.stdout)
+    tool = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, os.pardir, os.pardir, "tools", "entropy_solve.py")
+    solved = subprocess.run([sys.executable, tool, listing, "-q", "--time-limit", "5"], env=env, capture_output=True, text=True,
+                            check=False, timeout=300)
+    assert solved.returncode == 0, solved.stderr[-3000:]
+    plan = json.loads(solved.stdout)
+    assert plan["target"]["a"] != plan["target"]["b"] and plan["stats"]["hosts_used_after"] == 2, plan["target"]
