@@ -12,7 +12,8 @@ Four vocabularies, one table each:
 * condition (``condition``): what vm_state talks about - the word, but ``blocked`` reads ``running`` and a
   shut-off VM with a managed-save image reads ``saved``;
 * model state (``model_state``): what the solver sees - running, paused, saved or stopped
-  (docs/model-format.md; ``placement.model.VM_STATES`` validates it);
+  (docs/model-format.md; ``placement.model.VM_STATES`` validates it); ``live_state`` is the same for the live
+  placement checks, except that a crashed VM is called crashed;
 * plan actions (``ACTION_MODULE_STATE``, ``ACTION_MODEL_STATE``): what entropy.cluster.vm_state is asked
   for, and what the VM is afterwards.
 """
@@ -84,6 +85,13 @@ def model_state(word: str | None, has_managed_save: bool = False) -> str:
     if not is_active_word(word):
         return MODEL_SAVED if has_managed_save else MODEL_STOPPED
     return _ACTIVE_MODEL_STATES.get(word, MODEL_RUNNING)  # type: ignore[arg-type]
+
+
+def live_state(word: str | None, has_managed_save: bool = False) -> str:
+    """What the live placement (lookup cluster_placement, the checks of apply_plan) calls a VM: its model state,
+    except crashed, which stays crashed - it holds its memory like a paused VM, but its guest is dead and no plan
+    expects it, so a check says "found crashed" and a failure report counts it as lost."""
+    return "crashed" if word == "crashed" else model_state(word, has_managed_save)
 
 
 def condition(word: str, has_managed_save: bool = False) -> str:

@@ -47,3 +47,17 @@ def test_a_host_that_does_not_answer():
     reported = run(hypervisors=hypervisors, unreachable="report")
     assert reported["placement"] == {"test": [{"host": "hv1", "state": "running"}]}
     assert list(reported["unreachable"]) == ["hv2"] and "Check that libvirtd runs there" in reported["unreachable"]["hv2"]
+
+
+def test_every_libvirt_state_as_the_live_placement_names_it(tmp_path):
+    """The test driver puts a domain in any state: model states, except crashed, which no plan expects."""
+    codes = {"nostate": 0, "running": 1, "blocked": 2, "paused": 3, "shutdown": 4, "shutoff": 5, "crashed": 6, "pmsuspended": 7}
+    domains = "".join("<domain type='test'><name>%s</name><memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os>"
+                      "<test:runstate>%d</test:runstate></domain>" % (word, code) for word, code in codes.items())
+    node = tmp_path / "node.xml"
+    node.write_text("<node xmlns:test='http://libvirt.org/schemas/domain/test/1.0'><cpu><active>2</active><total>2</total></cpu>"
+                    "<memory>4194304</memory>%s</node>" % domains)
+    placement = run(hypervisors={"hv1": "test://%s" % node})
+    assert {vm: where[0]["state"] for vm, where in placement.items()} == {
+        "nostate": "running", "running": "running", "blocked": "running", "shutdown": "running", "paused": "paused",
+        "pmsuspended": "paused", "crashed": "crashed", "shutoff": "stopped"}

@@ -110,3 +110,18 @@ def test_libvirt_itself_agrees_for_every_state_code(tmp_path):
             assert domain_job(dom) is None  # the test driver has no jobs; a shut-off domain is not even asked
     finally:
         conn.close()
+
+
+def test_the_live_placement_calls_a_crashed_vm_crashed_and_every_other_vm_by_its_model_state():
+    for _constant, word, _active, _condition, model, model_saved in TABLE:
+        expected = ("crashed", "crashed") if word == "crashed" else (model, model_saved)
+        assert (vm_states.live_state(word), vm_states.live_state(word, True)) == expected
+
+
+def test_a_vm_that_crashed_during_a_plan_is_a_difference_and_lost():
+    plan = {"initial": {"a": {"host": "hv1", "state": "running"}}, "target": {"a": "hv2"},
+            "steps": [[{"action": "migrate", "vm": "a", "from": "hv1", "to": "hv2"}]]}
+    crashed = {"a": [{"host": "hv2", "state": vm_states.live_state("crashed")}]}
+    assert plan_playbook.placement_differences(crashed, {"a": {"host": "hv2", "state": "running"}}) == [
+        "VM 'a' on hv2: expected running, found crashed"]
+    assert plan_playbook.plan_progress(plan, crashed, 1)["lost"] == ["a: was running on hv1, now crashed on hv2"]
