@@ -110,7 +110,9 @@ lab() { "$VENV/bin/python" "$ROOT/tools/lab.py" "$@"; }
 units() {
   say "unit tests"
   # -rs lists skips; tests/unit/conftest.py fails any skip not on its short allow-list.
-  (cd "$ROOT" && python -m pytest -q -rs -p no:cacheprovider tests/unit "$@")
+  local target=(tests/unit)
+  for arg in "$@"; do case "$arg" in tests/*) target=() ;; esac; done
+  (cd "$ROOT" && python -m pytest -q -rs -p no:cacheprovider "${target[@]}" "$@")
 }
 
 solve() {
@@ -158,7 +160,10 @@ oldest() {
 integration() {
   say "integration tests (real libvirt lab)"
   lab up
-  (cd "$ROOT" && python -m pytest -q -p no:cacheprovider -rs tests/integration "$@")
+  # A test file or directory given on the command line replaces the default folder, as pytest users expect.
+  local target=(tests/integration)
+  for arg in "$@"; do case "$arg" in tests/*) target=() ;; esac; done
+  (cd "$ROOT" && python -m pytest -q -p no:cacheprovider -rs "${target[@]}" "$@")
 }
 
 build() {
