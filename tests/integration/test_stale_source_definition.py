@@ -145,3 +145,70 @@ def test_a_copy_with_a_managed_save_is_kept(lab, playbook, tmp_path, saved_copy_
         assert conn.lookupByName(SAVED_VM).hasManagedSaveImage(0)
     finally:
         conn.close()
+
+
+# --------------------------------------------------------------------------- through apply_plan
+
+def plan_with_one_move(lab, tmp_path, leftover_vm: str) -> tuple[str, str, str]:
+    """A plan (JSON file) that moves one other VM, written from the live placement (the leftover VM where it runs)."""
+    initial = {}
+    for vm, where in lab.placement().items():
+        host, state = next((h, s) for h, s in where if s in ("running", "paused"))
+        initial[vm] = {"host": host, "state": state}
+    mover = next(vm for vm in sorted(initial) if vm != leftover_vm)
+    source = initial[mover]["host"]
+    target = next(h for h in sorted(lab.hosts) if h != source)
+    plan = {"version": 1, "objective": "consolidate", "status": "feasible", "initial": initial,
+            "target": dict({vm: where["host"] for vm, where in initial.items()}, **{mover: target}),
+            "steps": [[{"action": "migrate", "vm": mover, "from": source, "to": target}]], "stats": {"migrations": 1}}
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    return str(path), mover, target
+
+
+def apply(lab, playbook, tmp_path, plan_file, check=False):
+    return playbook("entropy.cluster.apply", inventory=lab.static_inventory, check=check, extra_vars={
+        "entropy_plan_file": plan_file, "entropy_lock_file": str(tmp_path / "lock"), "entropy_migrate_unsafe": True})
+
+
+def test_apply_removes_the_leftover_then_applies_the_plan(lab_reset, playbook, tmp_path):
+    lab = lab_reset
+    source, destination = leave_a_shut_off_copy(lab, LEFTOVER_VM)
+    plan_file, mover, target = plan_with_one_move(lab, tmp_path, LEFTOVER_VM)
+    line = "VM '%s': its shut-off copy on %s (the VM runs on %s)" % (LEFTOVER_VM, source, destination)
+
+    checked = apply(lab, playbook, tmp_path, plan_file, check=True)
+    assert checked.returncode == 0, checked.stdout[-4000:]
+    assert line + " would be removed" in checked.stdout
+    assert sorted(lab.placement()[LEFTOVER_VM]) == sorted([(source, "shutoff"), (destination, "running")])
+
+    applied = apply(lab, playbook, tmp_path, plan_file)
+    assert applied.returncode == 0, applied.stdout[-4000:]
+    assert line + " was removed" in applied.stdout
+    assert lab.placement()[LEFTOVER_VM] == [(destination, "running")]
+    assert lab.running_on(mover) == [target]
+    lab.assert_each_vm_once()
+
+
+def test_apply_keeps_a_leftover_with_snapshots_and_refuses_the_plan(lab_reset, playbook, tmp_path):
+    lab = lab_reset
+    source, destination = leave_a_shut_off_copy(lab, LEFTOVER_VM)
+    plan_file, mover, _target = plan_with_one_move(lab, tmp_path, LEFTOVER_VM)
+    mover_host = lab.running_on(mover)
+    conn = lab.connect(source)
+    try:
+        dom = conn.lookupByName(LEFTOVER_VM)
+        snapshot = dom.snapshotCreateXML(
+            "<domainsnapshot><name>before-upgrade</name><state>shutoff</state><creationTime>1700000000</creationTime>%s"
+            "</domainsnapshot>" % dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
+        refused = apply(lab, playbook, tmp_path, plan_file)
+        assert refused.returncode != 0
+        assert "(the VM runs on %s) was kept: it has 1 snapshot(s) there" % destination in refused.stdout
+        assert "the plan is stale, nothing was moved" in refused.stdout and "starting it there would run the VM twice" in refused.stdout
+        assert sorted(lab.placement()[LEFTOVER_VM]) == sorted([(source, "shutoff"), (destination, "running")])
+        assert lab.running_on(mover) == mover_host
+        snapshot.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
+        dom.undefine()
+    finally:
+        conn.close()
+    lab.assert_each_vm_once()
