@@ -338,18 +338,22 @@ def connect(host: dict):
 
 
 def remove_domain(conn, name: str) -> None:
+    """Destroy and undefine ``name`` on one host, with its managed save and metadata. A transient copy goes away
+    with its destroy, and a copy that vanished meanwhile is fine; any other refusal raises libvirt's error."""
     import libvirt  # pylint: disable=import-outside-toplevel
 
     try:
         dom = conn.lookupByName(name)
-    except libvirt.libvirtError:
-        return
-    if dom.isActive():
-        dom.destroy()
-    if dom.isPersistent():
-        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                 | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-        dom.undefineFlags(flags)
+        persistent = dom.isPersistent()
+        if dom.isActive():
+            dom.destroy()
+        if persistent:
+            flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                     | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            dom.undefineFlags(flags)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+            raise
 
 
 def where_defined(state: dict, conns: dict) -> dict:
@@ -441,28 +445,92 @@ def cmd_up(args) -> int:
     return 0
 
 
+def remove_stale_copies(state: dict, conns: dict) -> tuple[list, dict]:
+    """Remove every copy of each lab VM that is not fresh at home: (the VMs to create again, host -> why a
+    copy there could not be removed). The copies away from home go first: an unfinished incoming copy
+    elsewhere must not outlive the home copy it came from."""
+    import libvirt  # pylint: disable=import-outside-toplevel
+
+    to_create, broken = [], {}
+    for vm in state["vms"]:
+        if is_pristine(conns, vm):
+            continue  # already fresh at home: keep it, resets stay cheap
+        to_create.append(vm)
+        for name in sorted(conns, key=lambda host: host == vm["home"]):
+            try:
+                remove_domain(conns[name], vm["name"])
+            except libvirt.libvirtError as exc:
+                broken.setdefault(name, "%s: %s" % (vm["name"], exc))
+    return to_create, broken
+
+
+def kill_host_qemu(base: str, host: dict) -> None:
+    """Kill the QEMU processes a host's daemon started (they run in its namespace, named after the host)."""
+    images = os.path.join(base, "")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                cmdline = handle.read().decode(errors="replace")
+        except OSError:
+            continue
+        if "qemu-system" in cmdline and images in cmdline and _ns_hostname(int(pid)) == host["name"]:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def rebuild_host(state: dict, host: dict) -> None:
+    """A host whose daemon cannot remove a VM (seen: an incoming copy whose destination daemon died mid-migration,
+    with no QEMU, waiting forever on its state change lock, restored by every restart): stop the daemon and its
+    QEMUs, forget every VM it knew (definitions, status, saves, snapshots), start it again empty."""
+    stop_daemon(host)
+    kill_host_qemu(state["dir"], host)
+    hdir = host["dir"]
+    for sub in ("run/libvirt", "var/lib/libvirt/qemu"):
+        shutil.rmtree(os.path.join(hdir, sub), ignore_errors=True)
+    defs = os.path.join(hdir, "etc/libvirt/qemu")
+    for entry in os.listdir(defs) if os.path.isdir(defs) else []:
+        path = os.path.join(defs, entry)
+        if entry.endswith(".xml") and os.path.isfile(path):
+            os.unlink(path)
+    shutil.rmtree(os.path.join(defs, "autostart"), ignore_errors=True)
+    write_host_files(host)
+    host["pid"] = start_daemon(host)
+    save_state(state["dir"], state)
+    wait_ready(host)
+
+
 def cmd_reset(_args) -> int:
     base = lab_dir()
     state = require_state(base)
     with Locked(base):
-        conns = {h["name"]: connect(h) for h in state["hosts"] if daemon_alive(h)}
-        if len(conns) != len(state["hosts"]):
+        if not all(daemon_alive(h) for h in state["hosts"]):
             raise LabError("not every lab daemon runs: run 'lab.py up' first")
-        try:
-            recreated = 0
-            for vm in state["vms"]:
-                if is_pristine(conns, vm):
-                    continue  # already fresh at home: keep it, resets stay cheap
+        rebuilt = []
+        for attempt in (1, 2):
+            conns = {h["name"]: connect(h) for h in state["hosts"]}
+            try:
+                to_create, broken = remove_stale_copies(state, conns)
+                if not broken:
+                    for vm in to_create:
+                        if os.path.exists(vm["disk"]):
+                            os.unlink(vm["disk"])  # a fresh disk drops internal snapshots too
+                        create_vm(state, conns, vm)
+                    break
+            finally:
                 for conn in conns.values():
-                    remove_domain(conn, vm["name"])
-                if os.path.exists(vm["disk"]):
-                    os.unlink(vm["disk"])  # a fresh disk drops internal snapshots too
-                create_vm(state, conns, vm)
-                recreated += 1
-        finally:
-            for conn in conns.values():
-                conn.close()
-    print("lab reset: %d VMs on their home hosts (%d recreated)" % (len(state["vms"]), recreated))
+                    conn.close()
+            if attempt == 2:
+                raise LabError("libvirt still refuses to remove a VM after the host was rebuilt: %s" % "; ".join(broken.values()))
+            for name, why in sorted(broken.items()):
+                print("lab reset: libvirt on %s cannot remove a VM (%s): rebuilding that host" % (name, why), file=sys.stderr)
+                rebuild_host(state, next(h for h in state["hosts"] if h["name"] == name))
+                rebuilt.append(name)
+    print("lab reset: %d VMs on their home hosts (%d recreated%s)" % (
+        len(state["vms"]), len(to_create), ", hosts rebuilt: %s" % ", ".join(rebuilt) if rebuilt else ""))
     return 0
 
 

@@ -13,6 +13,7 @@ from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook impo
     failed_actions,
     load_plan,
     placement_differences,
+    placement_leftovers as _placement_leftovers,
     placements_after_steps,
     plan_hosts,
     plan_problems,
@@ -41,10 +42,18 @@ def plan_timeline(plan) -> list:
     return placements_after_steps(plan.get("initial") or {}, plan["steps"])
 
 
-def placement_diff(actual, expected, unreadable=None) -> list:
+def placement_diff(actual, expected, unreadable=None, ignore=None) -> list:
     if not isinstance(actual, Mapping) or not isinstance(expected, Mapping):
         raise AnsibleFilterError("placement_diff: expects two dictionaries (live placement, expected placement)")
-    return placement_differences(actual, expected, _hosts(unreadable, "placement_diff"))
+    if ignore is not None and not (isinstance(ignore, list) and all(isinstance(copy, Mapping) for copy in ignore)):
+        raise AnsibleFilterError("placement_diff: ignore must be a list of copies ({vm, host}), as placement_leftovers returns them")
+    return placement_differences(actual, expected, _hosts(unreadable, "placement_diff"), ignore or ())
+
+
+def placement_leftovers(actual) -> list:
+    if not isinstance(actual, Mapping):
+        raise AnsibleFilterError("placement_leftovers: expects the live placement (a dictionary, VM -> list of {host, state})")
+    return _placement_leftovers(actual)
 
 
 def plan_report(plan, actual, failed_step=None, unreadable=None) -> dict:
@@ -99,6 +108,7 @@ class FilterModule:
             "plan_summary": plan_summary,
             "plan_timeline": plan_timeline,
             "placement_diff": placement_diff,
+            "placement_leftovers": placement_leftovers,
             "plan_report": plan_report,
             "plan_check": plan_check,
             "plan_hypervisors": plan_hypervisors,

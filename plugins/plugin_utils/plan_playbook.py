@@ -49,18 +49,40 @@ def placements_after_steps(initial: Mapping[str, Mapping], steps: list) -> list[
     return result
 
 
-def placement_differences(actual: Mapping[str, list], expected: Mapping[str, Mapping], unreadable=()) -> list[str]:
+def shut_off_leftover(where: list) -> tuple[str | None, list[str]]:
+    """For one VM's copies (``[{"host", "state"}]``): (the host where it is active, the hosts where it is only
+    defined shut off) when it is active on exactly one host and every other copy is shut off without a managed
+    save - what a migration leaves when its source daemon dies before its last phase. (None, []) otherwise."""
+    active = [entry["host"] for entry in where if entry.get("state") in ACTIVE_STATES]
+    stopped = sorted(entry["host"] for entry in where if entry.get("state") == "stopped")
+    if len(where) > 1 and len(active) == 1 and len(stopped) == len(where) - 1:
+        return active[0], stopped
+    return None, []
+
+
+def placement_leftovers(actual: Mapping[str, list]) -> list[dict]:
+    """Every shut-off leftover copy in a live placement: ``[{"vm", "host", "runs_on"}]``, sorted."""
+    found = []
+    for vm in sorted(actual):
+        runs_on, stopped = shut_off_leftover(list(actual[vm] or []))
+        found += [{"vm": vm, "host": host, "runs_on": runs_on} for host in stopped]
+    return found
+
+
+def placement_differences(actual: Mapping[str, list], expected: Mapping[str, Mapping], unreadable=(), ignore=()) -> list[str]:
     """Every way the live cluster differs from ``expected`` (vm -> {"host", "state"?}).
 
     ``actual`` maps a VM to the list of ``{"host", "state"}`` where it is defined. An empty
     list means the cluster is as expected. VMs not named in ``expected`` are not judged.
     ``unreadable`` names hypervisors that could not be read and matter: each is a difference (a VM
     expected on one of them is reported as such, never as "found on no hypervisor").
+    ``ignore`` lists copies (``{"vm", "host"}``) to leave out, such as the leftovers check mode would remove.
     """
     problems = []
+    skip = {(copy.get("vm"), copy.get("host")) for copy in ignore}
     for vm in sorted(expected):
         want = expected[vm]
-        where = list(actual.get(vm) or [])
+        where = [entry for entry in actual.get(vm) or [] if (vm, entry.get("host")) not in skip]
         hosts = sorted(entry["host"] for entry in where)
         active = [entry["host"] for entry in where if entry.get("state") in ACTIVE_STATES]
         if want["host"] in unreadable and not where:
@@ -71,14 +93,14 @@ def placement_differences(actual: Mapping[str, list], expected: Mapping[str, Map
             continue
         if len(active) > 1:
             problems.append("VM %r: active on several hypervisors at once: %s" % (vm, ", ".join(sorted(active))))
-        stopped = sorted(entry["host"] for entry in where if entry.get("state") == "stopped")
-        if len(where) > 1 and len(active) == 1 and len(stopped) == len(where) - 1:
+        runs_on, stopped = shut_off_leftover(where)
+        if stopped:
             # Seen after a source daemon died at the end of a live migration: the VM runs on the destination,
             # the source never got to undefine its copy. Starting that copy would run the VM twice.
             problems.append("VM %r: defined on several hypervisors: runs on %s and is also defined, shut off, on %s (most likely "
                             "left by a migration whose source daemon died before its last phase); starting it there would run "
                             "the VM twice: check it is the same VM, then remove it (virsh undefine on %s)"
-                            % (vm, active[0], ", ".join(stopped), ", ".join(stopped)))
+                            % (vm, runs_on, ", ".join(stopped), ", ".join(stopped)))
         elif len(where) > 1:
             problems.append("VM %r: defined on several hypervisors: %s" % (vm, ", ".join(hosts)))
         elif hosts[0] != want["host"]:

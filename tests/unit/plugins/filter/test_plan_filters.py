@@ -29,7 +29,7 @@ PLAN = {"initial": {"a": {"host": "hv1", "state": "running"}}, "target": {"a": "
 
 def test_every_filter_is_registered():
     assert {"plan_playbook", "plan_summary", "plan_timeline", "placement_diff", "plan_report", "plan_check",
-            "plan_hypervisors", "plan_failed_actions", "plan_load"} <= set(FILTERS)
+            "plan_hypervisors", "plan_failed_actions", "plan_load", "placement_leftovers"} <= set(FILTERS)
 
 
 def test_plan_check_takes_the_uri_mapping():
@@ -53,6 +53,18 @@ def test_placement_diff_takes_hosts_not_read_as_list_or_mapping():
     assert FILTERS["placement_diff"]({}, expected, ["hv1"]) == ["VM 'a': expected on hv1, which could not be read"]
     assert FILTERS["placement_diff"]({}, expected, {"hv1": "refused"}) == ["VM 'a': expected on hv1, which could not be read"]
     assert FILTERS["placement_diff"]({"a": [{"host": "hv1", "state": "running"}]}, expected) == []
+
+
+def test_placement_leftovers_and_the_copies_placement_diff_ignores():
+    live = {"a": [{"host": "hv1", "state": "stopped"}, {"host": "hv2", "state": "running"}]}
+    leftovers = FILTERS["placement_leftovers"](live)
+    assert leftovers == [{"vm": "a", "host": "hv1", "runs_on": "hv2"}]
+    assert FILTERS["placement_diff"](live, {"a": {"host": "hv2"}}, None, leftovers) == []
+    assert len(FILTERS["placement_diff"](live, {"a": {"host": "hv2"}})) == 1
+    with pytest.raises(AnsibleFilterError, match="placement_leftovers: expects the live placement"):
+        FILTERS["placement_leftovers"]([])
+    with pytest.raises(AnsibleFilterError, match="ignore must be a list of copies"):
+        FILTERS["placement_diff"](live, {}, None, "hv1")
 
 
 def test_plan_hypervisors_and_failed_actions_and_load():

@@ -56,11 +56,18 @@ def run_module(name: str, args: dict, check: bool = False, diff: bool = False) -
     return result
 
 
+_TEST_VM_XML: dict = {}  # the definition of the driver's own VM "test", as first seen
+
+
 def _fresh(conn) -> None:
     """Put test:///default back as the driver starts it: only the running VM "test", no snapshots.
 
     (Closing the last connection would reset it too, but libvirt objects still referenced from
     tracebacks keep the connection alive, so the tests do not rely on that.)"""
+    if "test" in (dom.name() for dom in conn.listAllDomains()):
+        _TEST_VM_XML.setdefault("xml", conn.lookupByName("test").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    else:  # a test removed it (vm_migrate undefines a stale copy)
+        conn.defineXML(_TEST_VM_XML["xml"])
     for dom in conn.listAllDomains():
         for snap in dom.listAllSnapshots(0):
             try:

@@ -217,13 +217,48 @@ def test_vm_defined_on_both_running_on_neither(hv, run, tmp_path):
 
 
 def test_running_on_destination_with_a_stale_definition_on_the_source(hv, run, tmp_path):
+    """What a source daemon that died before the last phase of a migration leaves: the shut-off copy is removed."""
     hv.lookupByName("test").destroy()
     result = migrate(run, host_with_copy(tmp_path, 1))
-    assert not result.get("failed"), result
-    assert result["changed"] is False and result["location"] == "destination"
+    assert not result.get("failed"), result["msg"]
+    assert result["changed"] is True and result["source_definition_removed"] is True
+    assert result["location"] == "destination" and result["defined_on"] == ["destination"]
+    assert "test" not in [dom.name() for dom in hv.listAllDomains()]
+    assert result["diff"]["before"]["also_defined_shut_off_on"]["uri"] == TEST_URI
+    assert "also_defined_shut_off_on" not in result["diff"]["after"]
+
+
+def test_check_mode_says_the_stale_definition_would_be_removed(hv, run, tmp_path):
+    hv.lookupByName("test").destroy()
+    result = migrate(run, host_with_copy(tmp_path, 1), check=True)
+    assert not result.get("failed"), result["msg"]
+    assert result["changed"] is True and result["source_definition_removed"] is True
+    assert hv.lookupByName("test").state()[0] == libvirt.VIR_DOMAIN_SHUTOFF  # still there
+
+
+@pytest.mark.parametrize("prepare, reason", [
+    (lambda dom: dom.snapshotCreateXML("<domainsnapshot><name>before</name></domainsnapshot>"), "1 snapshot(s)"),
+    (lambda dom: dom.managedSave(), "managed save image"),
+])
+def test_a_stale_definition_holding_more_than_a_definition_is_kept(hv, run, tmp_path, prepare, reason):
+    dom = hv.lookupByName("test")
+    prepare(dom)
+    if dom.isActive():
+        dom.destroy()
+    result = migrate(run, host_with_copy(tmp_path, 1))
+    assert not result.get("failed"), result["msg"]
+    assert result["changed"] is False and result["source_definition_removed"] is False
+    assert reason in result["source_definition_kept"]
     assert result["defined_on"] == ["source", "destination"]
-    # (the warning about the stale definition is not asserted: in a full tests/unit run, controller-side
-    # tests that ran in the same process change where ansible-core collects module warnings)
+    assert hv.lookupByName("test").state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
+
+
+def test_a_stale_definition_is_kept_when_undefine_source_is_false(hv, run, tmp_path):
+    hv.lookupByName("test").destroy()
+    result = migrate(run, host_with_copy(tmp_path, 1), undefine_source=False)
+    assert result["changed"] is False and result["source_definition_removed"] is False
+    assert "undefine_source=false" in result["source_definition_kept"]
+    assert result["defined_on"] == ["source", "destination"]
 
 
 def test_running_vm_onto_an_inactive_copy_goes_to_libvirt(hv, run, tmp_path):

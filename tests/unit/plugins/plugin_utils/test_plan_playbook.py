@@ -17,6 +17,7 @@ from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook impo
     failed_actions,
     load_plan,
     placement_differences,
+    placement_leftovers,
     placements_after_steps,
     plan_hosts,
     plan_problems,
@@ -142,6 +143,26 @@ def test_a_stale_definition_left_by_a_dead_source_is_named_with_its_danger():
     # a copy that is saved (managed save) or paused is not called a leftover
     saved = {"a": [{"host": "hv1", "state": "saved"}, {"host": "hv3", "state": "running"}]}
     assert placement_differences(saved, {"a": {"host": "hv3"}}) == ["VM 'a': defined on several hypervisors: hv1, hv3"]
+
+
+def test_leftovers_are_the_shut_off_copies_of_a_vm_active_on_one_other_host():
+    actual = {
+        "a": [{"host": "hv1", "state": "stopped"}, {"host": "hv3", "state": "running"}],
+        "b": [{"host": "hv1", "state": "paused"}, {"host": "hv2", "state": "stopped"}, {"host": "hv3", "state": "stopped"}],
+        "saved": [{"host": "hv1", "state": "saved"}, {"host": "hv3", "state": "running"}],
+        "twice": [{"host": "hv1", "state": "running"}, {"host": "hv2", "state": "running"}, {"host": "hv3", "state": "stopped"}],
+        "nowhere": [{"host": "hv1", "state": "stopped"}, {"host": "hv2", "state": "stopped"}],
+        "once": [{"host": "hv2", "state": "running"}],
+    }
+    assert placement_leftovers(actual) == [{"vm": "a", "host": "hv1", "runs_on": "hv3"}, {"vm": "b", "host": "hv2", "runs_on": "hv1"},
+                                           {"vm": "b", "host": "hv3", "runs_on": "hv1"}]
+
+
+def test_ignored_copies_are_left_out_of_the_differences():
+    """Check mode leaves out the leftovers a real run would remove."""
+    actual = {"a": [{"host": "hv1", "state": "stopped"}, {"host": "hv3", "state": "running"}]}
+    assert placement_differences(actual, {"a": {"host": "hv3"}}, ignore=[{"vm": "a", "host": "hv1", "runs_on": "hv3"}]) == []
+    assert len(placement_differences(actual, {"a": {"host": "hv3"}}, ignore=[{"vm": "other", "host": "hv1"}])) == 1
 
 
 def test_progress_report_after_a_stopped_run():

@@ -1,0 +1,73 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""`tools/lab.py reset` after what faults leave behind (docs/fault-soak.md): copies of a VM away from
+its home host, a transient copy that vanishes when destroyed, and a copy libvirt refuses to remove
+(then the host is rebuilt, not the whole lab)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import libvirt
+
+from conftest import LAB_DIR, lab_cmd
+
+
+def daemon_pids() -> dict[str, int]:
+    with open(os.path.join(LAB_DIR, "lab.json"), encoding="utf-8") as handle:
+        return {h["name"]: h["pid"] for h in json.load(handle)["hosts"]}
+
+
+def assert_all_fresh_at_home(lab) -> None:
+    placement = lab.placement()
+    for vm in lab.vms.values():
+        assert placement.get(vm["name"]) == [(vm["home"], "running")], (vm["name"], placement.get(vm["name"]))
+
+
+def test_reset_removes_copies_away_from_home_and_transient_ones(lab_reset):
+    lab = lab_reset
+    hosts = sorted(lab.hosts)
+    # vm1: its home copy shut off, a persistent copy running on the next host (a migration's source
+    # never undefined); vm3: its home copy shut off, a transient copy running elsewhere.
+    for vm, persist in (("vm1", True), ("vm3", False)):
+        home = lab.vms[vm]["home"]
+        other = next(h for h in hosts if h != home)
+        src, dst = lab.connect(home), lab.connect(other)
+        try:
+            flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_UNSAFE | (libvirt.VIR_MIGRATE_PERSIST_DEST if persist else 0)
+            src.lookupByName(vm).migrate3(dst, {}, flags)
+        finally:
+            src.close()
+            dst.close()
+        assert sorted(lab.placement()[vm]) == sorted([(home, "shutoff"), (other, "running")])
+    result = lab_cmd("reset")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(2 recreated)" in result.stdout and "rebuilt" not in result.stdout
+    assert_all_fresh_at_home(lab)
+
+
+def test_reset_rebuilds_a_host_whose_daemon_refuses_to_remove_a_copy(lab_reset, tmp_path):
+    lab = lab_reset
+    victim = "vm1"
+    stubborn = next(h for h in sorted(lab.hosts) if h != lab.vms[victim]["home"])
+    # A real refusal: libvirt cannot delete an NVRAM "file" that is a directory, so it refuses the undefine.
+    (tmp_path / "nvram" / "keep").mkdir(parents=True)
+    xml = ("<domain type='qemu'><name>%s</name><memory unit='MiB'>32</memory><vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>"
+           "hvm</type><loader readonly='yes' type='pflash'>%s</loader><nvram>%s</nvram></os><features><acpi/></features><devices/>"
+           "</domain>") % (victim, tmp_path / "no-code.fd", tmp_path / "nvram")
+    conn = lab.connect(stubborn)
+    try:
+        conn.defineXML(xml)
+    finally:
+        conn.close()
+    before = daemon_pids()
+
+    result = lab_cmd("reset")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "libvirt on %s cannot remove a VM (%s: " % (stubborn, victim) in result.stderr
+    assert "hosts rebuilt: %s" % stubborn in result.stdout
+    after = daemon_pids()
+    assert after[stubborn] != before[stubborn]
+    assert all(after[h] == before[h] for h in lab.hosts if h != stubborn)
+    assert_all_fresh_at_home(lab)
