@@ -23,9 +23,20 @@ from .placement.model import ACTIVE_STATES, VM_STATES
 STATE_AFTER_ACTION = {"suspend": "saved", "resume": "running", "start": "running", "stop": "stopped"}
 
 
+# Plan action -> the fields it needs besides "action" and "vm". A migration runs from "from" to "to";
+# suspend and stop run on the VM's "host"; resume and start bring the VM up on "to".
+ACTION_FIELDS = {"migrate": ("from", "to"), "suspend": ("host",), "resume": ("to",), "start": ("to",), "stop": ("host",)}
+# Older spellings still read: "from" for the host of a suspend or stop, "host" for that of a resume or start.
+_OLDER_FIELD = {"host": "from", "to": "host"}
+
+
 def action_host(action: Mapping) -> str | None:
-    """The hypervisor an action runs on (its source for a migration)."""
-    return action.get("host") or action.get("from")
+    """The hypervisor an action runs on: the source of a migration, the target of a resume or start,
+    the VM's host for a suspend or stop."""
+    if action.get("action") == "migrate":
+        return action.get("from")
+    field = ACTION_FIELDS.get(action.get("action"), ("host",))[0]
+    return action.get(field) or action.get(_OLDER_FIELD[field])
 
 
 def initial_placement(model: Mapping) -> dict[str, dict]:
@@ -90,10 +101,6 @@ def placement_differences(actual: Mapping[str, list], expected: Mapping[str, Map
     return problems
 
 
-# Plan action -> the fields it needs besides "action" and "vm" (suspend/resume/start/stop: "host", or "from").
-ACTION_FIELDS = {"migrate": ("from", "to"), "suspend": ("host",), "resume": ("host",), "start": ("host",), "stop": ("host",)}
-
-
 def plan_hosts(plan: Mapping) -> set[str]:
     """Every hypervisor a plan names: where its VMs start, their targets, and every action's hosts."""
     hosts = {where.get("host") for where in (plan.get("initial") or {}).values() if isinstance(where, Mapping)}
@@ -115,7 +122,9 @@ def _action_problems(label: str, action, where: Mapping | None) -> list[str]:
     if not isinstance(vm, str) or not vm:
         return ["%s (%s): no VM name ('vm')" % (label, kind)]
     label = "%s (%s %s)" % (label, kind, vm)
-    fields = ("from",) if kind != "migrate" and "host" not in action and "from" in action else ACTION_FIELDS[kind]
+    fields = ACTION_FIELDS[kind]
+    if kind != "migrate" and fields[0] not in action and _OLDER_FIELD[fields[0]] in action:
+        fields = (_OLDER_FIELD[fields[0]],)
     missing = [key for key in fields if not isinstance(action.get(key), str) or not action.get(key)]
     if missing:
         return ["%s: no %s" % (label, " and no ".join(repr(key) for key in missing))]

@@ -29,7 +29,7 @@ PLAN = {"initial": {"a": {"host": "hv1", "state": "running"}}, "target": {"a": "
 
 def test_every_filter_is_registered():
     assert {"plan_playbook", "plan_summary", "plan_timeline", "placement_diff", "plan_report", "plan_check",
-            "plan_hypervisors", "plan_failed_actions", "plan_load"} <= set(FILTERS)
+            "plan_hypervisors", "plan_failed_actions", "plan_load", "plan_action_host"} <= set(FILTERS)
 
 
 def test_plan_check_takes_the_uri_mapping():
@@ -64,3 +64,20 @@ def test_plan_hypervisors_and_failed_actions_and_load():
     assert FILTERS["plan_load"](base64.b64encode(b"{}").decode(), "P") == {"plan": {}, "error": ""}
     with pytest.raises(AnsibleFilterError):
         FILTERS["plan_load"](None, "P")
+
+
+@pytest.mark.parametrize("action, host", [
+    ({"action": "migrate", "vm": "a", "from": "hv1", "to": "hv2"}, "hv1"),
+    ({"action": "suspend", "vm": "a", "host": "hv1"}, "hv1"),
+    ({"action": "stop", "vm": "a", "host": "hv1"}, "hv1"),
+    ({"action": "resume", "vm": "a", "to": "hv2"}, "hv2"),
+    ({"action": "start", "vm": "a", "to": "hv2"}, "hv2"),
+    ({"action": "start", "vm": "a", "host": "hv3"}, "hv3"),  # as plans of earlier releases spell it
+])
+def test_plan_action_host_is_where_the_action_runs(action, host):
+    assert FILTERS["plan_action_host"](action) == host
+
+
+def test_plan_action_host_without_a_host_says_so():
+    with pytest.raises(AnsibleFilterError, match="plan_action_host: expects a plan action with its hypervisor"):
+        FILTERS["plan_action_host"]({"action": "start", "vm": "a"})
