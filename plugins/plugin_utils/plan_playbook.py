@@ -262,6 +262,11 @@ _PlanDumper.add_representer(_FlowDict, lambda dumper, value: dumper.represent_ma
 _PlanDumper.add_representer(_FlowList, lambda dumper, value: dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=True))
 
 
+def _plain(text) -> str:
+    """A plain str: ansible-core 2.17's AnsibleUnsafeText gives itself back from str()."""
+    return str.__str__(text) if isinstance(text, str) else str(text)
+
+
 def _as_data(value, tag_keys: bool = False):
     """JSON-like data with every string wrapped as ``_Unsafe`` (keys too with ``tag_keys``, for mappings
     keyed by VM or host names); Ansible's own str/int/dict subclasses become the plain types."""
@@ -272,9 +277,9 @@ def _as_data(value, tag_keys: bool = False):
     if isinstance(value, float):
         return float(value)
     if isinstance(value, str):
-        return _Unsafe(value)
+        return _Unsafe(_plain(value))
     if isinstance(value, Mapping):
-        items = {(_Unsafe(key) if tag_keys else str(key)): _as_data(item) for key, item in value.items()}
+        items = {(_Unsafe(_plain(key)) if tag_keys else _plain(key)): _as_data(item) for key, item in value.items()}
         return _FlowDict(items) if all(not isinstance(item, (dict, list)) for item in items.values()) else items
     if isinstance(value, (list, tuple)):
         items = [_as_data(item) for item in value]

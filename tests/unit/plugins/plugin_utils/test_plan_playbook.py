@@ -359,3 +359,31 @@ def test_rendered_start_and_stop_keep_names_literal_and_untemplated(name, tmp_pa
     assert embedded["steps"] == plan["steps"] and embedded["initial"] == plan["initial"]
     assert Templar(loader=DataLoader()).template(embedded["steps"]) == plan["steps"]
     assert "Step 1 of 1 (3 actions, 1 migration, in parallel)" in text
+
+
+class _SelfText(str):
+    """Like ansible-core 2.17's AnsibleUnsafeText, which str() gives back unchanged."""
+
+    def __str__(self):
+        return self
+
+
+class _TaggedInt(int):
+    """Like ansible-core 2.19's tagged ints."""
+
+
+def test_a_plan_as_ansible_hands_it_to_the_filter_renders(tmp_path):
+    """Playbooks pass the plan with Ansible's own str / int / dict subclasses, keys included."""
+    plan = two_step_plan("a", "b")
+
+    def wrap(value):
+        if isinstance(value, dict):
+            return {_SelfText(key): wrap(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [wrap(item) for item in value]
+        if isinstance(value, str):
+            return _SelfText(value)
+        return _TaggedInt(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    embedded = load_as_a_playbook(render_playbook(wrap(plan)), tmp_path)[0]["vars"]["entropy_plan"]
+    assert {key: embedded[key] for key in ("initial", "target", "steps", "stats")} == {key: plan[key] for key in ("initial", "target", "steps", "stats")}
