@@ -15,7 +15,7 @@ import sys
 
 import yaml
 
-from conftest import LAB_DIR, ROOT, lab_cmd, run_playbook
+from conftest import LAB_DIR, ROOT, lab_cmd
 
 VENV_PYTHON = sys.executable
 INVENTORY_ENV = {"ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".tmp", "collections"), "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DOCS = ["README.md"] + sorted(os.path.join("docs", name) for name in os.listdir(os.path.join(ROOT, "docs")) if name.endswith(".md"))
@@ -46,8 +45,9 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
         "tests/integration/test_consolidate.py::test_consolidate_frees_hosts_and_a_rerun_changes_nothing",),
     "ansible-playbook entropy.cluster.plan -e entropy_model_file=M.json -e entropy_plan_file=P.json": (
         "tests/integration/test_plan_offline.py::test_the_readme_what_if_line_with_paths_relative_to_where_it_runs",),
-    "ansible-playbook entropy.cluster.<name>": (LAB + "test_the_readme_plan_then_the_reviewed_plan_playbook",
-                                                 "tests/integration/test_consolidate.py::test_consolidate_frees_hosts_and_a_rerun_changes_nothing"),
+    "ansible-playbook entropy.cluster.<name>": (
+        LAB + "test_the_readme_plan_then_the_reviewed_plan_playbook",
+        "tests/integration/test_consolidate.py::test_consolidate_frees_hosts_and_a_rerun_changes_nothing"),
     "bash tools/run.sh solve model.json -o plan.json --time-limit 30": (HERE + "test_the_solve_lines_of_the_readme_and_solver_md",),
     "bash tools/run.sh solve model.json --check plan.json": (HERE + "test_the_solve_lines_of_the_readme_and_solver_md",),
     "bash tools/run.sh solve --btrplace tests/data/btrplace/issue-131-0.json.gz -o plan.json": (HERE + "test_the_btrplace_lines",),
