@@ -26,7 +26,7 @@ COMMAND_PREFIXES = ("ansible-playbook ", "ansible-inventory ", "ansible-doc ", "
 
 HERE = "tests/unit/test_docs_commands.py::"
 LAB = "tests/integration/test_docs_commands.py::"
-CI = "the test command itself (.ci/run runs `bash tools/run.sh test`: units, sanity, build, integration, oldest)"
+CI = "the test command itself (.ci/run runs `bash tools/run.sh test`: units, lint, sanity, build, integration, oldest)"
 
 # command as written -> the tests that run it (node ids), or why the suite runs it otherwise or cannot run it here.
 DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
@@ -62,8 +62,16 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     ".venv/bin/python tools/lab.py guest": (
         "tests/integration/test_inventory.py::test_network_rates_and_guest_memory_from_a_guest_with_an_os",),
     ".venv/bin/python benchmarks/soak_faults.py": (LAB + "test_the_fault_soak_in_one_short_round",),
-    "bash tools/run.sh units | sanity | build | integration | oldest": CI,
+    "bash tools/run.sh units | lint | sanity | build | integration | oldest": CI,
     "ansible-test sanity --venv": CI + ": `bash tools/run.sh sanity`",
+    # docs/awx.md
+    "bash tools/run.sh ee": CI + ": `bash tools/run.sh lint` ends with it",
+    "bash tools/run.sh lint": CI,
+    "bash tools/run.sh changelog": "not run: it rewrites changelogs/ and CHANGELOG.rst in the checkout (a release step); "
+                                   "`bash tools/run.sh lint` checks the fragments and changelog.yaml it reads with antsibull-changelog lint",
+    "ansible-doc -t role entropy.cluster.plan": (HERE + "test_the_ansible_doc_lines",),
+    "ansible-inventory -i inventories/prod.libvirt_cluster.yml --graph": (
+        "tests/unit/plugins/inventory/test_awx_inventory_example.py::test_the_awx_inventory_source_example_builds",),
     # docs/benchmarks.md
     "python benchmarks/bench_solver.py": (HERE + "test_the_solver_benchmark_in_a_short_run",),
     "bash tools/run.sh solve --btrplace tests/data/btrplace/FILE --time-limit 5": (HERE + "test_the_btrplace_lines",),
@@ -230,6 +238,12 @@ def test_the_ansible_doc_lines(tmp_path):
                                env=env, cwd=tmp_path, timeout=120)
         assert shown.returncode == 0, shown.stderr
         assert shown.stdout.startswith("> %s entropy.cluster.%s " % (plugin_type.upper(), name)) and "OPTIONS" in shown.stdout, shown.stdout[:500]
+    # docs/awx.md: the roles' variables
+    for role in ("plan", "apply_plan"):
+        shown = subprocess.run([ansible_doc, "-t", "role", "entropy.cluster." + role], capture_output=True, text=True, check=False,
+                               env=env, cwd=tmp_path, timeout=120)
+        assert shown.returncode == 0 and shown.stdout.startswith("> ROLE: *entropy.cluster.%s* " % role), shown.stdout[:500] + shown.stderr
+        assert "ENTRY POINT: *main*" in shown.stdout and "entropy_" in shown.stdout, shown.stdout[:2000]
 
 
 def test_the_pytest_lines_select_tests(tmp_path):
