@@ -10,6 +10,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import ACTION_MODULE_STATE
 from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook import (
+    action_host,
     failed_actions,
     load_plan,
     placement_differences,
@@ -72,6 +73,12 @@ def plan_hypervisors(plan) -> list:
     return sorted(plan_hosts(plan)) if isinstance(plan, Mapping) else []
 
 
+def plan_action_host(action) -> str:
+    if not isinstance(action, Mapping) or not isinstance(action_host(action), str):
+        raise AnsibleFilterError("plan_action_host: expects a plan action with its hypervisor (from, host or to), got %r" % (action,))
+    return action_host(action)
+
+
 def plan_failed_actions(results) -> list:
     if not isinstance(results, list):
         raise AnsibleFilterError("plan_failed_actions: expects the loop results of the tasks that ran the actions (a list)")
@@ -112,6 +119,7 @@ class FilterModule:
             "plan_report": plan_report,
             "plan_check": plan_check,
             "plan_hypervisors": plan_hypervisors,
+            "plan_action_host": plan_action_host,
             "plan_failed_actions": plan_failed_actions,
             "plan_load": plan_load,
             "plan_action_state": plan_action_state,

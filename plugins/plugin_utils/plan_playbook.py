@@ -4,8 +4,8 @@
 between an expected and a live placement, a readable table, and a standalone playbook.
 
 Pure Python, no Ansible import. VM and host names come from tenants: in the rendered playbook
-every string is written as a YAML double-quoted scalar tagged ``!unsafe`` (never templated), and
-no name ever goes into a task name or a comment.
+every string is written by PyYAML as a double-quoted scalar tagged ``!unsafe`` (never templated),
+and no name ever goes into a task name or a comment.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import binascii
 import json
 from collections.abc import Mapping
 
+import yaml
+
 from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import ACTION_MODEL_STATE
 
 from .placement.model import ACTIVE_STATES, VM_STATES
@@ -23,9 +25,20 @@ from .placement.model import ACTIVE_STATES, VM_STATES
 STATE_AFTER_ACTION = ACTION_MODEL_STATE
 
 
+# Plan action -> the fields it needs besides "action" and "vm". A migration runs from "from" to "to";
+# suspend and stop run on the VM's "host"; resume and start bring the VM up on "to".
+ACTION_FIELDS = {"migrate": ("from", "to"), "suspend": ("host",), "resume": ("to",), "start": ("to",), "stop": ("host",)}
+# Older spellings still read: "from" for the host of a suspend or stop, "host" for that of a resume or start.
+_OLDER_FIELD = {"host": "from", "to": "host"}
+
+
 def action_host(action: Mapping) -> str | None:
-    """The hypervisor an action runs on (its source for a migration)."""
-    return action.get("host") or action.get("from")
+    """The hypervisor an action runs on: the source of a migration, the target of a resume or start,
+    the VM's host for a suspend or stop."""
+    if action.get("action") == "migrate":
+        return action.get("from")
+    field = ACTION_FIELDS.get(action.get("action"), ("host",))[0]
+    return action.get(field) or action.get(_OLDER_FIELD[field])
 
 
 def initial_placement(model: Mapping) -> dict[str, dict]:
@@ -112,10 +125,6 @@ def placement_differences(actual: Mapping[str, list], expected: Mapping[str, Map
     return problems
 
 
-# Plan action -> the fields it needs besides "action" and "vm" (suspend/resume/start/stop: "host", or "from").
-ACTION_FIELDS = {"migrate": ("from", "to"), "suspend": ("host",), "resume": ("host",), "start": ("host",), "stop": ("host",)}
-
-
 def plan_hosts(plan: Mapping) -> set[str]:
     """Every hypervisor a plan names: where its VMs start, their targets, and every action's hosts."""
     hosts = {where.get("host") for where in (plan.get("initial") or {}).values() if isinstance(where, Mapping)}
@@ -137,7 +146,9 @@ def _action_problems(label: str, action, where: Mapping | None) -> list[str]:
     if not isinstance(vm, str) or not vm:
         return ["%s (%s): no VM name ('vm')" % (label, kind)]
     label = "%s (%s %s)" % (label, kind, vm)
-    fields = ("from",) if kind != "migrate" and "host" not in action and "from" in action else ACTION_FIELDS[kind]
+    fields = ACTION_FIELDS[kind]
+    if kind != "migrate" and fields[0] not in action and _OLDER_FIELD[fields[0]] in action:
+        fields = (_OLDER_FIELD[fields[0]],)
     missing = [key for key in fields if not isinstance(action.get(key), str) or not action.get(key)]
     if missing:
         return ["%s: no %s" % (label, " and no ".join(repr(key) for key in missing))]
@@ -247,42 +258,69 @@ def plan_table(plan: Mapping) -> str:
     return "\n".join(lines)
 
 
-def yaml_string(value: str) -> str:
-    """A YAML double-quoted scalar that reads back as exactly ``value``: only printable ASCII is
-    written as is, everything else as an escape, so no character can end the scalar or break the file."""
-    out = ['"']
-    for char in value:
-        code = ord(char)
-        if char in '"\\':
-            out.append("\\" + char)
-        elif 0x20 <= code < 0x7F:
-            out.append(char)
-        elif code <= 0xFF:
-            out.append("\\x%02x" % code)
-        elif code <= 0xFFFF:
-            out.append("\\u%04x" % code)
-        else:
-            out.append("\\U%08x" % code)
-    out.append('"')
-    return "".join(out)
+class _Unsafe(str):
+    """A tenant's string (VM, host, any plan value): written as ``!unsafe "..."``, never templated."""
+
+
+class _FlowDict(dict):
+    """A mapping of scalars (an action, a VM's placement): written on one line."""
+
+
+class _FlowList(list):
+    """A list of scalars: written on one line."""
+
+
+class _PlanDumper(yaml.SafeDumper):
+    """SafeDumper that tags every ``_Unsafe`` string ``!unsafe`` and indents block lists under their key."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True  # every value written where it belongs: no &anchor / *alias for a reader to follow
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False):
+        return super().increase_indent(flow, False)
+
+
+# Double-quoted, so that no character of a name can end the scalar: anything but printable ASCII is escaped.
+_PlanDumper.add_representer(_Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str.__str__(value), style='"'))
+_PlanDumper.add_representer(_FlowDict, lambda dumper, value: dumper.represent_mapping("tag:yaml.org,2002:map", value, flow_style=True))
+_PlanDumper.add_representer(_FlowList, lambda dumper, value: dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=True))
+
+
+def _plain(text) -> str:
+    """A plain str: ansible-core 2.17's AnsibleUnsafeText gives itself back from str()."""
+    return str.__str__(text) if isinstance(text, str) else str(text)
+
+
+def _as_data(value, tag_keys: bool = False):
+    """JSON-like data with every string wrapped as ``_Unsafe`` (keys too with ``tag_keys``, for mappings
+    keyed by VM or host names); Ansible's own str/int/dict subclasses become the plain types."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return _Unsafe(_plain(value))
+    if isinstance(value, Mapping):
+        items = {(_Unsafe(_plain(key)) if tag_keys else _plain(key)): _as_data(item) for key, item in value.items()}
+        return _FlowDict(items) if all(not isinstance(item, (dict, list)) for item in items.values()) else items
+    if isinstance(value, (list, tuple)):
+        items = [_as_data(item) for item in value]
+        return _FlowList(items) if all(not isinstance(item, (dict, list)) for item in items) else items
+    raise TypeError("cannot write %s into a plan playbook" % type(value).__name__)
+
+
+def _dump(data, flow: bool) -> str:
+    # No line width: a long name is never folded over several lines.
+    return yaml.dump(data, Dumper=_PlanDumper, default_flow_style=flow, sort_keys=False, allow_unicode=False, width=float("inf"))
 
 
 def yaml_data(value, tag_keys: bool = False) -> str:
     """Flow-style YAML for JSON-like data with every string value tagged !unsafe (keys too with
     ``tag_keys``, for mappings keyed by VM or host names)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return "!unsafe " + yaml_string(value)
-    if isinstance(value, Mapping):
-        return "{" + ", ".join("%s: %s" % (yaml_data(str(k)) if tag_keys else yaml_string(str(k)), yaml_data(v)) for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(yaml_data(v) for v in value) + "]"
-    raise TypeError("cannot write %s into a plan playbook" % type(value).__name__)
+    text = _dump(_as_data(value, tag_keys), flow=True)
+    return text[:-len("\n...\n")] if text.endswith("\n...\n") else text.rstrip("\n")
 
 
 def render_playbook(plan: Mapping, source: str = "") -> str:
@@ -291,10 +329,12 @@ def render_playbook(plan: Mapping, source: str = "") -> str:
     Run it later with the cluster's inventory (``-i <name>.libvirt_cluster.yml``): it refuses to
     start if the cluster no longer matches the plan's starting placement, runs each step's actions in
     parallel, checks the placement after every step, and stops at the first failed step.
+    The plan's data is written by PyYAML with every string tagged ``!unsafe``; task names and
+    comments are ours alone (no name from the plan ever reaches them).
     """
     steps = list(plan.get("steps", []))
     stats = plan.get("stats", {})
-    lines = [
+    header = [
         "---",
         "# entropy.cluster reconfiguration plan%s." % ((" computed from " + source) if source and source.isprintable() and "\n" not in source else ""),
         "# Review it, commit it, run it later with the cluster's inventory:",
@@ -303,64 +343,46 @@ def render_playbook(plan: Mapping, source: str = "") -> str:
         "# Hosts used %s -> %s, %s migration(s), %s MiB moved, %d step(s)." % (
             stats.get("hosts_used_before", "?"), stats.get("hosts_used_after", "?"), stats.get("migrations", 0),
             stats.get("memory_moved_mib", 0), len(steps)),
-        "# All names below are data (!unsafe): they are never templated.",
-        "- name: Apply an entropy.cluster reconfiguration plan",
-        "  hosts: localhost",
-        "  connection: local",
-        "  gather_facts: false",
-        "  vars:",
-        "    entropy_plan:",
+        "# entropy_plan: initial is where each VM is before the plan (a stale plan is refused); the steps",
+        "# run in order, the actions of a step in parallel. All names in it are data (!unsafe): never templated.",
     ]
-    for key in ("version", "objective", "status", "hosts_freed", "hosts_switched_on", "warnings", "model_warnings"):
-        if key in plan:
-            lines.append("      %s: %s" % (key, yaml_data(plan[key])))
-    lines.append("      # where each VM is before the plan (a stale plan is refused)")
-    lines.append("      initial:" + ("" if plan.get("initial") else " {}"))
-    lines += ["        %s: %s" % (yaml_data(vm), yaml_data(where)) for vm, where in (plan.get("initial") or {}).items()]
-    lines.append("      target:" + ("" if plan.get("target") else " {}"))
-    lines += ["        %s: %s" % (yaml_data(vm), yaml_data(host)) for vm, host in (plan.get("target") or {}).items()]
-    lines.append("      # steps run in order; the actions of a step run in parallel")
-    lines.append("      steps:" + ("" if steps else " []"))
-    for number, step in enumerate(steps, start=1):
-        lines.append("        - # step %d" % number)
-        lines += ["          - " + yaml_data(action) for action in step]
-    lines.append("      stats: " + yaml_data(stats))
-    lines += [
-        "  tasks:",
-        "    - name: Apply the plan, step by step",
-        "      block:",
-        "        - name: Refuse a stale plan and take the run lock",
-        "          ansible.builtin.include_role:",
-        "            name: entropy.cluster.apply_plan",
-        "            tasks_from: begin.yml",
-    ]
+    embedded = {key: _as_data(plan[key]) for key in ("version", "objective", "status", "hosts_freed", "hosts_switched_on",
+                                                     "warnings", "model_warnings") if key in plan}
+    embedded["initial"] = _as_data(plan.get("initial") or {}, tag_keys=True)
+    embedded["target"] = _as_data(plan.get("target") or {}, tag_keys=True)
+    embedded["steps"] = _as_data(steps)
+    embedded["stats"] = _as_data(stats)
+    block = [{"name": "Refuse a stale plan and take the run lock",
+              "ansible.builtin.include_role": {"name": "entropy.cluster.apply_plan", "tasks_from": "begin.yml"}}]
     for number, step in enumerate(steps, start=1):
         migrations = sum(1 for action in step if action.get("action") == "migrate")
-        lines += [
-            "        - name: Step %d of %d (%d action%s, %d migration%s, in parallel)" % (
+        block.append({
+            "name": "Step %d of %d (%d action%s, %d migration%s, in parallel)" % (
                 number, len(steps), len(step), "" if len(step) == 1 else "s", migrations, "" if migrations == 1 else "s"),
-            "          ansible.builtin.include_role:",
-            "            name: entropy.cluster.apply_plan",
-            "            tasks_from: step.yml",
-            "          vars:",
-            "            entropy_step_number: %d" % number,
-            "            entropy_step_count: %d" % len(steps),
-            '            entropy_step: "{{ entropy_plan.steps[%d] }}"' % (number - 1),
-            '            entropy_step_expected: "{{ entropy_plan_timeline[%d] }}"' % (number - 1),
-        ]
-    lines += [
-        "        - name: Check the final placement",
-        "          ansible.builtin.include_role:",
-        "            name: entropy.cluster.apply_plan",
-        "            tasks_from: verify.yml",
-        "      always:",
-        "        - name: Release the run lock",
-        "          ansible.builtin.include_role:",
-        "            name: entropy.cluster.apply_plan",
-        "            tasks_from: end.yml",
-        "",
-    ]
-    return "\n".join(lines)
+            "ansible.builtin.include_role": {"name": "entropy.cluster.apply_plan", "tasks_from": "step.yml"},
+            "vars": {
+                "entropy_step_number": number,
+                "entropy_step_count": len(steps),
+                "entropy_step": "{{ entropy_plan.steps[%d] }}" % (number - 1),
+                "entropy_step_expected": "{{ entropy_plan_timeline[%d] }}" % (number - 1),
+            },
+        })
+    block.append({"name": "Check the final placement",
+                  "ansible.builtin.include_role": {"name": "entropy.cluster.apply_plan", "tasks_from": "verify.yml"}})
+    play = {
+        "name": "Apply an entropy.cluster reconfiguration plan",
+        "hosts": "localhost",
+        "connection": "local",
+        "gather_facts": False,
+        "vars": {"entropy_plan": embedded},
+        "tasks": [{
+            "name": "Apply the plan, step by step",
+            "block": block,
+            "always": [{"name": "Release the run lock",
+                        "ansible.builtin.include_role": {"name": "entropy.cluster.apply_plan", "tasks_from": "end.yml"}}],
+        }],
+    }
+    return "\n".join(header) + "\n" + _dump([play], flow=False)
 
 
 def describe_placement(entries: list) -> str:

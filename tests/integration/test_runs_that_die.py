@@ -212,8 +212,10 @@ def test_after_kill_9_the_migration_goes_on_and_the_next_run_refuses_to_plan(lab
         assert "Compute the plan" not in out, out[-4000:]
         assert lab.placement() == before and migration_job(dom), "the refused run changed something"
 
-        # a migration aborted on its source leaves the VM running there, once
-        dom.abortJob()
+        # a migration aborted on its source, with the command the refusal prints, leaves the VM running there, once
+        abort = "virsh -c %s domjobabort %s" % (lab.uri(src), GUEST)  # printed as such, asserted above
+        aborted = subprocess.run(abort.split(), capture_output=True, text=True, check=False, timeout=60)
+        assert aborted.returncode == 0, aborted.stdout + aborted.stderr
         wait_until(lambda: settled_placement(lab).get(GUEST) == [(src, "running")], 120, "%s to run on %s only" % (GUEST, src))
         # the orphaned module process notices and writes its result where nobody reads it any more
         result = wait_until(lambda: failed_async_result(async_dir), 120, "the orphaned vm_migrate module to finish")

@@ -129,7 +129,7 @@ class _Replay:
                 return
             after[vm] = None
         else:
-            host = act.get("host")
+            host = act.get("to", act.get("host"))  # "host": how plans of earlier releases name it
             if where[vm] is not None:
                 errors.append(f"{tag}: vm {vm!r} resumed but it is not suspended")
                 return

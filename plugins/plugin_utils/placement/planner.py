@@ -83,7 +83,7 @@ class Planner:
         elif action == "suspend":
             act = {"action": "suspend", "vm": vm, "host": names[src]}
         else:
-            act = {"action": "resume", "vm": vm, "host": names[d]}
+            act = {"action": "resume", "vm": vm, "to": names[d]}
             step.traffic[d] = step.traffic.get(d, 0) + mem_mib
         if action != "suspend":
             step.in_c[d] += prob.cpu[j]

@@ -29,7 +29,8 @@ PLAN = {"initial": {"a": {"host": "hv1", "state": "running"}}, "target": {"a": "
 
 def test_every_filter_is_registered():
     assert {"plan_playbook", "plan_summary", "plan_timeline", "placement_diff", "plan_report", "plan_check",
-            "plan_hypervisors", "plan_failed_actions", "plan_load", "placement_leftovers"} <= set(FILTERS)
+            "plan_hypervisors", "plan_failed_actions", "plan_load", "placement_leftovers",
+            "plan_action_host", "plan_action_state"} <= set(FILTERS)
 
 
 def test_plan_check_takes_the_uri_mapping():
@@ -105,3 +106,20 @@ def test_the_apply_step_asks_vm_state_for_the_vocabularys_state():
     for action, state in ACTION_MODULE_STATE.items():
         templar = Templar(loader=DataLoader(), variables={"item": {"action": action, "vm": "a", "host": "hv1"}})
         assert templar.template(trust_as_template(expression)) == state
+
+
+@pytest.mark.parametrize("action, host", [
+    ({"action": "migrate", "vm": "a", "from": "hv1", "to": "hv2"}, "hv1"),
+    ({"action": "suspend", "vm": "a", "host": "hv1"}, "hv1"),
+    ({"action": "stop", "vm": "a", "host": "hv1"}, "hv1"),
+    ({"action": "resume", "vm": "a", "to": "hv2"}, "hv2"),
+    ({"action": "start", "vm": "a", "to": "hv2"}, "hv2"),
+    ({"action": "start", "vm": "a", "host": "hv3"}, "hv3"),  # as plans of earlier releases spell it
+])
+def test_plan_action_host_is_where_the_action_runs(action, host):
+    assert FILTERS["plan_action_host"](action) == host
+
+
+def test_plan_action_host_without_a_host_says_so():
+    with pytest.raises(AnsibleFilterError, match="plan_action_host: expects a plan action with its hypervisor"):
+        FILTERS["plan_action_host"]({"action": "start", "vm": "a"})

@@ -335,3 +335,76 @@ def test_suspend_is_to_disk_and_cross_host_resumes_are_found():
     assert cross_host_resumes(plan) == []
     plan["steps"][1][0]["host"] = "hv2"
     assert cross_host_resumes(plan) == ["VM 'a' is suspended on hv1 and resumed on hv2"]
+
+
+def start_stop_plan(started: str = "s", stopped: str = "r") -> dict:
+    """The plan VM jobs and the context switch emit: a shut-off VM started on its host (``to``), a running one stopped."""
+    return {"initial": {started: {"host": "hv2", "state": "stopped"}, stopped: {"host": "hv1", "state": "running"},
+                        "m": {"host": "hv1", "state": "running"}},
+            "target": {started: "hv2", "m": "hv3"},
+            "steps": [[{"action": "start", "vm": started, "to": "hv2"}, {"action": "stop", "vm": stopped, "host": "hv1"},
+                       {"action": "migrate", "vm": "m", "from": "hv1", "to": "hv3", "memory_mib": 64}]]}
+
+
+def test_start_and_stop_are_plan_actions_with_their_hosts():
+    plan = start_stop_plan()
+    assert plan_problems(plan, ["hv1", "hv2", "hv3"]) == []
+    (after,) = placements_after_steps(plan["initial"], plan["steps"])
+    assert after == {"s": {"host": "hv2", "state": "running"}, "r": {"host": "hv1", "state": "stopped"}, "m": {"host": "hv3", "state": "running"}}
+    assert plan_hosts(plan) == {"hv1", "hv2", "hv3"}
+    table = plan_table(dict(plan, stats={}))
+    assert "start s on hv2" in table and "stop r on hv1" in table
+    # a resume, like a start, brings the VM up on "to"
+    resumed = plan_with([{"action": "suspend", "vm": "a", "host": "hv1"}], [{"action": "resume", "vm": "a", "to": "hv1"}])
+    assert plan_problems(resumed) == []
+    assert placements_after_steps(resumed["initial"], resumed["steps"])[1]["a"] == {"host": "hv1", "state": "running"}
+
+
+@pytest.mark.parametrize("action, problem", [
+    ({"action": "start", "vm": "s"}, "step 1, action 1 (start s): no 'to'"),
+    ({"action": "start", "vm": "s", "to": "hv1"}, "step 1, action 1 (start s): runs on hv1, but the plan has VM 's' on hv2 at that step"),
+    ({"action": "stop", "vm": "r", "to": "hv1"}, "step 1, action 1 (stop r): no 'host'"),
+    ({"action": "resume", "vm": "s", "host": "hv1"}, "step 1, action 1 (resume s): runs on hv1, but the plan has VM 's' on hv2 at that step"),
+])
+def test_a_start_or_stop_on_the_wrong_host_is_refused(action, problem):
+    plan = start_stop_plan()
+    plan["steps"] = [[action]]
+    assert problem in plan_problems(plan, ["hv1", "hv2", "hv3"])
+
+
+@pytest.mark.parametrize("name", NASTY)
+def test_rendered_start_and_stop_keep_names_literal_and_untemplated(name, tmp_path):
+    plan = dict(start_stop_plan("start " + name, "stop " + name), stats={})
+    text = render_playbook(plan)
+    embedded = load_as_a_playbook(text, tmp_path)[0]["vars"]["entropy_plan"]
+    assert embedded["steps"] == plan["steps"] and embedded["initial"] == plan["initial"]
+    assert Templar(loader=DataLoader()).template(embedded["steps"]) == plan["steps"]
+    assert "Step 1 of 1 (3 actions, 1 migration, in parallel)" in text
+
+
+class _SelfText(str):
+    """Like ansible-core 2.17's AnsibleUnsafeText, which str() gives back unchanged."""
+
+    def __str__(self):  # pylint: disable=invalid-str-returned
+        return self
+
+
+class _TaggedInt(int):
+    """Like ansible-core 2.19's tagged ints."""
+
+
+def test_a_plan_as_ansible_hands_it_to_the_filter_renders(tmp_path):
+    """Playbooks pass the plan with Ansible's own str / int / dict subclasses, keys included."""
+    plan = two_step_plan("a", "b")
+
+    def wrap(value):
+        if isinstance(value, dict):
+            return {_SelfText(key): wrap(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [wrap(item) for item in value]
+        if isinstance(value, str):
+            return _SelfText(value)
+        return _TaggedInt(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    embedded = load_as_a_playbook(render_playbook(wrap(plan)), tmp_path)[0]["vars"]["entropy_plan"]
+    assert {key: embedded[key] for key in ("initial", "target", "steps", "stats")} == {key: plan[key] for key in ("initial", "target", "steps", "stats")}

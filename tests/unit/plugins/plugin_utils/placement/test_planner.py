@@ -127,3 +127,18 @@ def test_allow_suspend_false_uses_a_pivot_or_fails_cleanly():
     m3["options"]["allow_suspend"] = False
     plan = plan_for_target(m3, {"a": "hv2", "b": "hv1", "c": "hv3"})
     assert placement.check_plan(m3, plan) == [] and plan["stats"]["pivots"] == 1
+
+
+def test_a_suspend_names_its_host_and_the_resume_its_target_in_to():
+    """Plan actions: suspend (and stop) on the VM's "host"; resume (and start) on "to", the VM's target."""
+    m = model([host("hv1", gib=16), host("hv2", gib=16)], [vm("a", "hv1", gib=12), vm("b", "hv2", gib=12)])
+    plan = plan_for_target(m, {"a": "hv2", "b": "hv1"})
+    (suspend,) = [a for s in plan["steps"] for a in s if a["action"] == "suspend"]
+    (resume,) = [a for s in plan["steps"] for a in s if a["action"] == "resume"]
+    assert set(suspend) == {"action", "vm", "host"} and set(resume) == {"action", "vm", "to"}
+    assert resume["vm"] == suspend["vm"] and resume["to"] == plan["target"][resume["vm"]]
+    assert suspend["host"] == {"a": "hv1", "b": "hv2"}[suspend["vm"]]
+    # the independent checker reads the resume's host from "to": the plan holds, a wrong one is a violation
+    assert placement.check_plan(m, plan) == []
+    resume["to"] = suspend["host"]
+    assert placement.check_plan(m, plan) != []
