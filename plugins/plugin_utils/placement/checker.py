@@ -18,7 +18,7 @@ def _limits(model: Model, occupancy: dict[str, set[str]]) -> dict[tuple[str, str
     for vm, hosts in occupancy.items():
         for h in hosts:
             for r in ("cpu", "memory"):
-                use[h, r] = use.get((h, r), 0.0) + model.demand(vm, r)
+                use[h, r] = use.get((h, r), 0.0) + model.demand(vm, r, running=True)
     return use
 
 
@@ -42,14 +42,18 @@ def check_plan(model: Any, plan: Any) -> list[str]:
     return replay.errors + _end(model, replay.where, target)
 
 
+ACTIONS = ("migrate", "suspend", "resume", "start", "stop")
+
+
 class _Replay:
-    """Walks the plan step by step: where each active VM is (None = suspended) and what breaks."""
+    """Walks the plan step by step: where each active VM is (None = suspended; a VM not listed is not
+    running: stopped in the model, or stopped by an earlier step) and what breaks."""
 
     def __init__(self, model: Model) -> None:
         self.model = model
         self.errors: list[str] = []
-        self.active = {v.name for v in model.vms if v.active}
         self.where: dict[str, str | None] = {v.name: v.host for v in model.vms if v.active}
+        self.stopped: set[str] = set()  # VMs a step stopped
         initial = _limits(model, {v: {h} for v, h in self.where.items() if h is not None})
         # a host may stay at its initial load during the plan, even above its capacity
         self.limit = {(h.name, r): max(model.capacity(h.name, r), initial.get((h.name, r), 0.0))
@@ -84,15 +88,22 @@ class _Replay:
 
     def _vm_of(self, tag: str, act: Any, seen: set[str]) -> str | None:
         """The VM an action acts on, or None (and an error) when the action is not valid."""
-        if not isinstance(act, dict) or act.get("action") not in ("migrate", "suspend", "resume"):
+        if not isinstance(act, dict) or act.get("action") not in ACTIONS:
             self.errors.append(f"{tag}: unknown action {act!r}")
             return None
         vm = act.get("vm")
         if vm not in self.model.vm_index:
             self.errors.append(f"{tag}: unknown vm {vm!r}")
             return None
-        if vm not in self.active:
-            self.errors.append(f"{tag}: vm {vm!r} is {self.model.vm(vm).state}, it cannot be acted on")
+        running, kind = vm in self.where, act["action"]
+        if kind == "start" and running:
+            self.errors.append(f"{tag}: vm {vm!r} is started but it is already running or suspended")
+            return None
+        # a VM saved in the model (managed save, or saved to shared storage) may be resumed on any host
+        saved = self.model.vm(vm).state == "saved" and vm not in self.stopped
+        if kind not in ("start", "resume") and not running or kind == "resume" and not running and not saved:
+            state = self.model.vm(vm).state if self.model.vm(vm).active else "stopped"
+            self.errors.append(f"{tag}: vm {vm!r} is {state}, it cannot be acted on")
             return None
         if vm in seen:
             self.errors.append(f"{tag}: vm {vm!r} has more than one action in this step")
@@ -123,14 +134,27 @@ class _Replay:
             after[vm] = dst
             for h in (where[vm], dst):
                 touch[h] = touch.get(h, 0) + 1
-        elif kind == "suspend":
-            if where[vm] is None or act.get("host") != where[vm]:
-                errors.append(f"{tag}: vm {vm!r} suspended on {act.get('host')!r} but is on {where[vm]!r}")
+        elif kind in ("suspend", "stop"):
+            host = act.get("host", act.get("from"))  # "from": how plans of earlier releases name it
+            if where[vm] is None or host != where[vm]:
+                verb = "suspended" if kind == "suspend" else "stopped"
+                errors.append(f"{tag}: vm {vm!r} {verb} on {host!r} but is on {where[vm]!r}")
                 return
-            after[vm] = None
+            if kind == "suspend":
+                after[vm] = None
+            else:
+                del after[vm]  # it holds its host's resources until the end of the step (occ)
+                self.stopped.add(vm)
+        elif kind == "start":
+            host = act.get("to", act.get("host"))
+            if not self._online(host):
+                errors.append(f"{tag}: vm {vm!r} started on unknown or offline host {host!r}")
+                return
+            occ[vm] = {host}
+            after[vm] = host
         else:
             host = act.get("to", act.get("host"))  # "host": how plans of earlier releases name it
-            if where[vm] is not None:
+            if where.get(vm) is not None:
                 errors.append(f"{tag}: vm {vm!r} resumed but it is not suspended")
                 return
             if not self._online(host):
@@ -164,9 +188,10 @@ def _end(model: Model, final: dict[str, str | None], target: dict) -> list[str]:
 
 
 def _budgets(model: Model, placed: dict[str, str]) -> list[str]:
-    """Budgets count relocated VMs (end host differs from the start); pivot hops are not counted."""
+    """Budgets count relocated VMs (end host differs from the start); pivot hops are not counted, nor is a
+    VM the plan starts (it was not running anywhere)."""
     opts = model.options
-    moved = [v for v, h in placed.items() if h != model.vm(v).host]
+    moved = [v for v, h in placed.items() if model.vm(v).active and h != model.vm(v).host]
     memory = sum(model.vm(v).memory_mib for v in moved)
     errors = []
     if opts.max_migrations is not None and len(moved) > opts.max_migrations:

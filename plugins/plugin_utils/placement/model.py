@@ -92,12 +92,16 @@ class Model:
             cap = con.adjust_capacity(host, resource, cap)
         return cap
 
-    def demand(self, vm: str, resource: str) -> float:
-        """Demand of a VM on its host, raised by preserve constraints."""
+    def demand(self, vm: str, resource: str, running: bool = False) -> float:
+        """Demand of a VM on its host, raised by preserve constraints; 0 for a VM that is not running
+        unless `running` (a VM a plan starts or resumes)."""
         v = self.vm(vm)
-        dem = float(v.cpu_demand if resource == "cpu" else v.memory_demand)
-        if not v.active:
+        if not v.active and not running:
             return 0.0
+        if v.active:
+            dem = float(v.cpu_demand if resource == "cpu" else v.memory_demand)
+        else:  # what it will use once it runs
+            dem = float(v.cpu if resource == "cpu" else v.memory_mib)
         for con in self.constraints:
             dem = con.adjust_demand(vm, resource, dem)
         return dem

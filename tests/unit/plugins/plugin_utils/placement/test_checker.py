@@ -97,3 +97,60 @@ def test_cpu_overload_may_not_appear_but_may_stay():
 def test_malformed_plan_and_model():
     assert placement.check_plan(base(), {"steps": 3, "target": {}}) == ["plan: 'steps' must be a list of lists of actions"]
     assert placement.check_plan({"version": 1}, plan([]))[0].startswith("model: ")
+
+
+# start / stop (VM jobs and the context switch emit them): "to" is where a start runs, "host" where a stop runs.
+ALL_THREE = {"a": "hv1", "b": "hv2", "c": "hv3"}
+
+
+def test_start_and_stop_pass_and_change_what_the_target_must_list():
+    p = plan([[{"action": "start", "vm": "s", "to": "hv1"}, {"action": "stop", "vm": "c", "host": "hv3"}]],
+             {"a": "hv1", "b": "hv2", "s": "hv1"})
+    assert placement.check_plan(base(), p) == []
+
+
+def test_a_started_vm_counts_on_its_host_and_a_stopped_vm_frees_it_after_the_step():
+    # s (1 GiB) started on hv1 next to a (10 GiB): fine; a second 10 GiB VM would not fit during the step
+    m = base()
+    m["vms"].append({"name": "t", "host": "hv3", "state": "stopped", "cpu": 1, "memory_mib": 10 * GIB})
+    p = plan([[{"action": "start", "vm": "t", "to": "hv1"}]], dict(ALL_THREE, t="hv1"))
+    assert "step 0: host 'hv1' memory 20480 exceeds 16384 during the step" in placement.check_plan(m, p)
+    # stop a in step 0, start t on hv1 in step 1: a's memory is free again
+    p = plan([[{"action": "stop", "vm": "a", "host": "hv1"}], [{"action": "start", "vm": "t", "to": "hv1"}]],
+             {"b": "hv2", "c": "hv3", "t": "hv1"})
+    assert placement.check_plan(m, p) == []
+
+
+def test_budgets_do_not_count_a_started_vm():
+    p = plan([[{"action": "start", "vm": "s", "to": "hv1"}]], dict(ALL_THREE, s="hv1"))
+    assert placement.check_plan(base(max_migrations=0), p) == []
+
+
+def test_a_saved_vm_may_be_resumed_on_any_host_but_a_stopped_one_may_not():
+    m = base()
+    m["vms"].append({"name": "z", "state": "saved", "cpu": 1, "memory_mib": GIB})
+    assert placement.check_plan(m, plan([[{"action": "resume", "vm": "z", "to": "hv2"}]], dict(ALL_THREE, z="hv2"))) == []
+    assert placement.check_plan(m, plan([], ALL_THREE)) == []  # it may also stay saved
+    assert "vm 's' is stopped, it cannot be acted on" in placement.check_plan(
+        m, plan([[{"action": "resume", "vm": "s", "to": "hv2"}]], dict(ALL_THREE, s="hv2")))[0]
+
+
+@pytest.mark.parametrize("step, target, needle", [
+    ([{"action": "start", "vm": "c", "to": "hv1"}], ALL_THREE, "vm 'c' is started but it is already running"),
+    ([{"action": "start", "vm": "s", "to": "off"}], dict(ALL_THREE, s="off"), "started on unknown or offline host 'off'"),
+    ([{"action": "start", "vm": "s", "to": "hv1"}], ALL_THREE, "target: must list exactly the running/paused vms (missing ['s']"),
+    ([{"action": "stop", "vm": "c", "host": "hv1"}], {"a": "hv1", "b": "hv2"}, "vm 'c' stopped on 'hv1' but is on 'hv3'"),
+    ([{"action": "stop", "vm": "c", "host": "hv3"}], ALL_THREE, "target: must list exactly the running/paused vms (missing [], extra ['c']"),
+    ([{"action": "stop", "vm": "s", "host": "hv3"}], ALL_THREE, "vm 's' is stopped, it cannot be acted on"),
+])
+def test_start_and_stop_mistakes_are_caught(step, target, needle):
+    errors = placement.check_plan(base(), plan([step], target))
+    assert any(needle in e for e in errors), errors
+
+
+def test_a_vm_stopped_by_the_plan_cannot_be_resumed_or_acted_on():
+    m = base()
+    m["vms"].append({"name": "z", "state": "saved", "cpu": 1, "memory_mib": GIB})
+    steps = [[{"action": "resume", "vm": "z", "to": "hv2"}], [{"action": "stop", "vm": "z", "host": "hv2"}],
+             [{"action": "resume", "vm": "z", "to": "hv2"}]]
+    assert any("vm 'z' is stopped, it cannot be acted on" in e for e in placement.check_plan(m, plan(steps, dict(ALL_THREE, z="hv2"))))
