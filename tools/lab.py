@@ -466,20 +466,7 @@ def remove_stale_copies(state: dict, conns: dict) -> tuple[list, dict]:
 
 def kill_host_qemu(base: str, host: dict) -> None:
     """Kill the QEMU processes a host's daemon started (they run in its namespace, named after the host)."""
-    images = os.path.join(base, "")
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as handle:
-                cmdline = handle.read().decode(errors="replace")
-        except OSError:
-            continue
-        if "qemu-system" in cmdline and images in cmdline and _ns_hostname(int(pid)) == host["name"]:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    kill_leftover_qemu(base, lambda pid: _ns_hostname(pid) == host["name"])
 
 
 def rebuild_host(state: dict, host: dict) -> None:
@@ -559,7 +546,7 @@ def cmd_down(_args) -> int:
     return 0
 
 
-def kill_leftover_qemu(base: str) -> None:
+def kill_leftover_qemu(base: str, belongs=lambda pid: True) -> None:
     # A QEMU outlives its libvirtd; ours are the ones whose disks or kernel sit in this lab.
     images = os.path.join(base, "")
     for pid in os.listdir("/proc"):
@@ -570,8 +557,11 @@ def kill_leftover_qemu(base: str) -> None:
                 cmdline = handle.read().decode(errors="replace")
         except OSError:
             continue
-        if "qemu-system" in cmdline and images in cmdline:
-            os.kill(int(pid), signal.SIGKILL)
+        if "qemu-system" in cmdline and images in cmdline and belongs(int(pid)):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def require_state(base: str) -> dict:

@@ -112,6 +112,21 @@ class Lab:
             finally:
                 conn.close()
 
+    def leave_shut_off_copy(self, vm: str, persist: bool = True) -> tuple[str, str]:
+        """Live-migrate ``vm`` to another host keeping its source definition (what a source daemon killed in a
+        migration's last phase leaves): (source, destination). With ``persist=False`` the destination copy is transient."""
+        source = self.running_on(vm)[0]
+        destination = next(h for h in sorted(self.hosts) if h != source)
+        src, dst = self.connect(source), self.connect(destination)
+        try:
+            flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_UNSAFE | (libvirt.VIR_MIGRATE_PERSIST_DEST if persist else 0)
+            src.lookupByName(vm).migrate3(dst, {}, flags)
+        finally:
+            src.close()
+            dst.close()
+        assert sorted(self.placement()[vm]) == sorted([(source, "shutoff"), (destination, "running")])
+        return source, destination
+
     def host_uuid(self, host: str) -> str:
         conn = self.connect(host)
         try:

@@ -23,20 +23,11 @@ LEFTOVER_VM = "vm3"
 SAVED_VM = "entropy-leftover-saved"
 
 
-def leave_a_shut_off_copy(lab, vm: str, persist: bool = True) -> tuple[str, str]:
-    """Live-migrate ``vm`` to another host keeping its source definition: (source, destination).
-    With ``persist=False`` the copy on the destination is transient."""
-    source = lab.running_on(vm)[0]
-    destination = next(h for h in sorted(lab.hosts) if h != source)
-    src, dst = lab.connect(source), lab.connect(destination)
-    try:
-        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_UNSAFE | (libvirt.VIR_MIGRATE_PERSIST_DEST if persist else 0)
-        src.lookupByName(vm).migrate3(dst, {}, flags)
-    finally:
-        src.close()
-        dst.close()
-    assert sorted(lab.placement()[vm]) == sorted([(source, "shutoff"), (destination, "running")])
-    return source, destination
+def redefine_a_snapshot(dom, name: str = "before-upgrade"):
+    """Snapshot metadata only: the disk is in use by the copy running on the destination."""
+    return dom.snapshotCreateXML(
+        "<domainsnapshot><name>%s</name><state>shutoff</state><creationTime>1700000000</creationTime>%s"
+        "</domainsnapshot>" % (name, dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)), libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
 
 
 def run_migrate(lab, playbook, tmp_path, vm, source, destination, check=False, **options) -> dict:
@@ -51,7 +42,7 @@ def run_migrate(lab, playbook, tmp_path, vm, source, destination, check=False, *
 
 def test_the_shut_off_copy_left_on_the_source_is_removed(lab_reset, playbook, tmp_path):
     lab = lab_reset
-    source, destination = leave_a_shut_off_copy(lab, LEFTOVER_VM)
+    source, destination = lab.leave_shut_off_copy(LEFTOVER_VM)
 
     checked = run_migrate(lab, playbook, tmp_path, LEFTOVER_VM, source, destination, check=True)
     assert not checked.get("failed"), checked["msg"]
@@ -72,14 +63,11 @@ def test_the_shut_off_copy_left_on_the_source_is_removed(lab_reset, playbook, tm
 
 def test_a_copy_with_snapshots_is_kept_until_they_are_gone(lab_reset, playbook, tmp_path):
     lab = lab_reset
-    source, destination = leave_a_shut_off_copy(lab, LEFTOVER_VM)
+    source, destination = lab.leave_shut_off_copy(LEFTOVER_VM)
     conn = lab.connect(source)
     try:
         dom = conn.lookupByName(LEFTOVER_VM)
-        # Metadata only: the disk is in use by the copy running on the destination.
-        snapshot = dom.snapshotCreateXML(
-            "<domainsnapshot><name>before-upgrade</name><state>shutoff</state><creationTime>1700000000</creationTime>%s"
-            "</domainsnapshot>" % dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
+        snapshot = redefine_a_snapshot(dom)
 
         kept = run_migrate(lab, playbook, tmp_path, LEFTOVER_VM, source, destination)
         assert not kept.get("failed"), kept["msg"]
@@ -97,7 +85,7 @@ def test_a_copy_with_snapshots_is_kept_until_they_are_gone(lab_reset, playbook, 
 
 def test_the_only_persistent_definition_is_kept(lab_reset, playbook, tmp_path):
     lab = lab_reset
-    source, destination = leave_a_shut_off_copy(lab, LEFTOVER_VM, persist=False)
+    source, destination = lab.leave_shut_off_copy(LEFTOVER_VM, persist=False)
     kept = run_migrate(lab, playbook, tmp_path, LEFTOVER_VM, source, destination)
     assert not kept.get("failed"), kept["msg"]
     assert kept["changed"] is False and kept["source_definition_removed"] is False
@@ -173,7 +161,7 @@ def apply(lab, playbook, tmp_path, plan_file, check=False):
 
 def test_apply_removes_the_leftover_then_applies_the_plan(lab_reset, playbook, tmp_path):
     lab = lab_reset
-    source, destination = leave_a_shut_off_copy(lab, LEFTOVER_VM)
+    source, destination = lab.leave_shut_off_copy(LEFTOVER_VM)
     plan_file, mover, target = plan_with_one_move(lab, tmp_path, LEFTOVER_VM)
     line = "VM '%s': its shut-off copy on %s (the VM runs on %s)" % (LEFTOVER_VM, source, destination)
 
@@ -192,15 +180,13 @@ def test_apply_removes_the_leftover_then_applies_the_plan(lab_reset, playbook, t
 
 def test_apply_keeps_a_leftover_with_snapshots_and_refuses_the_plan(lab_reset, playbook, tmp_path):
     lab = lab_reset
-    source, destination = leave_a_shut_off_copy(lab, LEFTOVER_VM)
+    source, destination = lab.leave_shut_off_copy(LEFTOVER_VM)
     plan_file, mover, _target = plan_with_one_move(lab, tmp_path, LEFTOVER_VM)
     mover_host = lab.running_on(mover)
     conn = lab.connect(source)
     try:
         dom = conn.lookupByName(LEFTOVER_VM)
-        snapshot = dom.snapshotCreateXML(
-            "<domainsnapshot><name>before-upgrade</name><state>shutoff</state><creationTime>1700000000</creationTime>%s"
-            "</domainsnapshot>" % dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
+        snapshot = redefine_a_snapshot(dom)
         refused = apply(lab, playbook, tmp_path, plan_file)
         assert refused.returncode != 0
         assert "(the VM runs on %s) was kept: it has 1 snapshot(s) there" % destination in refused.stdout
