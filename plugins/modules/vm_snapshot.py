@@ -171,6 +171,8 @@ vm_state:
   sample: running
 """
 
+from typing import NoReturn
+
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
     EntropyLibvirtError,
     describe_error,
@@ -193,10 +195,11 @@ class VmSnapshot:
         self.p = module.params
         self.name: str = module.params["name"]
         self.uri = module.uri
-        self.result: dict = dict(changed=False, vm=self.name, snapshots=[], created=None, deleted=[], reverted=None)
+        self.result: dict = module.result
+        self.result.update(vm=self.name, snapshots=[], created=None, deleted=[], reverted=None)
 
-    def fail(self, msg: str) -> None:
-        self.module.fail_json(msg=msg, **self.result)
+    def fail(self, msg: str) -> NoReturn:
+        self.module.fail(msg)
 
     def validate(self) -> None:
         state = self.p["state"]
@@ -224,12 +227,11 @@ class VmSnapshot:
         self.result["snapshots"] = after
         if planned is None:
             self.result["vm_state"] = vm_condition(dom)
-        if self.module._diff:
-            self.result["diff"] = dict(
-                before=dict(snapshots=[s["name"] for s in before], current=next((s["name"] for s in before if s["current"]), None)),
-                after=dict(snapshots=[s["name"] for s in after], current=next((s["name"] for s in after if s["current"]), None)),
-            )
-        self.module.exit_json(**self.result)
+        self.module.set_diff(
+            dict(snapshots=[s["name"] for s in before], current=next((s["name"] for s in before if s["current"]), None)),
+            dict(snapshots=[s["name"] for s in after], current=next((s["name"] for s in after if s["current"]), None)),
+        )
+        self.module.exit()
 
     # ------------------------------------------------------------------ present
 
@@ -339,7 +341,7 @@ def main() -> None:
     try:
         runner.run()
     except (EntropyLibvirtError, libvirt.libvirtError) as exc:
-        module.fail_libvirt(exc, "managing the snapshots of VM %r" % runner.name, runner.uri, **runner.result)
+        module.fail_libvirt(exc, "managing the snapshots of VM %r" % runner.name, runner.uri)
 
 
 if __name__ == "__main__":

@@ -136,6 +136,8 @@ forced:
   sample: false
 """
 
+from typing import NoReturn
+
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
     EntropyLibvirtError,
     describe_error,
@@ -173,11 +175,11 @@ class VmState:
         self.name: str = module.params["name"]
         self.target: str = module.params["state"]
         self.uri = module.uri
-        self.result: dict = dict(changed=False, vm=self.name, uri=self.uri)
+        self.result: dict = module.result
+        self.result.update(vm=self.name, uri=self.uri)
 
-    def fail(self, msg: str, **extra) -> None:
-        self.result.update(extra)
-        self.module.fail_json(msg=msg, **self.result)
+    def fail(self, msg: str, **extra) -> NoReturn:
+        self.module.fail(msg, **extra)
 
     def call(self, action: str, func, *args):
         return libvirt_call("%s VM %r" % (action, self.name), self.uri, func, *args)
@@ -188,8 +190,7 @@ class VmState:
             self.module.params, ranges=dict(shutdown_timeout=(0, TIMEOUT_MAX_S)),
             texts=dict(name="the VM's name", uri="the hypervisor's libvirt URI, or leave uri unset for $LIBVIRT_DEFAULT_URI or qemu:///system"))
         if problems:
-            self.result["error_kind"] = "invalid_argument"
-            self.fail("Cannot change the state of VM %r: %s. Nothing was done." % (self.name, "; ".join(problems)))
+            self.module.fail("Cannot change the state of VM %r: %s. Nothing was done." % (self.name, "; ".join(problems)), "invalid_argument")
 
     def run(self) -> None:
         self.check_parameters()
@@ -217,9 +218,8 @@ class VmState:
 
     def finish(self, before: str, after: str) -> None:
         self.result["state"] = after
-        if self.module._diff:
-            self.result["diff"] = dict(before=dict(state=before), after=dict(state=after))
-        self.module.exit_json(**self.result)
+        self.module.set_diff(dict(state=before), dict(state=after))
+        self.module.exit()
 
     def check_possible(self, before: str) -> None:
         """Fail before touching anything when the transition cannot be made."""
@@ -256,7 +256,7 @@ class VmState:
                 return
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
-                    raise EntropyLibvirtError("starting VM %r paused on %s failed: %s" % (self.name, self.uri, exc), kind="other") from None
+                    raise describe_error(exc, "starting VM %r paused" % self.name, self.uri) from None
             # the driver cannot start paused (the test driver): start, then suspend at once
             self.call("starting", dom.create)
         self.call("suspending", dom.suspend)
@@ -319,9 +319,7 @@ def main() -> None:
     try:
         runner.run()
     except (EntropyLibvirtError, libvirt.libvirtError) as exc:
-        err = describe_error(exc, "changing the state of VM %r" % runner.name, runner.uri)
-        runner.result.pop("msg", None)
-        module.fail_json(msg=err.message, error_kind=err.kind, **runner.result)
+        module.fail_libvirt(exc, "changing the state of VM %r" % runner.name, runner.uri)
 
 
 if __name__ == "__main__":
