@@ -549,33 +549,38 @@ class Migration:
         return {}
 
     def explain(self, exc: Exception) -> tuple[str, str]:
-        """The failure of the migration call as a message naming the cause and the fix."""
-        err = describe_error(exc, "migrating VM %r from %s to %s" % (self.name, self.src_uri, self.dst_uri))
-        code = err.libvirt_code
-        text = err.message
-        low = text.lower()
-        if code == libvirt.VIR_ERR_MIGRATE_UNSAFE or "unsafe migration" in low:
-            return (text.rstrip() + " libvirt cannot tell that the VM's disks are on shared storage. If they really are shared "
-                    "(NFS, Ceph, a cluster file system, a directory every host sees), set unsafe: true; otherwise copy them with "
-                    "copy_storage: all.", "unsafe")
-        if "snapshot" in low:
-            return (text.rstrip() + " Delete the VM's snapshots first (entropy.cluster.vm_snapshot state: absent, all: true).", "snapshots")
-        if "same host" in low:
-            return text.rstrip() + " Source and destination are the same host; pick another destination_uri.", "same_host"
-        if code == libvirt.VIR_ERR_CPU_INCOMPATIBLE or ("cpu" in low and "incompatible" in low):
-            return (text.rstrip() + " The destination CPU lacks features of the VM's CPU model: give the VM a CPU model both hosts "
-                    "support (virsh hypervisor-cpu-baseline) or migrate it to a compatible host.", "cpu_incompatible")
-        if "already exists" in low or "already defined" in low:
-            return text.rstrip() + " A VM with this name or UUID is defined on the destination; undefine the stale copy.", "name_clash"
-        if "not accessible" in low or "no such file" in low:
-            return (text.rstrip() + " The destination does not see this file at the same path: put the VM's disks on storage every "
-                    "host sees (with unsafe: true when libvirt cannot tell it is shared), or copy them with copy_storage: all "
-                    "after creating images of the same size at the same paths there.", "destination_storage")
-        if err.kind == "aborted":
-            return (text.rstrip() + " The VM stays on the source; run the migration again when it should move.", "aborted")
-        if err.kind == "unsupported" or "not supported" in low:
-            return (text.rstrip() + " The libvirt driver of %s (%s) cannot migrate this VM this way (the libvirt test driver cannot "
-                    "migrate at all); try the other mode or a real hypervisor." % (self.src_uri, self.src.getType()), "unsupported")
-        if "memory" in low and ("cannot allocate" in low or "out of memory" in low or "insufficient" in low):
-            return text.rstrip() + " The destination has not enough memory for the VM; free memory there or pick another host.", "destination_full"
-        return text, err.kind
+        return explain_migration_error(exc, "migrating VM %r from %s to %s" % (self.name, self.src_uri, self.dst_uri),
+                                       self.src_uri, self.src.getType())
+
+
+def explain_migration_error(exc: Exception, action: str, source_uri: str, source_driver: str) -> tuple[str, str]:
+    """The failure of a migration call as (message naming the cause and the fix, error_kind)."""
+    err = describe_error(exc, action)
+    code = err.libvirt_code
+    text = err.message
+    low = text.lower()
+    if code == libvirt.VIR_ERR_MIGRATE_UNSAFE or "unsafe migration" in low:
+        return (text.rstrip() + " libvirt cannot tell that the VM's disks are on shared storage. If they really are shared "
+                "(NFS, Ceph, a cluster file system, a directory every host sees), set unsafe: true; otherwise copy them with "
+                "copy_storage: all.", "unsafe")
+    if "snapshot" in low:
+        return (text.rstrip() + " Delete the VM's snapshots first (entropy.cluster.vm_snapshot state: absent, all: true).", "snapshots")
+    if "same host" in low:
+        return text.rstrip() + " Source and destination are the same host; pick another destination_uri.", "same_host"
+    if code == libvirt.VIR_ERR_CPU_INCOMPATIBLE or ("cpu" in low and "incompatible" in low):
+        return (text.rstrip() + " The destination CPU lacks features of the VM's CPU model: give the VM a CPU model both hosts "
+                "support (virsh hypervisor-cpu-baseline) or migrate it to a compatible host.", "cpu_incompatible")
+    if "already exists" in low or "already defined" in low:
+        return text.rstrip() + " A VM with this name or UUID is defined on the destination; undefine the stale copy.", "name_clash"
+    if "not accessible" in low or "no such file" in low:
+        return (text.rstrip() + " The destination does not see this file at the same path: put the VM's disks on storage every "
+                "host sees (with unsafe: true when libvirt cannot tell it is shared), or copy them with copy_storage: all "
+                "after creating images of the same size at the same paths there.", "destination_storage")
+    if err.kind == "aborted":
+        return (text.rstrip() + " The VM stays on the source; run the migration again when it should move.", "aborted")
+    if err.kind == "unsupported" or "not supported" in low:
+        return (text.rstrip() + " The libvirt driver of %s (%s) cannot migrate this VM this way (the libvirt test driver cannot "
+                "migrate at all); try the other mode or a real hypervisor." % (source_uri, source_driver), "unsupported")
+    if "memory" in low and ("cannot allocate" in low or "out of memory" in low or "insufficient" in low):
+        return text.rstrip() + " The destination has not enough memory for the VM; free memory there or pick another host.", "destination_full"
+    return text, err.kind

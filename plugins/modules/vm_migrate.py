@@ -313,6 +313,10 @@ job:
       description: Memory transfer rate, bytes per second.
       type: int
       sample: 33204866
+    postcopy_requests:
+      description: Pages the destination requested from the source after the switch to post-copy (0 for a pre-copy migration).
+      type: int
+      sample: 0
 progress:
   description: The last job statistics polled while the migration ran (the same keys as RV(job) where known).
   returned: when the migration failed or was aborted
@@ -356,7 +360,8 @@ destination_available_memory_mib:
 error_kind:
   description:
     - Class of the failure - V(snapshots), V(same_host), V(unsafe), V(destination_full), V(cpu_incompatible),
-      V(unreachable), V(defined_on_both), V(name_clash), V(no_domain), V(timeout), V(unsupported), V(aborted),
+      V(unreachable), V(defined_on_both), V(name_clash), V(no_domain), V(timeout), V(unsupported),
+      V(destination_storage) (the destination does not see the VM's disk at the same path), V(aborted) (another client aborted the job),
       V(invalid_argument) (a parameter out of range or empty, nothing was done), V(paused_reason) (paused for another reason
       than a user, not moved), V(reactivation) (a paused VM was resumed to re-activate its disks and could not be paused again -
       it runs), V(changed_meanwhile) (the VM changed on a host while the module looked, nothing was done), V(other), ...
