@@ -496,6 +496,9 @@ class Migration:
                              % (self.name, timeout, "" if job.abort_error is None else " (abort: %s)" % job.abort_error))
             self.result["timed_out"] = False
         self.result["job"] = self.completed_stats(job.active)
+        if not self.result["job"] and self.result.get("postcopy_started") and job.progress:
+            # libvirt keeps no completed statistics of a migration that ended in post-copy: the last polled ones
+            self.result["progress"] = job_summary(job.progress, completed=False)
         self.locate()
         if self.result["location"] != "destination" and job.active:
             self.fail("libvirt reported the migration of VM %r to %s as successful, but the VM is not running there." % (self.name, self.dst_uri),

@@ -318,8 +318,11 @@ job:
       type: int
       sample: 0
 progress:
-  description: The last job statistics polled while the migration ran (the same keys as RV(job) where known).
-  returned: when the migration failed or was aborted
+  description:
+    - The last job statistics polled while the migration ran (the same keys as RV(job) where known).
+    - After a migration that ended in post-copy, the only figures there are (libvirt keeps no completed statistics
+      of it, RV(job) is empty).
+  returned: when the migration failed or was aborted, or ended in post-copy
   type: dict
   sample: {elapsed_ms: 2100, memory_transferred_bytes: 319351}
 wall_time_s:
