@@ -232,7 +232,6 @@ class Migration:
                   "needs a brief resume to re-activate its disks, which the module only does for a VM a user paused. Wait until "
                   "whatever paused it is over, or resume it (entropy.cluster.vm_state state: running), and migrate it again."
                   % (self.name, self.src_uri, reason), "paused_reason")
-        return False
 
     def run(self) -> NoReturn:
         try:

@@ -189,6 +189,7 @@ def main() -> None:
     )
     uri = module.uri
     name = module.params["name"]
+    module.result.update(uri=uri, vms=[])
     try:
         conn = module.connect(uri, readonly=True)
         if name:
@@ -205,9 +206,9 @@ def main() -> None:
                     continue  # undefined while we looked
                 raise
     except (EntropyLibvirtError, libvirt.libvirtError) as exc:
-        module.fail_libvirt(exc, "reading the VMs" if not name else "reading VM %r" % name, uri, uri=uri, vms=[])
+        module.fail_libvirt(exc, "reading the VMs" if not name else "reading VM %r" % name, uri)
     vms.sort(key=lambda vm: vm["name"])
-    module.exit(uri=uri, vms=vms)
+    module.exit(vms=vms)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ POSTCOPY_PAUSE = 12  # VIR_DOMAIN_PAUSED_POSTCOPY: the source's state while the 
 
 def _run(lab, playbook, tmp_path, vm, source, destination, **options) -> dict:
     result_file = tmp_path / ("migrate-%s.json" % vm)
-    proc = playbook("modules_migrate.yml", extra_vars=dict(vm=vm, source=lab.uri(source), destination=lab.uri(destination),
-                                                             result_file=str(result_file), **options))
+    extra_vars = dict(vm=vm, source=lab.uri(source), destination=lab.uri(destination), result_file=str(result_file), **options)
+    proc = playbook("modules_migrate.yml", extra_vars=extra_vars)
     assert proc.returncode == 0, proc.stdout
     return json.loads(result_file.read_text())
 
