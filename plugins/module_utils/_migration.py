@@ -580,6 +580,13 @@ def explain_migration_error(exc: Exception, action: str, source_uri: str, source
                 "after creating images of the same size at the same paths there.", "destination_storage")
     if err.kind == "aborted":
         return (text.rstrip() + " The VM stays on the source; run the migration again when it should move.", "aborted")
+    if "load of migration failed" in low:
+        # the destination's view of a stream cut short; libvirt reports it instead of "operation aborted" in
+        # for some client aborts (a race inside libvirt: 2 of 9 on the lab)
+        return (text.rstrip() + " The migration stream was cut before it completed: the job was aborted on the source "
+                "(virsh domjobabort, another tool's timeout), or the connection between the hosts or the source's QEMU "
+                "failed; the destination dropped its incoming copy. Check the source's libvirtd log if nobody aborted it, "
+                "then run the migration again.", "interrupted")
     if err.kind == "unsupported" or "not supported" in low:
         return (text.rstrip() + " The libvirt driver of %s (%s) cannot migrate this VM this way (the libvirt test driver cannot "
                 "migrate at all); try the other mode or a real hypervisor." % (source_uri, source_driver), "unsupported")

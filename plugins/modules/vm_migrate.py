@@ -365,6 +365,7 @@ error_kind:
     - Class of the failure - V(snapshots), V(same_host), V(unsafe), V(destination_full), V(cpu_incompatible),
       V(unreachable), V(defined_on_both), V(name_clash), V(no_domain), V(timeout), V(unsupported),
       V(destination_storage) (the destination does not see the VM's disk at the same path), V(aborted) (another client aborted the job),
+      V(interrupted) (the destination saw the migration stream cut short - an abort on the source, or a failed connection or source QEMU),
       V(invalid_argument) (a parameter out of range or empty, nothing was done), V(paused_reason) (paused for another reason
       than a user, not moved), V(reactivation) (a paused VM was resumed to re-activate its disks and could not be paused again -
       it runs), V(changed_meanwhile) (the VM changed on a host while the module looked, nothing was done), V(other), ...

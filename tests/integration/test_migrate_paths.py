@@ -141,8 +141,13 @@ def test_a_job_aborted_by_another_client_is_reported_and_the_vm_stays(lab, playb
             thread.join(180)
             conn.close()
         result = out["result"]
-        assert result.get("failed") and result["error_kind"] == "aborted", result
-        assert "canceled by client" in result["msg"] and "run the migration again" in result["msg"], result["msg"]
+        # libvirt reports the source's "operation aborted", or (2 of 9 runs, a race inside libvirt) the
+        # destination's view of the cut stream: each has its class and its fix, never "other"
+        assert result.get("failed") and result["error_kind"] in ("aborted", "interrupted"), result["msg"]
+        if result["error_kind"] == "aborted":
+            assert "canceled by client" in result["msg"] and "run the migration again" in result["msg"], result["msg"]
+        else:
+            assert "load of migration failed" in result["msg"] and "aborted on the source" in result["msg"], result["msg"]
         assert result["timed_out"] is False and result["changed"] is False, result
         assert result["location"] == "source" and result["defined_on"] == ["source"], result
         _assert_runs_once_on(lab, vm, source)

@@ -285,6 +285,10 @@ LIBVIRT_REFUSALS = [
      "undefine the stale copy"),
     ("Path '/var/lib/libvirt/images/web01.qcow2' is not accessible: No such file or directory", "destination_storage",
      "copy_storage: all"),
+    # what libvirt sometimes reports for a job aborted by another client (seen on the lab, not reproducible at will)
+    ("internal error: qemu unexpectedly closed the monitor: 2026-12-02T13:52:36.745756Z qemu-system-x86_64: check_section_footer: "
+     "Read section footer failed: -5 2026-12-02T13:52:36.746986Z qemu-system-x86_64: load of migration failed: Invalid argument",
+     "interrupted", "the job was aborted on the source"),
 ]
 
 
