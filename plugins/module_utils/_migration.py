@@ -581,7 +581,7 @@ def explain_migration_error(exc: Exception, action: str, source_uri: str, source
     if err.kind == "aborted":
         return (text.rstrip() + " The VM stays on the source; run the migration again when it should move.", "aborted")
     if "load of migration failed" in low:
-        # the destination's view of a stream cut short; libvirt reports it instead of "operation aborted" in
+        # the destination's view of a stream cut short; libvirt reports it instead of "operation aborted"
         # for some client aborts (a race inside libvirt: 2 of 9 on the lab)
         return (text.rstrip() + " The migration stream was cut before it completed: the job was aborted on the source "
                 "(virsh domjobabort, another tool's timeout), or the connection between the hosts or the source's QEMU "
