@@ -1,9 +1,11 @@
 # Copyright: entropy.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one module base of the collection (amazon.aws style): connection options, the
-``missing_required_lib`` check, connections that are always closed, the module's result, its
-diff, and one way to fail: ``fail()`` with a message that names the object and the fix, never a
-traceback (``fail_libvirt()`` turns a libvirt error into such a message)."""
+"""The module base of the collection (amazon.aws style).
+
+EntropyModule: the module's result, its diff, and one way to exit and to fail: ``fail()`` with a
+message that names the object and the fix, never a traceback. LibvirtModule adds the connection
+options, the ``missing_required_lib`` check, connections that are always closed and
+``fail_libvirt()``, which turns a libvirt error into such a message."""
 
 from __future__ import annotations
 
@@ -32,18 +34,47 @@ CONNECTION_ARGUMENT_SPEC = dict(
 )
 
 
-class LibvirtModule(AnsibleModule):
-    """AnsibleModule with the connection options, the result and the failure path of every module.
+class EntropyModule(AnsibleModule):
+    """AnsibleModule with the result and the failure path of every module of the collection.
 
     ``module.result`` is the result being built (``changed`` false until a module says otherwise);
-    ``module.exit()`` and ``module.fail(msg, error_kind)`` return it. ``module.connect(uri)`` opens a
-    connection that is closed at exit, or fails the module naming the URI and the fix.
+    ``module.exit()`` and ``module.fail(msg, error_kind)`` return it, ``module.set_diff()`` adds the diff.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.result: dict = dict(changed=False)
+        super().__init__(*args, **kwargs)
+
+    def set_diff(self, before: dict, after: dict) -> None:
+        """Put the diff into the result when the user asked for one (--diff)."""
+        if self._diff:
+            self.result["diff"] = dict(before=before, after=after)
+
+    def exit(self, **extra) -> t.NoReturn:
+        """Exit with the result (updated with ``extra``)."""
+        self.result.update(extra)
+        self.exit_json(**self.result)
+
+    def fail(self, msg: str, error_kind: str | None = None, **extra) -> t.NoReturn:
+        """Fail with ``msg`` (one line naming the object and the fix), the result so far and ``error_kind``."""
+        self.result.update(extra)
+        if error_kind is not None:
+            self.result["error_kind"] = error_kind
+        result = dict(self.result)
+        result.pop("msg", None)
+        self.fail_json(msg=msg, **result)
+
+
+class LibvirtModule(EntropyModule):
+    """EntropyModule with the connection options and libvirt connections.
+
+    ``module.connect(uri)`` opens a connection that is closed at exit, or fails the module naming
+    the URI and the fix; ``module.fail_libvirt(exc, action, uri)`` is the failure path of any libvirt error.
     """
 
     def __init__(self, argument_spec: dict, **kwargs) -> None:
         # before AnsibleModule.__init__: it calls fail_json (which closes connections) on bad arguments
         self._connections: list = []
-        self.result: dict = dict(changed=False)
         spec = dict(CONNECTION_ARGUMENT_SPEC)
         spec.update(argument_spec)
         super().__init__(argument_spec=spec, **kwargs)
@@ -74,26 +105,7 @@ class LibvirtModule(AnsibleModule):
         while self._connections:
             close_quietly(self._connections.pop())
 
-    # ------------------------------------------------------------------ result, diff, exit
-
-    def set_diff(self, before: dict, after: dict) -> None:
-        """Put the diff into the result when the user asked for one (--diff)."""
-        if self._diff:
-            self.result["diff"] = dict(before=before, after=after)
-
-    def exit(self, **extra) -> t.NoReturn:
-        """Exit with the result (updated with ``extra``)."""
-        self.result.update(extra)
-        self.exit_json(**self.result)
-
-    def fail(self, msg: str, error_kind: str | None = None, **extra) -> t.NoReturn:
-        """Fail with ``msg`` (one line naming the object and the fix), the result so far and ``error_kind``."""
-        self.result.update(extra)
-        if error_kind is not None:
-            self.result["error_kind"] = error_kind
-        result = dict(self.result)
-        result.pop("msg", None)
-        self.fail_json(msg=msg, **result)
+    # ------------------------------------------------------------------ failures and exit
 
     def fail_libvirt(self, exc: Exception, action: str = "libvirt call", uri: str | None = None, **extra) -> t.NoReturn:
         """The one path of a libvirt failure: what was being done, where, what libvirt said, and the fix."""
