@@ -250,7 +250,7 @@ import socket
 import time
 import typing as t
 
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import EntropyModule
+from ansible.module_utils.basic import AnsibleModule
 
 LOCK_KIND = "entropy.cluster.run_lock"
 
@@ -448,8 +448,8 @@ class DirectoryMutex:
             self.fd = None
 
 
-class LockModule(EntropyModule):
-    """The collection's module base without the file facts for RV(path).
+class LockModule(AnsibleModule):
+    """AnsibleModule without the file facts for RV(path).
 
     AnsibleModule adds uid, gid, owner, group, mode and state of any returned C(path) that exists; here C(owner)
     is the run holding the lock and must not be replaced by the Unix owner of the file."""
@@ -459,16 +459,16 @@ class LockModule(EntropyModule):
 
 
 class RunLock:
-    def __init__(self, module: EntropyModule) -> None:
+    def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         self.path: str = os.path.abspath(module.params["path"])
         self.directory = os.path.dirname(self.path)
         self.check = module.check_mode
-        self.result: dict[str, t.Any] = module.result
-        self.result["path"] = self.path
+        self.result: dict[str, t.Any] = {"changed": False, "path": self.path}
 
     def fail(self, msg: str, **extra: t.Any) -> t.NoReturn:
-        self.module.fail(msg, **extra)
+        self.result.update(extra)
+        self.module.fail_json(msg=msg, **self.result)
 
     def read(self) -> dict[str, t.Any] | None:
         try:
@@ -483,8 +483,9 @@ class RunLock:
             self.fail("cannot read the lock file %s: %s" % (self.path, exc.strerror or exc))
 
     def finish(self, before: dict[str, t.Any] | None, after: dict[str, t.Any] | None) -> t.NoReturn:
-        self.module.set_diff(diff_side(before), diff_side(after))
-        self.module.exit()
+        if self.module._diff:
+            self.result["diff"] = {"before": diff_side(before), "after": diff_side(after)}
+        self.module.exit_json(**self.result)
 
     def held_message(self, record: dict[str, t.Any], at: float, ttl: int) -> str:
         info = holder(record, at) or {}
