@@ -272,8 +272,9 @@ def stop_daemon(host: dict) -> None:
 
 def boot_sector(load: float) -> bytes:
     """A 512-byte MBR that, at every timer tick, spins ``load`` of the tick, dirties 128 pages of
-    memory when loaded (so a bandwidth-capped live migration cannot converge), then halts: a VM with
-    a steady, measurable CPU demand and no operating system."""
+    memory when loaded, then halts: a VM with a steady, measurable CPU demand and no operating system.
+    (Under QEMU 7.2's TCG a migration sees those 128 pages dirty only once, so it converges even at
+    1 MiB/s: dirtier_boot_sector makes a VM that really does not converge.)"""
     spins = max(1, int(load * SPIN_PER_TICK_AT_FULL))
     pages = DIRTY_PAGES_PER_TICK if load > 0 else 0
     code = bytes([0xFB])                                       # 0: sti
@@ -290,16 +291,64 @@ def boot_sector(load: float) -> bytes:
     return code + bytes(510 - len(code)) + b"\x55\xAA"
 
 
+def dirtier_boot_sector(dirty_mib: int, first_mib: int = 1) -> bytes:
+    """A 512-byte MBR that writes one byte in each 4 KiB page of ``dirty_mib`` MiB (from ``first_mib``
+    MiB up) at every timer tick (18.2 per second), then halts: a VM whose memory changes faster than
+    a bandwidth-capped migration can send it, so pre-copy does not converge (post-copy or an abort ends
+    it; measured at 4 MiB/s for 16 MiB: each pass finds nearly all of it dirty again) while it costs
+    about 1.5 % of a core.
+
+    Why the switch to protected mode and back before every pass: it flushes QEMU's TCG TLB. QEMU 7.2
+    (before 9.0's "physmem: Fix migration dirty bitmap coherency with TCG memory access") does not
+    reset the TLB's not-dirty marks when migration syncs its dirty bitmap, so writes to pages whose
+    TLB entries survive are not seen as dirty: the lab's loaded VMs (boot_sector, 128 pages) converge
+    even at 1 MiB/s and 1 ms downtime, and without the flush so does this one. The same switch loads
+    FS with a flat 4 GiB segment ("unreal mode"), so the loop reaches memory above 1 MiB."""
+    base = 0x7C00
+    code = bytes([0xFA, 0x31, 0xC0, 0x8E, 0xD8])                       # 0: cli; xor ax,ax; mov ds,ax
+    code += bytes([0xE4, 0x92, 0x0C, 0x02, 0xE6, 0x92])                 # 5: in al,0x92; or al,2; out 0x92,al (A20 on)
+    lgdt_at = len(code)
+    code += bytes([0x0F, 0x01, 0x16, 0x00, 0x00])                       # 11: lgdt [gdtr] (address patched below)
+    top = len(code)
+    code += bytes([0xFA, 0x0F, 0x20, 0xC0, 0x0C, 0x01, 0x0F, 0x22, 0xC0])  # top: cli; mov eax,cr0; or al,1; mov cr0,eax
+    code += bytes([0xEB, 0x00])                                         # jmp $+2 (protected mode)
+    code += bytes([0xBB, 0x08, 0x00, 0x8E, 0xE3])                       # mov bx,8; mov fs,bx (flat 4 GiB data segment)
+    code += bytes([0x24, 0xFE, 0x0F, 0x22, 0xC0])                       # and al,0xfe; mov cr0,eax (real mode, TLB flushed)
+    code += bytes([0x31, 0xDB, 0x8E, 0xE3, 0xFB])                       # xor bx,bx; mov fs,bx (limit stays); sti
+    code += bytes([0x66, 0xFF, 0x06, 0x00, 0x05])                       # inc dword [0x500]: passes so far
+    code += bytes([0x66, 0xBF]) + (first_mib << 20).to_bytes(4, "little")  # mov edi, first byte
+    code += bytes([0x66, 0xB9]) + (dirty_mib * 256).to_bytes(4, "little")   # mov ecx, pages
+    loop = len(code)
+    code += bytes([0x64, 0x67, 0xFE, 0x07])                             # loop: inc byte [fs:edi]
+    code += bytes([0x66, 0x81, 0xC7, 0x00, 0x10, 0x00, 0x00])           # add edi, 4096
+    code += bytes([0x66, 0x49])                                         # dec ecx
+    code += bytes([0x75, (loop - len(code) - 2) & 0xFF])                # jnz loop
+    code += bytes([0xF4])                                               # hlt (until the next timer tick)
+    code += bytes([0xEB, (top - len(code) - 2) & 0xFF])                 # jmp top
+    code += bytes(-len(code) % 8)
+    gdt = len(code)
+    code += bytes(8) + bytes([0xFF, 0xFF, 0x00, 0x00, 0x00, 0x92, 0xCF, 0x00])  # null; data: base 0, limit 4 GiB, writable
+    gdtr = len(code)
+    code += (15).to_bytes(2, "little") + (base + gdt).to_bytes(4, "little")
+    code = code[:lgdt_at + 3] + (base + gdtr).to_bytes(2, "little") + code[lgdt_at + 5:]
+    return code + bytes(510 - len(code)) + b"\x55\xAA"
+
+
+def write_boot_disk(path: str, sector: bytes) -> None:
+    """A 64 MiB qcow2 image that boots ``sector``."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    raw = path + ".raw"
+    with open(raw, "wb") as handle:
+        handle.write(sector)
+        handle.truncate(64 * 1024 * 1024)
+    subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, path], check=True)
+    os.unlink(raw)
+
+
 def make_disk(vm: dict) -> None:
     if os.path.exists(vm["disk"]):
         return
-    os.makedirs(os.path.dirname(vm["disk"]), exist_ok=True)
-    raw = vm["disk"] + ".raw"
-    with open(raw, "wb") as handle:
-        handle.write(boot_sector(vm["load"]))
-        handle.truncate(64 * 1024 * 1024)
-    subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, vm["disk"]], check=True)
-    os.unlink(raw)
+    write_boot_disk(vm["disk"], boot_sector(vm["load"]))
 
 
 def domain_xml(vm: dict) -> str:

@@ -71,6 +71,18 @@ def _error_kind(code: int | None) -> str:
     return kinds.get(code, "other")
 
 
+# What to do about each kind of libvirt failure: the second half of every message.
+ERROR_HINTS = {
+    "auth": " Check the credentials (auth_username / auth_password or %s / %s)." % (USERNAME_ENV, PASSWORD_ENV),
+    "unreachable": " Check that libvirtd runs there and that the URI is right.",
+    "no_domain": " Check the VM's name and the hypervisor URI (entropy.cluster.vm_info lists the VMs there).",
+    "no_snapshot": " Check the snapshot's name (entropy.cluster.vm_snapshot returns the VM's snapshots).",
+    "operation_invalid": " The VM is not in a state that allows this; check its state (entropy.cluster.vm_info) and run again.",
+    "aborted": " Another client aborted the job (virsh domjobabort, or a tool's own timeout); run again if that was not meant.",
+    "timeout": " libvirt gave up waiting (a busy hypervisor or a stuck job: virsh domjobinfo shows it); run again later.",
+}
+
+
 def describe_error(exc: Exception, action: str, uri: str | None = None) -> EntropyLibvirtError:
     """Wrap a libvirt error: what we were doing, where, what libvirt said, and what to do."""
     if isinstance(exc, EntropyLibvirtError):
@@ -82,10 +94,7 @@ def describe_error(exc: Exception, action: str, uri: str | None = None) -> Entro
         text = (exc.get_error_message() or text).strip()
     kind = _error_kind(code)
     where = " on %s" % uri if uri else ""
-    hint = {
-        "auth": " Check the credentials (auth_username / auth_password or %s / %s)." % (USERNAME_ENV, PASSWORD_ENV),
-        "unreachable": " Check that libvirtd runs there and that the URI is right.",
-    }.get(kind, "")
+    hint = ERROR_HINTS.get(kind, "")
     return EntropyLibvirtError("%s%s failed: %s.%s" % (action, where, text.rstrip("."), hint), kind=kind, libvirt_code=code)
 
 
@@ -121,8 +130,8 @@ def open_connection(uri: str | None = None, username: str | None = None, passwor
         err = describe_error(exc, "connecting to libvirt", uri)
         if err.kind == "other" and exc.get_error_domain() in (libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE):
             err.kind = "unreachable"
-            err.message = "connecting to libvirt on %s failed: %s. Check that libvirtd runs there and that the URI is right." % (
-                uri, (exc.get_error_message() or str(exc)).rstrip("."))
+            err.message = "connecting to libvirt on %s failed: %s.%s" % (
+                uri, (exc.get_error_message() or str(exc)).rstrip("."), ERROR_HINTS["unreachable"])
             err.args = (err.message,)
         raise err from None
 

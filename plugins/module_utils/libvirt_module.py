@@ -1,10 +1,15 @@
 # Copyright: entropy.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one module base of the collection (amazon.aws style): connection options, the
-``missing_required_lib`` check, connections that are always closed, and failures that carry
-the message of EntropyLibvirtError instead of a traceback."""
+"""The module base of the collection (amazon.aws style).
+
+EntropyModule: the module's result, its diff, and one way to exit and to fail: ``fail()`` with a
+message that names the object and the fix, never a traceback. LibvirtModule adds the connection
+options, the ``missing_required_lib`` check, connections that are always closed and
+``fail_libvirt()``, which turns a libvirt error into such a message."""
 
 from __future__ import annotations
+
+import typing as t
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
@@ -29,11 +34,42 @@ CONNECTION_ARGUMENT_SPEC = dict(
 )
 
 
-class LibvirtModule(AnsibleModule):
-    """AnsibleModule with the connection options and libvirt helpers.
+class EntropyModule(AnsibleModule):
+    """AnsibleModule with the result and the failure path of every module of the collection.
 
-    Use ``with module.connection() as conn:`` (or ``module.connect(uri)``); libvirt failures
-    raised as EntropyLibvirtError become ``fail_json`` with their message and ``error_kind``.
+    ``module.result`` is the result being built (``changed`` false until a module says otherwise);
+    ``module.exit()`` and ``module.fail(msg, error_kind)`` return it, ``module.set_diff()`` adds the diff.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.result: dict = dict(changed=False)
+        super().__init__(*args, **kwargs)
+
+    def set_diff(self, before: dict, after: dict) -> None:
+        """Put the diff into the result when the user asked for one (--diff)."""
+        if self._diff:
+            self.result["diff"] = dict(before=before, after=after)
+
+    def exit(self, **extra) -> t.NoReturn:
+        """Exit with the result (updated with ``extra``)."""
+        self.result.update(extra)
+        self.exit_json(**self.result)
+
+    def fail(self, msg: str, error_kind: str | None = None, **extra) -> t.NoReturn:
+        """Fail with ``msg`` (one line naming the object and the fix), the result so far and ``error_kind``."""
+        self.result.update(extra)
+        if error_kind is not None:
+            self.result["error_kind"] = error_kind
+        result = dict(self.result)
+        result.pop("msg", None)
+        self.fail_json(msg=msg, **result)
+
+
+class LibvirtModule(EntropyModule):
+    """EntropyModule with the connection options and libvirt connections.
+
+    ``module.connect(uri)`` opens a connection that is closed at exit, or fails the module naming
+    the URI and the fix; ``module.fail_libvirt(exc, action, uri)`` is the failure path of any libvirt error.
     """
 
     def __init__(self, argument_spec: dict, **kwargs) -> None:
@@ -49,28 +85,37 @@ class LibvirtModule(AnsibleModule):
     def uri(self) -> str:
         return resolve_uri(self.params.get("uri"))
 
-    def connect(self, uri: str | None = None, readonly: bool = False):
-        """Open (and remember, to close at exit) a connection; fail the module clearly if it cannot."""
-        try:
-            conn = open_connection(uri or self.uri, self.params.get("auth_username"), self.params.get("auth_password"), readonly=readonly)
-        except EntropyLibvirtError as exc:
-            self.fail_libvirt(exc)
+    # ------------------------------------------------------------------ connections
+
+    def open_connection(self, uri: str | None = None, readonly: bool = False):
+        """Open a connection that is closed at exit; raises EntropyLibvirtError (naming the URI and the
+        fix) for a caller that words the failure itself."""
+        conn = open_connection(uri or self.uri, self.params.get("auth_username"), self.params.get("auth_password"), readonly=readonly)
         self._connections.append(conn)
         return conn
 
-    def fail_libvirt(self, exc: Exception, action: str = "libvirt call", uri: str | None = None, **result) -> None:
-        err = describe_error(exc, action, uri)
-        self.close_connections()
-        self.fail_json(msg=err.message, error_kind=err.kind, **result)
+    def connect(self, uri: str | None = None, readonly: bool = False):
+        """Open (and remember, to close at exit) a connection; fail the module clearly if it cannot."""
+        try:
+            return self.open_connection(uri, readonly=readonly)
+        except EntropyLibvirtError as exc:
+            self.fail_libvirt(exc)
 
     def close_connections(self) -> None:
         while self._connections:
             close_quietly(self._connections.pop())
 
-    def exit_json(self, **kwargs) -> None:
+    # ------------------------------------------------------------------ failures and exit
+
+    def fail_libvirt(self, exc: Exception, action: str = "libvirt call", uri: str | None = None, **extra) -> t.NoReturn:
+        """The one path of a libvirt failure: what was being done, where, what libvirt said, and the fix."""
+        err = describe_error(exc, action, uri)
+        self.fail(err.message, err.kind, **extra)
+
+    def exit_json(self, **kwargs) -> t.NoReturn:
         self.close_connections()
         super().exit_json(**kwargs)
 
-    def fail_json(self, msg, **kwargs) -> None:
+    def fail_json(self, msg, **kwargs) -> t.NoReturn:
         self.close_connections()
         super().fail_json(msg=msg, **kwargs)

@@ -146,7 +146,7 @@ def main() -> None:
         host = host_facts(conn)
     except (EntropyLibvirtError, libvirt.libvirtError) as exc:
         module.fail_libvirt(exc, "reading the hypervisor facts", uri)
-    module.exit_json(changed=False, host=host)
+    module.exit(host=host)
 
 
 if __name__ == "__main__":

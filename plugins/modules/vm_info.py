@@ -177,7 +177,7 @@ vms:
           sample: vnet0
 """
 
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import EntropyLibvirtError, describe_error, find_domain
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import EntropyLibvirtError, find_domain
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import LibvirtModule
 from ansible_collections.entropy.cluster.plugins.module_utils._vm_ops import domain_facts, libvirt
 
@@ -189,6 +189,7 @@ def main() -> None:
     )
     uri = module.uri
     name = module.params["name"]
+    module.result.update(uri=uri, vms=[])
     try:
         conn = module.connect(uri, readonly=True)
         if name:
@@ -205,10 +206,9 @@ def main() -> None:
                     continue  # undefined while we looked
                 raise
     except (EntropyLibvirtError, libvirt.libvirtError) as exc:
-        err = describe_error(exc, "reading the VMs" if not name else "reading VM %r" % name, uri)
-        module.fail_json(msg=err.message, error_kind=err.kind, uri=uri, vms=[])
+        module.fail_libvirt(exc, "reading the VMs" if not name else "reading VM %r" % name, uri)
     vms.sort(key=lambda vm: vm["name"])
-    module.exit_json(changed=False, uri=uri, vms=vms)
+    module.exit(vms=vms)
 
 
 if __name__ == "__main__":

@@ -136,173 +136,10 @@ forced:
   sample: false
 """
 
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
-    EntropyLibvirtError,
-    describe_error,
-    find_domain,
-    lookup_domain,
-)
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import EntropyLibvirtError
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import LibvirtModule
-from ansible_collections.entropy.cluster.plugins.module_utils._vm_ops import (
-    TIMEOUT_MAX_S,
-    invalid_parameters,
-    is_active,
-    libvirt,
-    libvirt_call,
-    pause_reason,
-    reactivate_paused_disks,
-    vm_condition,
-    wait_for,
-)
-
-# Target state -> the condition words that already satisfy it.
-SATISFIED = {
-    "running": ("running",),
-    "paused": ("paused",),
-    "saved": ("saved",),
-    "shutdown": ("shutoff",),
-    "destroyed": ("shutoff",),
-}
-# What the module reports as the final state in check mode.
-RESULT_STATE = {"running": "running", "paused": "paused", "saved": "saved", "shutdown": "shutoff", "destroyed": "shutoff"}
-
-
-class VmState:
-    def __init__(self, module: LibvirtModule) -> None:
-        self.module = module
-        self.name: str = module.params["name"]
-        self.target: str = module.params["state"]
-        self.uri = module.uri
-        self.result: dict = dict(changed=False, vm=self.name, uri=self.uri)
-
-    def fail(self, msg: str, **extra) -> None:
-        self.result.update(extra)
-        self.module.fail_json(msg=msg, **self.result)
-
-    def call(self, action: str, func, *args):
-        return libvirt_call("%s VM %r" % (action, self.name), self.uri, func, *args)
-
-    def check_parameters(self) -> None:
-        """Refuse out-of-range numbers and empty strings before connecting (check mode too)."""
-        problems = invalid_parameters(
-            self.module.params, ranges=dict(shutdown_timeout=(0, TIMEOUT_MAX_S)),
-            texts=dict(name="the VM's name", uri="the hypervisor's libvirt URI, or leave uri unset for $LIBVIRT_DEFAULT_URI or qemu:///system"))
-        if problems:
-            self.result["error_kind"] = "invalid_argument"
-            self.fail("Cannot change the state of VM %r: %s. Nothing was done." % (self.name, "; ".join(problems)))
-
-    def run(self) -> None:
-        self.check_parameters()
-        if self.target == "saved":
-            self.result["reactivated_disks"] = False
-        conn = self.module.connect(self.uri)
-        dom = lookup_domain(conn, self.name)
-        before = vm_condition(dom)
-        self.result["previous_state"] = before
-        self.result["state"] = before
-        if self.target == "shutdown":
-            self.result["forced"] = False
-        if before in SATISFIED[self.target]:
-            self.finish(before, before)
-            return
-        self.check_possible(before)
-        self.result["changed"] = True
-        if self.module.check_mode:
-            self.finish(before, RESULT_STATE[self.target])
-            return
-        getattr(self, "to_" + self.target)(dom, before)
-        dom = find_domain(conn, self.name)
-        after = vm_condition(dom) if dom is not None else "undefined"
-        self.finish(before, after)
-
-    def finish(self, before: str, after: str) -> None:
-        self.result["state"] = after
-        if self.module._diff:
-            self.result["diff"] = dict(before=dict(state=before), after=dict(state=after))
-        self.module.exit_json(**self.result)
-
-    def check_possible(self, before: str) -> None:
-        """Fail before touching anything when the transition cannot be made."""
-        if before == "crashed" and self.target in ("running", "paused", "saved"):
-            self.fail("VM %r on %s has crashed; destroy it first (state: destroyed), then start it (state: running)." % (self.name, self.uri))
-        if self.target == "saved" and before not in ("running", "paused", "pmsuspended", "shutdown"):
-            self.fail("VM %r on %s is %s: only a running or paused VM can be saved (its memory written to disk). "
-                      "Start it first (state: running)." % (self.name, self.uri, before))
-        if self.target == "shutdown" and before == "saved" and not self.module.params["force"]:
-            self.fail("VM %r on %s is saved (its memory is in a managed save image). A graceful shutdown would need to "
-                      "restore it first: start it (state: running) and shut it down, or discard the saved memory with "
-                      "force: true or state: destroyed." % (self.name, self.uri))
-
-    # ------------------------------------------------------------------ transitions
-
-    def to_running(self, dom, before: str) -> None:
-        if before == "paused":
-            self.call("resuming", dom.resume)
-        elif before == "pmsuspended":
-            self.call("waking up", dom.pMWakeup, 0)
-        elif before == "shutdown":
-            # a guest in the middle of shutting down: let it finish, then boot it again
-            wait_for(lambda: not is_active(dom), self.module.params["shutdown_timeout"])
-            self.call("starting", dom.create)
-        else:  # shutoff or saved: create() restores a managed save image
-            self.call("starting", dom.create)
-        if vm_condition(dom) == "paused":  # a VM saved while paused comes back paused
-            self.call("resuming", dom.resume)
-
-    def to_paused(self, dom, before: str) -> None:
-        if before in ("shutoff", "saved"):
-            try:
-                dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
-                return
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
-                    raise EntropyLibvirtError("starting VM %r paused on %s failed: %s" % (self.name, self.uri, exc), kind="other") from None
-            # the driver cannot start paused (the test driver): start, then suspend at once
-            self.call("starting", dom.create)
-        self.call("suspending", dom.suspend)
-
-    def to_saved(self, dom, before: str) -> None:
-        if pause_reason(dom) == "user":
-            # it may have arrived paused by live migration, its disks still inactive: saving it as it is
-            # would abort QEMU (see reactivate_paused_disks)
-            self.result["reactivation_ms"] = reactivate_paused_disks(dom, self.uri)
-            self.result["reactivated_disks"] = True
-        self.call("saving (managed save)", dom.managedSave, 0)
-
-    def to_shutdown(self, dom, before: str) -> None:
-        if before == "saved":  # force is set (check_possible)
-            self.call("discarding the managed save image of", dom.managedSaveRemove, 0)
-            return
-        if before == "paused":
-            self.call("resuming (to let it shut down)", dom.resume)
-        if before != "shutdown":
-            self.call("shutting down", dom.shutdown)
-        timeout = self.module.params["shutdown_timeout"]
-        if wait_for(lambda: not is_active(dom), timeout):
-            return
-        if not self.module.params["force"]:
-            self.result["state"] = vm_condition(dom)
-            self.fail("VM %r on %s did not shut down within shutdown_timeout=%ss (does the guest handle ACPI power button "
-                      "events?). Raise shutdown_timeout, set force: true to destroy it after the timeout, or use state: destroyed."
-                      % (self.name, self.uri, timeout), changed=True)
-        self.result["forced"] = True
-        self.destroy(dom)
-
-    def to_destroyed(self, dom, before: str) -> None:
-        if before == "saved":
-            self.call("discarding the managed save image of", dom.managedSaveRemove, 0)
-            return
-        self.destroy(dom)
-
-    def destroy(self, dom) -> None:
-        try:
-            dom.destroy()
-        except libvirt.libvirtError:
-            if is_active(dom):
-                raise
-            # it stopped on its own meanwhile
-        # QEMU may take a moment to exit after destroy returns
-        wait_for(lambda: not is_active(dom), 10)
+from ansible_collections.entropy.cluster.plugins.module_utils._vm_state import VmState
+from ansible_collections.entropy.cluster.plugins.module_utils._vm_ops import libvirt
 
 
 def main() -> None:
@@ -319,9 +156,7 @@ def main() -> None:
     try:
         runner.run()
     except (EntropyLibvirtError, libvirt.libvirtError) as exc:
-        err = describe_error(exc, "changing the state of VM %r" % runner.name, runner.uri)
-        runner.result.pop("msg", None)
-        module.fail_json(msg=err.message, error_kind=err.kind, **runner.result)
+        module.fail_libvirt(exc, "changing the state of VM %r" % runner.name, runner.uri)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ for ``lab_reset``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -23,6 +24,17 @@ LAB_DIR = os.path.abspath(os.environ.get("ENTROPY_LAB_DIR") or "/var/tmp/entropy
 PLAYBOOKS = os.path.join(os.path.dirname(__file__), "playbooks")
 
 libvirt = pytest.importorskip("libvirt")
+
+
+def _lab_tool():
+    """tools/lab.py as a module (its boot sectors and domain XML), loaded by path: it is no package."""
+    spec = importlib.util.spec_from_file_location("entropy_lab_tool", os.path.join(ROOT, "tools", "lab.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LAB_TOOL = _lab_tool()
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 
@@ -126,6 +138,26 @@ class Lab:
             dst.close()
         assert sorted(self.placement()[vm]) == sorted([(source, "shutoff"), (destination, "running")])
         return source, destination
+
+    def add_vm(self, name: str, host: str, sector: bytes, disk: str | None = None) -> str:
+        """Define and start a test's own 64 MiB VM on ``host`` that boots ``sector`` (a tools/lab.py boot
+        sector) from a new disk, by default in the lab's shared image directory; returns the disk's path
+        as the hypervisor sees it. Remove it with remove_vm."""
+        disk = disk or os.path.join(self.dir, "images", name + ".qcow2")
+        LAB_TOOL.write_boot_disk(self.host_path(host, disk), sector)
+        conn = self.connect(host)
+        try:
+            conn.defineXML(LAB_TOOL.domain_xml({"name": name, "memory_mib": LAB_TOOL.VM_MEMORY_MIB, "disk": disk})).create()
+        finally:
+            conn.close()
+        return disk
+
+    def host_path(self, host: str, path: str) -> str:
+        """Where a path inside ``host``'s namespace is on this machine: its own /var/lib/libvirt (and the
+        other bind mounts of tools/lab.py) live in the host's directory; the rest is shared."""
+        if path.startswith("/var/lib/libvirt/"):
+            return os.path.join(self.hosts[host]["dir"], path.lstrip("/"))
+        return path
 
     def host_uuid(self, host: str) -> str:
         conn = self.connect(host)

@@ -99,6 +99,7 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "ansible-doc -t module entropy.cluster.<name>": (HERE + "test_the_ansible_doc_lines",),
     "virsh hypervisor-cpu-baseline": "not run: the fix for hosts whose CPUs differ; every lab host runs on the same CPU",
     "virsh suspend": ("tests/integration/test_paused_migration.py::test_a_vm_moved_paused_by_another_tool_survives_its_next_moves",),
+    "virsh domjobabort": ("tests/integration/test_migrate_paths.py::test_a_job_aborted_by_another_client_is_reported_and_the_vm_stays",),
     ".venv/bin/python -m pytest -q tests/unit/plugins/modules/test_vm_*.py": (HERE + "test_the_pytest_lines_select_tests",),
     "ENTROPY_LAB_DIR=... .venv/bin/python -m pytest -q tests/integration/test_modules_*.py": (HERE + "test_the_pytest_lines_select_tests",),
     # docs/playbooks.md

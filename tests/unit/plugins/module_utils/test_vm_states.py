@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ansible_collections.entropy.cluster.plugins.module_utils import vm_states
+from ansible_collections.entropy.cluster.plugins.module_utils import _vm_state, vm_states
 from ansible_collections.entropy.cluster.plugins.module_utils._vm_ops import domain_facts, vm_condition
 from ansible_collections.entropy.cluster.plugins.module_utils.domain_jobs import domain_job
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import domain_state
@@ -82,7 +82,7 @@ ACTIONS = [
 def test_every_plan_action(action, module_state, condition, model):
     choices = yaml.safe_load(vm_state_module.DOCUMENTATION)["options"]["state"]["choices"]
     assert vm_states.ACTION_MODULE_STATE[action] == module_state and module_state in choices
-    assert vm_state_module.RESULT_STATE[module_state] == condition  # what the module reports once it is done
+    assert _vm_state.RESULT_STATE[module_state] == condition  # what the module reports once it is done
     assert vm_states.ACTION_MODEL_STATE[action] == model
     word = "shutoff" if condition in ("saved", "shutoff") else condition
     assert vm_states.model_state(word, condition == "saved") == model  # what the next inventory read shows

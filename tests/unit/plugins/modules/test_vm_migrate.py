@@ -266,3 +266,37 @@ def test_running_vm_onto_an_inactive_copy_goes_to_libvirt(hv, run, tmp_path):
     result = migrate(run, host_with_copy(tmp_path, 5), check=True)
     assert not result.get("failed") and result["changed"] is True, result
     assert result["defined_on"] == ["source", "destination"] and result["location"] == "source"
+
+
+# Failures of the migration call that the lab cannot produce for real (its hosts share one CPU and one
+# QEMU; the pre-flight checks refuse snapshots, the same host and a full destination before libvirt is
+# asked), as libvirt words them: each gets its class and its fix. The ones the lab can produce
+# (unsafe, aborted, destination_storage, name_clash, timeout) are tested for real in
+# tests/integration/test_modules_migrate.py and test_migrate_paths.py.
+LIBVIRT_REFUSALS = [
+    ("the CPU is incompatible with host CPU: Host CPU does not provide required features: avx512f", "cpu_incompatible",
+     "virsh hypervisor-cpu-baseline"),
+    ("Requested operation is not valid: cannot migrate domain with 1 snapshots", "snapshots", "all: true"),
+    ("internal error: Attempt to migrate guest to the same host 0c1b7e4e-0000-0000-0000-000000000001", "same_host",
+     "pick another destination_uri"),
+    ("internal error: qemu unexpectedly closed the monitor: cannot set up guest memory 'pc.ram': Cannot allocate memory",
+     "destination_full", "free memory there"),
+    ("operation failed: domain 'web01-old' is already defined with uuid 6695eb01-f6a4-8304-79aa-97f2502e193f", "name_clash",
+     "undefine the stale copy"),
+    ("Path '/var/lib/libvirt/images/web01.qcow2' is not accessible: No such file or directory", "destination_storage",
+     "copy_storage: all"),
+    # what libvirt sometimes reports for a job aborted by another client (seen on the lab, not reproducible at will)
+    ("internal error: qemu unexpectedly closed the monitor: 2026-12-02T13:52:36.745756Z qemu-system-x86_64: check_section_footer: "
+     "Read section footer failed: -5 2026-12-02T13:52:36.746986Z qemu-system-x86_64: load of migration failed: Invalid argument",
+     "interrupted", "the job was aborted on the source"),
+]
+
+
+@pytest.mark.parametrize("text,kind,fix", LIBVIRT_REFUSALS, ids=[k for _t, k, _f in LIBVIRT_REFUSALS])
+def test_libvirt_refusals_are_classified_with_their_fix(text, kind, fix):
+    from ansible_collections.entropy.cluster.plugins.module_utils._migration import explain_migration_error  # pylint: disable=import-outside-toplevel
+
+    message, got = explain_migration_error(libvirt.libvirtError(text), "migrating VM 'web01' from A to B", "A", "QEMU")
+    assert got == kind, message
+    assert message.startswith("migrating VM 'web01' from A to B failed: ") and text.rstrip(".") in message
+    assert fix in message and "\n" not in message
