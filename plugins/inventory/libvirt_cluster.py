@@ -139,6 +139,9 @@ notes:
   - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(on_<hypervisor>) and
     C(state_<state>) (names sanitized as the inventory base does - every character other than a letter, a digit
     or an underscore becomes an underscore)."
+  - Strings that could be templates (containing C({) or C(}), or the C(#jinja2:) header), such as a tenant's VM name
+    with template code in it, are marked unsafe and never templated; every other value is plain, so
+    C(ansible-inventory --list) prints numbers, booleans and ordinary strings as plain JSON (what AWX imports).
   - Connecting to a hypervisor whose address drops packets waits for the TCP timeout of the system;
     libvirt has no connection timeout.
   - The guide C(docs/inventory.md) in the collection lists the variables with their units, caching and the model export.
@@ -206,12 +209,7 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
 )
 from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import is_active_code, is_active_word, model_state, state_word
 from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import CONSTRAINTS_VAR, OPTIONS_VAR, build_model
-
-try:
-    from ansible.template import trust_as_template
-except ImportError:  # ansible-core < 2.19: inventory strings are templated anyway
-    def trust_as_template(value):
-        return value
+from ansible_collections.entropy.cluster.plugins.plugin_utils.inventory_values import inventory_value, trust_as_template
 
 RAW_VERSION = 1
 # One entry of the hypervisors option. ansible-core's validator finds unknown keys and converts numbers given as
@@ -639,7 +637,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         model_host = self.get_option("model_host") or None
         connection_vars = {}
         if self.get_option("connection_vars"):
-            connection_vars = {"ansible_connection": "local",
+            # constants of ours: trusted, so printed plain (the interpreter is a template on purpose)
+            connection_vars = {"ansible_connection": trust_as_template("local"),
                                "ansible_python_interpreter": trust_as_template("{{ ansible_playbook_python }}")}
 
         # Group variables (cheaper than per host, and a host variable from another source still wins).
@@ -688,9 +687,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             inventory.add_host(model_host)
             for key, value in connection_vars.items():
                 inventory.set_variable(model_host, key, value)
-            inventory.set_variable(model_host, "entropy_kind", "model")
-            inventory.set_variable(model_host, "entropy_model", model)
-            inventory.set_variable(model_host, "entropy_model_warnings", model["warnings"])
+            for key, value in (("entropy_kind", "model"), ("entropy_model", model), ("entropy_model_warnings", model["warnings"])):
+                inventory.set_variable(model_host, key, inventory_value(value))
         model_file = self.get_option("model_file")
         if model_file:
             self._write_model(model_file, model)
@@ -704,7 +702,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _set_vars(self, host, variables, strict):
         for key, value in variables.items():
-            self.inventory.set_variable(host, key, value)
+            self.inventory.set_variable(host, key, inventory_value(value))
         if not (self.get_option("compose") or self.get_option("groups") or self.get_option("keyed_groups")):
             return
         hostvars = self.inventory.get_host(host).get_vars()
