@@ -100,9 +100,11 @@ def test_the_guest_agent_wins_and_its_address_is_chosen(cluster, monkeypatch):
         "lo": {"hwaddr": "00:00:00:00:00:00", "addrs": [{"addr": "127.0.0.1", "prefix": 8, "type": 0},
                                                         {"addr": "::1", "prefix": 128, "type": 1}]},
         "docker0": {"hwaddr": "02:42:ac:11:00:01", "addrs": [{"addr": "172.17.0.1", "prefix": 16, "type": 0}]},
-        "eth0": {"hwaddr": MAC1.upper(), "addrs": [{"addr": "fe80::5054:ff:fe00:1", "prefix": 64, "type": 1},
-                                                  {"addr": "2001:db8::5", "prefix": 64, "type": 1},
-                                                  {"addr": "10.0.0.5", "prefix": 24, "type": 0}]},
+        "eth0": {"hwaddr": MAC1.upper(), "addrs": [
+            {"addr": "fe80::5054:ff:fe00:1", "prefix": 64, "type": 1},
+            {"addr": "2001:db8::5", "prefix": 64, "type": 1},
+            {"addr": "10.0.0.5", "prefix": 24, "type": 0},
+        ]},
     }
     monkeypatch.setattr(libvirt.virDomain, "interfaceAddresses", _agent_reports(agent))
     assert _vars(cluster)["two_nics"]["ansible_host"] == "10.0.0.5"
