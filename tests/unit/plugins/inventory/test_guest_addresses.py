@@ -31,7 +31,8 @@ NODE = """<node>
 """
 NIC = "<interface type='network'><mac address='%s'/><source network='default'/></interface>"
 DOMAIN = "<domain type='test'><name>%s</name><memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os>%s<devices>%s</devices></domain>"
-MAC1, MAC2 = "52:54:00:00:00:01", "52:54:00:00:00:02"
+MAC1 = "52:54:00:00:00:01"
+MAC2 = "52:54:00:00:00:02"
 
 
 def _node(cluster):
