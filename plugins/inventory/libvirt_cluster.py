@@ -89,6 +89,20 @@ options:
         another inventory source and want its connection variables to apply.
     type: bool
     default: true
+  guest_addresses:
+    description:
+      - Set C(ansible_host) of each running VM to an address of the guest, so that a play can reach it (with
+        O(connection_vars=false), or with connection variables from another inventory source).
+      - The address comes from the QEMU guest agent when the guest runs one (what the guest itself reports),
+        else from the DHCP leases of the libvirt network the VM is on. Among them, an address on one of the VM's
+        own network cards before one on an interface inside the guest (such as a container bridge), IPv4 before
+        IPv6, never a loopback, link-local, multicast or unspecified one. A VM with no such address gets no
+        C(ansible_host).
+      - Like the inventory of community.libvirt, which asks the guest agent by default. Set V(false) to ask
+        neither (a guest agent that hangs can delay the inventory by libvirt's agent timeout per VM).
+    type: bool
+    default: true
+    version_added: 0.1.0
   model_host:
     description:
       - Name of an extra host that carries the solver model as the variable C(entropy_model)
@@ -135,10 +149,14 @@ notes:
     C(entropy_net_rx_bytes_s), C(entropy_net_tx_bytes_s), C(entropy_snapshot_count),
     C(entropy_has_managed_save), C(entropy_job) (the libvirt job in flight, such as a migration, or V(null);
     read when the inventory is built, so it may be cached: role P(entropy.cluster.plan#role) checks live with the
-    P(entropy.cluster.cluster_jobs#lookup) lookup), and for duplicates C(entropy_duplicate_on) and C(entropy_copies)."
+    P(entropy.cluster.cluster_jobs#lookup) lookup), for duplicates C(entropy_duplicate_on) and C(entropy_copies), and
+    C(ansible_host) when the guest's address is known (O(guest_addresses))."
   - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(on_<hypervisor>) and
     C(state_<state>) (names sanitized as the inventory base does - every character other than a letter, a digit
     or an underscore becomes an underscore)."
+  - Strings that could be templates (containing C({) or C(}), or the C(#jinja2:) header), such as a tenant's VM name
+    with template code in it, are marked unsafe and never templated; every other value is plain, so
+    C(ansible-inventory --list) prints numbers, booleans and ordinary strings as plain JSON (what AWX imports).
   - Connecting to a hypervisor whose address drops packets waits for the TCP timeout of the system;
     libvirt has no connection timeout.
   - The guide C(docs/inventory.md) in the collection lists the variables with their units, caching and the model export.
@@ -183,12 +201,14 @@ parallelism: 16
 # model_file: /var/tmp/cluster-model.json
 """
 
+import ipaddress
 import json
 import math
 import os
 import re
 import threading
 import time
+import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.errors import AnsibleError, AnsibleParserError
@@ -206,12 +226,7 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
 )
 from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import is_active_code, is_active_word, model_state, state_word
 from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import CONSTRAINTS_VAR, OPTIONS_VAR, build_model
-
-try:
-    from ansible.template import trust_as_template
-except ImportError:  # ansible-core < 2.19: inventory strings are templated anyway
-    def trust_as_template(value):
-        return value
+from ansible_collections.entropy.cluster.plugins.plugin_utils.inventory_values import inventory_value, trust_as_template
 
 RAW_VERSION = 1
 # One entry of the hypervisors option. ansible-core's validator finds unknown keys and converts numbers given as
@@ -229,6 +244,9 @@ HYPERVISOR_KEYS = tuple(HYPERVISOR_SPEC)
 KEPT_STATS = ("state.state", "state.reason", "cpu.time", "balloon.current", "balloon.maximum", "balloon.available", "balloon.unused",
               "balloon.rss", "vcpu.current", "vcpu.maximum")
 _NET_BYTES = re.compile(r"^net\.\d+\.(rx|tx)\.bytes$")
+# Where a guest's addresses come from, best first: the guest itself (qemu-guest-agent), then the DHCP leases of
+# libvirt's networks. (name, libvirt constant)
+ADDRESS_SOURCES = (("agent", "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT"), ("lease", "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE"))
 
 
 def _mib(kib):
@@ -286,8 +304,41 @@ def _sample(conn):
     return {"t": stamp, "node_cpu": dict(node_cpu), "domains": stats}, domains
 
 
-def _details(dom, state, reason=None):
-    """What getAllDomainStats does not give: UUID, sizes (test driver), snapshots, managed save, job in flight."""
+def _guest_addresses(dom):
+    """{"macs": the VM's own MAC addresses, source: [[interface, hwaddr, address], ...] for each source that
+    answered}, asking the next source only while none gave a usable address."""
+    found = {"macs": [mac.get("address", "").lower() for mac in ET.fromstring(dom.XMLDesc(0)).iterfind("devices/interface/mac")]}
+    for source, constant in ADDRESS_SOURCES:
+        try:
+            reported = dom.interfaceAddresses(getattr(libvirt, constant), 0) or {}
+        except libvirt.libvirtError:
+            continue  # no agent in the guest, no libvirt network: this source knows nothing
+        found[source] = [[str(iface), str((entry or {}).get("hwaddr") or "").lower(), str(addr.get("addr"))]
+                         for iface, entry in reported.items() for addr in (entry or {}).get("addrs") or []]
+        if choose_address(found[source], found["macs"]):
+            break
+    return found
+
+
+def choose_address(reported, macs=()):
+    """The address to reach a guest at, from [[interface, hwaddr, address], ...]: one on the VM's own network cards
+    (``macs``) before one on an interface inside the guest, IPv4 before IPv6, first reported first; never loopback,
+    link-local, multicast or unspecified. None when there is none."""
+    ranked = []
+    for position, (_iface, hwaddr, text) in enumerate(reported):
+        try:
+            address = ipaddress.ip_address(text)  # the agent says what the guest says: only a real address passes
+        except ValueError:
+            continue
+        if address.is_loopback or address.is_link_local or address.is_multicast or address.is_unspecified:
+            continue
+        ranked.append(((hwaddr not in macs, address.version, position), str(address)))
+    return min(ranked)[1] if ranked else None
+
+
+def _details(dom, state, reason=None, addresses=False):
+    """What getAllDomainStats does not give: UUID, sizes (test driver), snapshots, managed save, job in flight,
+    and with ``addresses`` the guest's addresses (running VMs only)."""
     info = None
     entry = {"uuid": dom.UUIDString()}
     try:
@@ -301,6 +352,11 @@ def _details(dom, state, reason=None):
     except libvirt.libvirtError:
         entry["snapshot_count"] = None
     active = is_active_code(state if state is not None else entry.get("info_state"))
+    if addresses and (state if state is not None else entry.get("info_state")) == libvirt.VIR_DOMAIN_RUNNING:
+        try:
+            entry["addresses"] = _guest_addresses(dom)
+        except (libvirt.libvirtError, ET.ParseError):
+            entry["addresses"] = None
     entry["job"] = domain_job(dom, state, reason) if active else None
     if active:
         entry["has_managed_save"] = False
@@ -315,10 +371,11 @@ def _details(dom, state, reason=None):
 class _Hypervisor:
     """One hypervisor during a fetch: its connection and the raw record being filled."""
 
-    def __init__(self, spec, username, password):
+    def __init__(self, spec, username, password, addresses=False):
         self.spec = spec
         self.username = username
         self.password = password
+        self.addresses = addresses
         self.conn = None
         self.raw = {"name": spec["name"], "uri": spec["uri"], "reachable": False, "error": None, "samples": []}
 
@@ -333,7 +390,8 @@ class _Hypervisor:
             raw["free_memory_mib"] = self.conn.getFreeMemory() // (1024 * 1024)
             sample, domains = _sample(self.conn)
             raw["samples"].append(sample)
-            raw["details"] = {name: _details(dom, sample["domains"][name].get("state.state"), sample["domains"][name].get("state.reason"))
+            raw["details"] = {name: _details(dom, sample["domains"][name].get("state.state"), sample["domains"][name].get("state.reason"),
+                                             self.addresses)
                               for name, dom in domains.items()}
             raw["reachable"] = True
         except EntropyLibvirtError as exc:
@@ -366,12 +424,12 @@ class _Hypervisor:
         self.conn = None
 
 
-def fetch(specs, sampling_interval, parallelism, username=None, password=None):
+def fetch(specs, sampling_interval, parallelism, username=None, password=None, guest_addresses=False):
     """Read every hypervisor: sample 1 on all (concurrently), one wait, sample 2 on all.
 
     Returns the raw data (JSON-serializable, no credentials): what the cache stores.
     """
-    workers = [_Hypervisor(spec, username, password) for spec in specs]
+    workers = [_Hypervisor(spec, username, password, guest_addresses) for spec in specs]
     started = time.time()
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(workers) or 1))) as pool:
         list(pool.map(lambda w: w.first(), workers))
@@ -383,7 +441,7 @@ def fetch(specs, sampling_interval, parallelism, username=None, password=None):
                 list(pool.map(lambda w: w.second(), reachable))
         list(pool.map(lambda w: w.close(), workers))
     return {"version": RAW_VERSION, "fetched_at": started, "sampling_interval": sampling_interval,
-            "hypervisors": [w.raw for w in workers]}
+            "guest_addresses": guest_addresses, "hypervisors": [w.raw for w in workers]}
 
 
 # --------------------------------------------------------------------------- raw data -> variables (pure)
@@ -467,6 +525,9 @@ def summarize(raw, specs, default_reserved_mib=0):
                 "entropy_has_managed_save": detail.get("has_managed_save"),
                 "entropy_job": detail.get("job"),
             }
+            address = _address(detail.get("addresses"))
+            if address:
+                vm["ansible_host"] = address
             copies.append((name, vm))
             if is_active_word(state):
                 active += 1
@@ -477,6 +538,17 @@ def summarize(raw, specs, default_reserved_mib=0):
         hv["entropy_vm_memory_mib"] = memory_sum
         hv["entropy_vm_cpu_demand_cores"] = round(demand_sum, 4) if second else None
     return hypervisors, copies
+
+
+def _address(found):
+    """ansible_host from what _guest_addresses found (raw data, possibly cached): the agent's choice, else the leases'."""
+    if not found:
+        return None
+    for source, _constant in ADDRESS_SOURCES:
+        address = choose_address(found.get(source) or [], found.get("macs") or [])
+        if address:
+            return address
+    return None
 
 
 def merge_copies(copies):
@@ -605,24 +677,26 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 update_cache = True
             else:
-                if not self._cache_matches(raw, specs, interval):
+                if not self._cache_matches(raw, specs, interval, self.get_option("guest_addresses")):
                     raw, update_cache = None, True
         if raw is None:
             if libvirt is None:
                 raise AnsibleParserError("%s: the Python module 'libvirt' (libvirt-python) is not installed on the controller: "
                                          "pip install libvirt-python" % path)
-            raw = fetch(specs, interval, parallelism, self.get_option("auth_username"), self.get_option("auth_password"))
+            raw = fetch(specs, interval, parallelism, self.get_option("auth_username"), self.get_option("auth_password"),
+                        self.get_option("guest_addresses"))
         if update_cache:
             self._cache[cache_key] = raw
         self._populate(raw, specs, path)
 
     @staticmethod
-    def _cache_matches(raw, specs, interval):
+    def _cache_matches(raw, specs, interval, guest_addresses):
         """A cached record is used only if it covers exactly the configured hypervisors."""
         if not isinstance(raw, dict) or raw.get("version") != RAW_VERSION:
             return False
         cached = [(h.get("name"), h.get("uri")) for h in raw.get("hypervisors") or []]
-        return cached == [(s["name"], s["uri"]) for s in specs] and raw.get("sampling_interval") == interval
+        return (cached == [(s["name"], s["uri"]) for s in specs] and raw.get("sampling_interval") == interval
+                and raw.get("guest_addresses", False) == guest_addresses)
 
     def _populate(self, raw, specs, path):
         strict = self.get_option("strict")
@@ -639,7 +713,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         model_host = self.get_option("model_host") or None
         connection_vars = {}
         if self.get_option("connection_vars"):
-            connection_vars = {"ansible_connection": "local",
+            # constants of ours: trusted, so printed plain (the interpreter is a template on purpose)
+            connection_vars = {"ansible_connection": trust_as_template("local"),
                                "ansible_python_interpreter": trust_as_template("{{ ansible_playbook_python }}")}
 
         # Group variables (cheaper than per host, and a host variable from another source still wins).
@@ -688,9 +763,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             inventory.add_host(model_host)
             for key, value in connection_vars.items():
                 inventory.set_variable(model_host, key, value)
-            inventory.set_variable(model_host, "entropy_kind", "model")
-            inventory.set_variable(model_host, "entropy_model", model)
-            inventory.set_variable(model_host, "entropy_model_warnings", model["warnings"])
+            for key, value in (("entropy_kind", "model"), ("entropy_model", model), ("entropy_model_warnings", model["warnings"])):
+                inventory.set_variable(model_host, key, inventory_value(value))
         model_file = self.get_option("model_file")
         if model_file:
             self._write_model(model_file, model)
@@ -704,7 +778,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _set_vars(self, host, variables, strict):
         for key, value in variables.items():
-            self.inventory.set_variable(host, key, value)
+            self.inventory.set_variable(host, key, inventory_value(value))
         if not (self.get_option("compose") or self.get_option("groups") or self.get_option("keyed_groups")):
             return
         hostvars = self.inventory.get_host(host).get_vars()

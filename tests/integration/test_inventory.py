@@ -238,3 +238,23 @@ def test_network_rates_and_guest_memory_from_a_guest_with_an_os(lab, tmp_path):
     finally:
         removed = subprocess.run([*lab_py, "guest", "--remove"], capture_output=True, text=True, check=False, env=env)
         assert removed.returncode == 0, removed.stderr
+
+
+def test_lab_vms_without_agent_or_network_get_no_address_and_the_export_is_plain(lab, inventory):
+    """Real QEMU: the lab's VMs run no guest agent and sit on no libvirt network, so libvirt knows no address
+    (the AGENT source refuses, LEASE is empty): no ansible_host, and the inventory builds as before. Their names
+    hold no template code, so ansible-inventory prints every value plain (what AWX imports)."""
+    import libvirt  # pylint: disable=import-outside-toplevel
+
+    data, hostvars = inventory
+    vm = sorted(lab.vms)[0]
+    conn = lab.connect(hostvars[vm]["entropy_hypervisor"])
+    try:
+        dom = conn.lookupByName(vm)
+        with pytest.raises(libvirt.libvirtError):
+            dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, 0)
+        assert not dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0)
+    finally:
+        conn.close()
+    assert not [name for name in lab.vms if "ansible_host" in hostvars[name]]
+    assert "__ansible_unsafe" not in json.dumps(data["_meta"]["hostvars"])

@@ -95,6 +95,7 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "ansible-inventory --flush-cache": ("tests/integration/test_inventory.py::test_cache_replays_the_same_measurements_and_model_file",),
     "ansible-playbook --flush-cache": (LAB + "test_the_inventory_md_file_and_its_commands",),
     "ansible-inventory --list": ("tests/integration/test_inventory.py::test_list_shows_hypervisors_and_vms_with_measured_load",),
+    "ansible-inventory --list --export": ("tests/unit/plugins/inventory/test_inventory_export.py::test_export_is_plain_except_possible_templates",),
     # docs/modules.md
     "ansible-doc -t module entropy.cluster.<name>": (HERE + "test_the_ansible_doc_lines",),
     "virsh hypervisor-cpu-baseline": "not run: the fix for hosts whose CPUs differ; every lab host runs on the same CPU",
