@@ -455,26 +455,7 @@ def summarize(raw, specs, default_reserved_mib=0):
     hypervisors, copies = {}, []
     for spec in specs:
         record = by_name[spec["name"]]
-        hv = {
-            "entropy_kind": "hypervisor",
-            "entropy_uri": spec["uri"],
-            "entropy_reachable": bool(record.get("reachable")),
-            "entropy_error": record.get("error"),
-            "entropy_host_uuid": record.get("host_uuid"),
-            "entropy_hostname": record.get("hostname"),
-            "entropy_node_cpu_cores": (record.get("node") or {}).get("cpus"),
-            "entropy_node_memory_mib": (record.get("node") or {}).get("memory_mib"),
-            "entropy_free_memory_mib": record.get("free_memory_mib"),
-            "entropy_reserved_memory_mib": spec.get("reserved_memory_mib", default_reserved_mib),
-            "entropy_cpu_used_cores": None,
-            "entropy_vm_count": None,
-            "entropy_vm_active_count": None,
-            "entropy_vm_cpu_demand_cores": None,
-            "entropy_vm_memory_mib": None,
-        }
-        hv["entropy_cpu_cores"] = spec.get("cpu", hv["entropy_node_cpu_cores"])
-        hv["entropy_memory_mib"] = spec.get("memory_mib", hv["entropy_node_memory_mib"])
-        hypervisors[spec["name"]] = hv
+        hv = hypervisors[spec["name"]] = _hypervisor_vars(spec, record, default_reserved_mib)
         samples = record.get("samples") or []
         if not hv["entropy_reachable"] or not samples:
             continue
@@ -486,58 +467,86 @@ def summarize(raw, specs, default_reserved_mib=0):
             hv["entropy_cpu_used_cores"] = None if used is None else round(used / 1e9, 4)
         demand_sum, memory_sum, active = 0.0, 0, 0
         for name in sorted(first["domains"]):
-            stats = first["domains"][name]
             later = (second or {}).get("domains", {}).get(name) if second else None
-            detail = record.get("details", {}).get(name, {})
-            state_code = stats.get("state.state", detail.get("info_state"))
-            state = state_word(state_code)
-            memory_kib = stats.get("balloon.current", detail.get("memory_kib"))
-            used_mib = None
-            if stats.get("balloon.available") is not None and stats.get("balloon.unused") is not None:
-                used_mib = _mib(stats["balloon.available"] - stats["balloon.unused"])
-            is_running = model_state(state) == "running"
-            demand = None
-            rx = tx = None
-            if later is not None:
-                cpu_rate = _rate(stats.get("cpu.time"), later.get("cpu.time"), seconds)
-                demand = None if cpu_rate is None else round(cpu_rate / 1e9, 4)
-                rx_rate = _rate(stats.get("net.rx.bytes"), later.get("net.rx.bytes"), seconds)
-                tx_rate = _rate(stats.get("net.tx.bytes"), later.get("net.tx.bytes"), seconds)
-                rx = None if rx_rate is None else round(rx_rate, 1)
-                tx = None if tx_rate is None else round(tx_rate, 1)
-            if not is_running:
-                demand = 0.0 if demand is None else demand
-            vm = {
-                "entropy_kind": "vm",
-                "entropy_hypervisor": spec["name"],
-                "entropy_hypervisor_uri": spec["uri"],
-                "entropy_uuid": detail.get("uuid"),
-                "entropy_state": state,
-                "entropy_vcpus": stats.get("vcpu.current", detail.get("vcpus")),
-                "entropy_memory_mib": _mib(memory_kib),
-                "entropy_memory_max_mib": _mib(stats.get("balloon.maximum", detail.get("max_memory_kib"))),
-                "entropy_memory_used_mib": used_mib,
-                "entropy_memory_rss_mib": _mib(stats.get("balloon.rss")),
-                "entropy_cpu_demand_cores": demand,
-                "entropy_net_rx_bytes_s": rx,
-                "entropy_net_tx_bytes_s": tx,
-                "entropy_snapshot_count": detail.get("snapshot_count"),
-                "entropy_has_managed_save": detail.get("has_managed_save"),
-                "entropy_job": detail.get("job"),
-            }
-            address = _address(detail.get("addresses"))
-            if address:
-                vm["ansible_host"] = address
+            vm = _vm_vars(spec, first["domains"][name], later, record.get("details", {}).get(name, {}), seconds)
             copies.append((name, vm))
-            if is_active_word(state):
+            if is_active_word(vm["entropy_state"]):
                 active += 1
                 memory_sum += vm["entropy_memory_mib"] or 0
-                demand_sum += demand or 0.0
+                demand_sum += vm["entropy_cpu_demand_cores"] or 0.0
         hv["entropy_vm_count"] = len(first["domains"])
         hv["entropy_vm_active_count"] = active
         hv["entropy_vm_memory_mib"] = memory_sum
         hv["entropy_vm_cpu_demand_cores"] = round(demand_sum, 4) if second else None
     return hypervisors, copies
+
+
+def _hypervisor_vars(spec, record, default_reserved_mib):
+    """A hypervisor's vars from its configuration entry and what was read from it (load sums filled in later)."""
+    node = record.get("node") or {}
+    hv = {
+        "entropy_kind": "hypervisor",
+        "entropy_uri": spec["uri"],
+        "entropy_reachable": bool(record.get("reachable")),
+        "entropy_error": record.get("error"),
+        "entropy_host_uuid": record.get("host_uuid"),
+        "entropy_hostname": record.get("hostname"),
+        "entropy_node_cpu_cores": node.get("cpus"),
+        "entropy_node_memory_mib": node.get("memory_mib"),
+        "entropy_free_memory_mib": record.get("free_memory_mib"),
+        "entropy_reserved_memory_mib": spec.get("reserved_memory_mib", default_reserved_mib),
+        "entropy_cpu_used_cores": None,
+        "entropy_vm_count": None,
+        "entropy_vm_active_count": None,
+        "entropy_vm_cpu_demand_cores": None,
+        "entropy_vm_memory_mib": None,
+    }
+    hv["entropy_cpu_cores"] = spec.get("cpu", hv["entropy_node_cpu_cores"])
+    hv["entropy_memory_mib"] = spec.get("memory_mib", hv["entropy_node_memory_mib"])
+    return hv
+
+
+def _rounded_rate(before, after, seconds, digits):
+    rate = _rate(before, after, seconds)
+    return None if rate is None else round(rate, digits)
+
+
+def _vm_vars(spec, stats, later, detail, seconds):
+    """One VM copy's vars: its first sample (`stats`), its second (`later`, None without one) and its details."""
+    state = state_word(stats.get("state.state", detail.get("info_state")))
+    used_mib = None
+    if stats.get("balloon.available") is not None and stats.get("balloon.unused") is not None:
+        used_mib = _mib(stats["balloon.available"] - stats["balloon.unused"])
+    demand = rx = tx = None
+    if later is not None:
+        cpu_rate = _rate(stats.get("cpu.time"), later.get("cpu.time"), seconds)
+        demand = None if cpu_rate is None else round(cpu_rate / 1e9, 4)
+        rx = _rounded_rate(stats.get("net.rx.bytes"), later.get("net.rx.bytes"), seconds, 1)
+        tx = _rounded_rate(stats.get("net.tx.bytes"), later.get("net.tx.bytes"), seconds, 1)
+    if model_state(state) != "running":
+        demand = 0.0 if demand is None else demand
+    vm = {
+        "entropy_kind": "vm",
+        "entropy_hypervisor": spec["name"],
+        "entropy_hypervisor_uri": spec["uri"],
+        "entropy_uuid": detail.get("uuid"),
+        "entropy_state": state,
+        "entropy_vcpus": stats.get("vcpu.current", detail.get("vcpus")),
+        "entropy_memory_mib": _mib(stats.get("balloon.current", detail.get("memory_kib"))),
+        "entropy_memory_max_mib": _mib(stats.get("balloon.maximum", detail.get("max_memory_kib"))),
+        "entropy_memory_used_mib": used_mib,
+        "entropy_memory_rss_mib": _mib(stats.get("balloon.rss")),
+        "entropy_cpu_demand_cores": demand,
+        "entropy_net_rx_bytes_s": rx,
+        "entropy_net_tx_bytes_s": tx,
+        "entropy_snapshot_count": detail.get("snapshot_count"),
+        "entropy_has_managed_save": detail.get("has_managed_save"),
+        "entropy_job": detail.get("job"),
+    }
+    address = _address(detail.get("addresses"))
+    if address:
+        vm["ansible_host"] = address
+    return vm
 
 
 def _address(found):
