@@ -120,7 +120,7 @@ options:
   store_pool:
     description:
       - Name of the libvirt storage pool of the cluster store (see the entropy.cluster.host_maintenance module). When set,
-        the hypervisors marked in maintenance there get C(entropy_maintenance) (the mark: since, by, reason) and join
+        the hypervisors marked in maintenance there get C(entropy_maintenance) (the mark, with C(since), C(by) and C(reason)) and join
         group C(maintenance), and the exported model places no VM on them.
       - When set and no hypervisor that answers can read the store, the inventory fails rather than forget a mark.
     type: str
