@@ -7,7 +7,8 @@ Each hypervisor is a real libvirtd in its own mount + UTS namespace, with privat
 loopback address (127.0.S.2, .3, ...) and migration ports, so live migration between
 them is real. VM disks sit in one lab directory every host sees (shared storage
 that libvirt cannot recognise as shared: migrations pass VIR_MIGRATE_UNSAFE, which the
-generated group_vars set).
+generated group_vars set). A libvirt dir pool "entropy-cluster" over <lab>/store, defined on every host,
+is the cluster store (run lock, maintenance marks): the generated inventory and group_vars name it.
 
   lab.py up [--hosts N] [--vms-per-host K] [--subnet 127.0.S]   create or repair, idempotent
   lab.py reset                                                   VMs back to their unbalanced start

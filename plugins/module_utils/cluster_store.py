@@ -203,12 +203,20 @@ class ClusterStore:
         return exc.get_error_code() == libvirt.VIR_ERR_STORAGE_VOL_EXIST or "already exists" in text or "File exists" in text
 
     def _lookup(self, name: str):
-        try:
-            return self.pool.storageVolLookupByName(name)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
-                return None
-            raise self._fail(exc, "looking up store record %s in pool %r" % (name, self.pool_name)) from None
+        # A daemon lists only the volumes it saw at its last refresh: one created through another hypervisor
+        # since then (the record that made our create fail, say) needs a refresh to be found.
+        for attempt in (1, 2):
+            try:
+                return self.pool.storageVolLookupByName(name)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                    raise self._fail(exc, "looking up store record %s in pool %r" % (name, self.pool_name)) from None
+            if attempt == 1:
+                try:
+                    self.pool.refresh(0)
+                except libvirt.libvirtError as exc:
+                    raise self._fail(exc, "refreshing storage pool %r" % self.pool_name) from None
+        return None
 
     def read(self, kind: str, key: str) -> Record | None:
         """Record (kind, key), None when there is none. StoreError when the volume holds something else."""
@@ -256,6 +264,7 @@ class ClusterStore:
     def keys(self, kind: str) -> list[str]:
         """Keys of the records of one kind."""
         try:
+            self.pool.refresh(0)
             names = self.pool.listVolumes()
         except libvirt.libvirtError as exc:
             raise self._fail(exc, "listing storage pool %r" % self.pool_name) from None

@@ -87,19 +87,21 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Keep hv03 out of every placement until its firmware is updated
+- name: Keep hv02 out of every placement until its firmware is updated
   entropy.cluster.host_maintenance:
-    host: hv03
+    host: hv02
     reason: firmware update, ticket 4711
-    uris: "{{ groups['hypervisors'] | map('extract', hostvars, 'entropy_uri') | list }}"
+    # every hypervisor, for example from the libvirt_cluster inventory:
+    # "{{ groups['hypervisors'] | map('extract', hostvars, 'entropy_uri') | list }}"
+    uris: ["qemu+tcp://hv01/system", "qemu+tcp://hv02/system"]
   delegate_to: localhost
   run_once: true
 
-- name: hv03 may take VMs again
+- name: hv02 may take VMs again
   entropy.cluster.host_maintenance:
-    host: hv03
+    host: hv02
     state: absent
-    uris: ["qemu+tcp://hv01/system", "qemu+tcp://hv02/system", "qemu+tcp://hv03/system"]
+    uris: ["qemu+tcp://hv01/system", "qemu+tcp://hv02/system"]
   delegate_to: localhost
   run_once: true
 """

@@ -201,19 +201,29 @@ EXAMPLES = r"""
   entropy.cluster.run_lock:
     backend: cluster
     pool: entropy-cluster
-    uris: "{{ groups['hypervisors'] | map('extract', hostvars, 'entropy_uri') | list }}"
+    # every hypervisor, for example from the libvirt_cluster inventory:
+    # "{{ groups['hypervisors'] | map('extract', hostvars, 'entropy_uri') | list }}"
+    uris: ["qemu+tcp://hv01/system", "qemu+tcp://hv02/system"]
     owner: "awx job {{ awx_job_id | default('manual') }}"
     ttl: 14400
   delegate_to: localhost
   run_once: true
   register: cluster_lock
 
-- name: Break the cluster lock of a job known to be dead
+- name: Break the cluster lock of a job known to be dead, and take it
   entropy.cluster.run_lock:
     backend: cluster
     uris: ["qemu+tcp://hv01/system", "qemu+tcp://hv02/system"]
-    owner: "operator {{ lookup('ansible.builtin.env', 'USER') }}"
+    owner: operator on ctl01
     force: true
+  delegate_to: localhost
+  run_once: true
+
+- name: Remove the cluster lock, whoever holds it
+  entropy.cluster.run_lock:
+    backend: cluster
+    uris: ["qemu+tcp://hv01/system", "qemu+tcp://hv02/system"]
+    state: absent
   delegate_to: localhost
   run_once: true
 
