@@ -10,13 +10,13 @@ short_description: Put a hypervisor in maintenance, or take it out, in the clust
 version_added: 0.1.0
 description:
   - Marks (O(state=present)) or clears (O(state=absent)) a hypervisor's maintenance in the cluster store, where every
-    job sees it: a volume of the libvirt storage pool O(pool) on the cluster's shared storage, reached through the first
+    job sees it, a volume of the libvirt storage pool O(pool) on the cluster's shared storage, reached through the first
     of O(uris) that answers (the same store as the cluster run lock of M(entropy.cluster.run_lock)).
   - While a hypervisor is marked, the entropy.cluster.libvirt_cluster inventory (with its C(store_pool) option) gives it
     C(entropy_maintenance) and the model it exports places no VM there, so the consolidate and rebalance playbooks never
     refill it, and a VM still on it is moved off. The evacuate playbook marks the hosts it empties when
     C(entropy_store_pool) is set.
-  - The mark is created by one exclusive create: marking a host that is already marked changes nothing and keeps the
+  - The mark is created by one exclusive create; marking a host that is already marked changes nothing and keeps the
     first mark.
 author:
   - entropy.cluster contributors (!UNKNOWN)

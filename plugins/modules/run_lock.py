@@ -29,12 +29,12 @@ description:
     than O(ttl) seconds. After a takeover the module reports RV(stale_taken_over=true), why in RV(stale_reason)
     (also as a warning), and the record of the previous holder in RV(previous_holder).
   - With O(backend=cluster) the lock lives in the cluster itself, where every job sees it whatever machine or
-    container it runs in (AWX runs each job in its own container, whose C(/tmp) no other job sees): it is a record of
+    container it runs in (AWX runs each job in its own container, whose C(/tmp) no other job sees). It is a record of
     the cluster store, a volume of the libvirt storage pool O(pool) on the cluster's shared storage, reached through
     the first of O(uris) that answers, so it holds while any one hypervisor is down. It is taken by one exclusive
-    volume create (libvirt opens the file with C(O_CREAT|O_EXCL)): of two runs taking it at once through two
+    volume create (libvirt opens the file with C(O_CREAT|O_EXCL)); of two runs taking it at once through two
     hypervisors, exactly one succeeds. The record also holds its expiry (creation time + O(ttl) of the run that took
-    it): a lock whose owner cannot be checked from here is stale after its expiry.
+    it); a lock whose owner cannot be checked from here is stale after its expiry.
   - O(force=true) breaks a lock held by another run, alive or not (with a warning naming it).
 author:
   - entropy.cluster contributors (!UNKNOWN)
