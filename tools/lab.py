@@ -7,7 +7,8 @@ Each hypervisor is a real libvirtd in its own mount + UTS namespace, with privat
 loopback address (127.0.S.2, .3, ...) and migration ports, so live migration between
 them is real. VM disks sit in one lab directory every host sees (shared storage
 that libvirt cannot recognise as shared: migrations pass VIR_MIGRATE_UNSAFE, which the
-generated group_vars set).
+generated group_vars set). A libvirt dir pool "entropy-cluster" over <lab>/store, defined on every host,
+is the cluster store (run lock, maintenance marks): the generated inventory and group_vars name it.
 
   lab.py up [--hosts N] [--vms-per-host K] [--subnet 127.0.S]   create or repair, idempotent
   lab.py reset                                                   VMs back to their unbalanced start
@@ -433,6 +434,43 @@ def is_pristine(conns: dict, vm: dict) -> bool:
         return False
 
 
+STORE_POOL = "entropy-cluster"
+
+
+def store_dir(state: dict) -> str:
+    return os.path.join(state["dir"], "store")
+
+
+def ensure_store_pool(state: dict, conn) -> None:
+    """The cluster store: a dir pool of the same name on every host over one directory (the lab's shared storage)."""
+    import libvirt  # pylint: disable=import-outside-toplevel
+
+    os.makedirs(store_dir(state), exist_ok=True)
+    try:
+        pool = conn.storagePoolLookupByName(STORE_POOL)
+    except libvirt.libvirtError:
+        pool = conn.storagePoolDefineXML("<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>"
+                                         % (STORE_POOL, store_dir(state)), 0)
+    pool.setAutostart(1)
+    if not pool.isActive():
+        pool.create(0)
+
+
+def clear_store(state: dict, conns: dict) -> int:
+    """Remove every record of the cluster store (locks and maintenance marks left by earlier tests)."""
+    removed = 0
+    for i, conn in enumerate(conns.values()):
+        ensure_store_pool(state, conn)
+        pool = conn.storagePoolLookupByName(STORE_POOL)
+        pool.refresh(0)
+        if i == 0:  # one directory behind every host's pool
+            for vol in pool.listAllVolumes(0):
+                vol.delete(0)
+                removed += 1
+            pool.refresh(0)
+    return removed
+
+
 def create_vm(state: dict, conns: dict, vm: dict) -> None:
     make_disk(vm)
     conn = conns[vm["home"]]
@@ -479,6 +517,8 @@ def cmd_up(args) -> int:
             started += 1
         conns = {h["name"]: connect(h) for h in state["hosts"]}
         try:
+            for conn in conns.values():
+                ensure_store_pool(state, conn)
             created = 0
             defined = where_defined(state, conns)  # one listing per host, not one per VM
             for vm in state["vms"]:
@@ -565,8 +605,14 @@ def cmd_reset(_args) -> int:
                 print("lab reset: libvirt on %s cannot remove a VM (%s): rebuilding that host" % (name, why), file=sys.stderr)
                 rebuild_host(state, next(h for h in state["hosts"] if h["name"] == name))
                 rebuilt.append(name)
-    print("lab reset: %d VMs on their home hosts (%d recreated%s)" % (
-        len(state["vms"]), len(to_create), ", hosts rebuilt: %s" % ", ".join(rebuilt) if rebuilt else ""))
+        conns = {h["name"]: connect(h) for h in state["hosts"]}
+        try:
+            cleared = clear_store(state, conns)
+        finally:
+            for conn in conns.values():
+                conn.close()
+    print("lab reset: %d VMs on their home hosts (%d recreated%s), %d store records removed" % (
+        len(state["vms"]), len(to_create), ", hosts rebuilt: %s" % ", ".join(rebuilt) if rebuilt else "", cleared))
     return 0
 
 
@@ -786,7 +832,8 @@ def write_inventories(state: dict) -> None:
         lines += ["  - name: %s" % host["name"], "    uri: %s" % host["uri"],
                   "    # the lab's simulated host size (every lab daemon reports the whole machine)",
                   "    cpu: %d" % host["cpu"], "    memory_mib: %d" % host["memory_mib"]]
-    lines += ["sampling_interval: 1", ""]
+    lines += ["sampling_interval: 1", "# the cluster store (run lock, maintenance marks) on the lab's shared storage",
+              "store_pool: %s" % STORE_POOL, ""]
     with open(os.path.join(base, "lab.libvirt_cluster.yml"), "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
     ini = ["[hypervisors]"] + ["%s entropy_uri=%s entropy_cpu=%d entropy_memory_mib=%d" % (h["name"], h["uri"], h["cpu"], h["memory_mib"])
@@ -797,7 +844,9 @@ def write_inventories(state: dict) -> None:
     os.makedirs(os.path.join(base, "group_vars"), exist_ok=True)
     with open(os.path.join(base, "group_vars", "all.yml"), "w", encoding="utf-8") as handle:
         handle.write("# Lab disks sit on a directory every lab host sees, which libvirt cannot detect as shared.\n"
-                     "entropy_migrate_unsafe: true\n")
+                     "entropy_migrate_unsafe: true\n"
+                     "# The run lock and the maintenance marks live in the cluster store, seen by every job.\n"
+                     "entropy_store_pool: %s\n" % STORE_POOL)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -131,6 +131,14 @@ options:
       - They travel on each hypervisor as the variable C(entropy_model_options).
     type: dict
     default: {}
+  store_pool:
+    description:
+      - Name of the libvirt storage pool of the cluster store (see the entropy.cluster.host_maintenance module). When set,
+        the hypervisors marked in maintenance there get C(entropy_maintenance) (the mark, with C(since), C(by) and C(reason)) and join
+        group C(maintenance), and the exported model places no VM on them.
+      - When set and no hypervisor that answers can read the store, the inventory fails rather than forget a mark.
+    type: str
+    version_added: 0.1.0
 notes:
   - "O(strict) (from the constructed options) also decides what an unreachable hypervisor does: with
     O(strict=true) it makes the whole inventory fail with an error naming the hypervisor; by default it
@@ -140,8 +148,8 @@ notes:
     C(entropy_memory_mib) (capacity), C(entropy_reserved_memory_mib), C(entropy_node_cpu_cores) and
     C(entropy_node_memory_mib) (what libvirt reports), C(entropy_free_memory_mib),
     C(entropy_cpu_used_cores) (measured on the node), C(entropy_vm_count), C(entropy_vm_active_count),
-    C(entropy_vm_cpu_demand_cores), C(entropy_vm_memory_mib), and when set C(entropy_model_constraints) and
-    C(entropy_model_options) (O(model_constraints), O(model_options))."
+    C(entropy_vm_cpu_demand_cores), C(entropy_vm_memory_mib), C(entropy_maintenance) (with O(store_pool)), and when set
+    C(entropy_model_constraints) and C(entropy_model_options) (O(model_constraints), O(model_options))."
   - "Variables of a VM: C(entropy_kind=vm), C(entropy_hypervisor), C(entropy_hypervisor_uri),
     C(entropy_uuid), C(entropy_state), C(entropy_vcpus), C(entropy_memory_mib) (allocated),
     C(entropy_memory_max_mib), C(entropy_memory_used_mib) (guest balloon statistics, V(null) where
@@ -215,6 +223,7 @@ from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
+from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import ClusterStore, StoreError
 from ansible_collections.entropy.cluster.plugins.module_utils.domain_jobs import domain_job
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
     EntropyLibvirtError,
@@ -694,9 +703,23 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                                          "pip install libvirt-python" % path)
             raw = fetch(specs, interval, parallelism, self.get_option("auth_username"), self.get_option("auth_password"),
                         self.get_option("guest_addresses"))
+            if self.get_option("store_pool"):
+                raw["maintenance"] = self._read_maintenance(raw, path)
         if update_cache:
             self._cache[cache_key] = raw
         self._populate(raw, specs, path)
+
+    def _read_maintenance(self, raw, path):
+        """host -> maintenance mark, read from the cluster store through the hypervisors that answered."""
+        uris = [h["uri"] for h in raw["hypervisors"] if h.get("reachable")]
+        if not uris:
+            return {}
+        try:
+            with ClusterStore(uris, self.get_option("store_pool"), self.get_option("auth_username"),
+                              self.get_option("auth_password")) as store:
+                return {key: record.data or {} for key, record in store.read_all("maintenance").items()}
+        except StoreError as exc:
+            raise AnsibleParserError("%s: cannot read the maintenance marks: %s" % (path, exc.message)) from None
 
     @staticmethod
     def _cache_matches(raw, specs, interval, guest_addresses):
@@ -736,9 +759,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         carried = {var: value for var, value in ((CONSTRAINTS_VAR, self.get_option("model_constraints")),
                                                  (OPTIONS_VAR, self.get_option("model_options"))) if value}
         all_vars = {}
+        marks = raw.get("maintenance") or {}
+        if self.get_option("store_pool"):
+            inventory.add_group("maintenance")
         for name, hv in hypervisors.items():
             hv.update(carried)
             inventory.add_host(name, group="hypervisors")
+            if self.get_option("store_pool"):
+                hv = dict(hv, entropy_maintenance=marks.get(name))
+                if marks.get(name) is not None:
+                    inventory.add_host(name, group="maintenance")
             if not hv["entropy_reachable"]:
                 inventory.add_host(name, group="unreachable")
                 self.display.warning("libvirt_cluster: hypervisor %s is unreachable: %s" % (name, hv["entropy_error"]))

@@ -28,6 +28,14 @@ description:
     A lock whose owner cannot be checked (taken on another host, or without O(owner_pid)) is stale when it is older
     than O(ttl) seconds. After a takeover the module reports RV(stale_taken_over=true), why in RV(stale_reason)
     (also as a warning), and the record of the previous holder in RV(previous_holder).
+  - With O(backend=cluster) the lock lives in the cluster itself, where every job sees it whatever machine or
+    container it runs in (AWX runs each job in its own container, whose C(/tmp) no other job sees). It is a record of
+    the cluster store, a volume of the libvirt storage pool O(pool) on the cluster's shared storage, reached through
+    the first of O(uris) that answers, so it holds while any one hypervisor is down. It is taken by one exclusive
+    volume create (libvirt opens the file with C(O_CREAT|O_EXCL)); of two runs taking it at once through two
+    hypervisors, exactly one succeeds. The record also holds its expiry (creation time + O(ttl) of the run that took
+    it); a lock whose owner cannot be checked from here is stale after its expiry.
+  - O(force=true) breaks a lock held by another run, alive or not (with a warning naming it).
 author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -46,12 +54,62 @@ attributes:
     support: full
     platforms: posix
 options:
+  backend:
+    description:
+      - Where the lock lives.
+      - V(file) is a lock file at O(path) on the host the module runs on; every run for a cluster must run it on the same
+        host.
+      - V(cluster) is a record of the cluster store in the storage pool O(pool), reached through O(uris); every run that
+        reaches one hypervisor sees it.
+    type: str
+    choices: [file, cluster]
+    default: file
+    version_added: 0.1.0
   path:
     description:
       - Path of the lock file, one per cluster, for example C(/var/lock/entropy-cluster/<cluster>.lock).
       - Missing parent directories are created (O(state=present)).
+      - Required with O(backend=file), ignored with O(backend=cluster).
     type: path
-    required: true
+  name:
+    description:
+      - With O(backend=cluster), the name of the lock in the store (one lock per name).
+    type: str
+    default: run
+    version_added: 0.1.0
+  pool:
+    description:
+      - With O(backend=cluster), the libvirt storage pool of the cluster store; it must be defined and active on the
+        hypervisors over one shared directory (see the collection's docs/playbooks.md, "The cluster store").
+    type: str
+    default: entropy-cluster
+    version_added: 0.1.0
+  uris:
+    description:
+      - With O(backend=cluster), libvirt URIs of the hypervisors through which the store is reached, tried in this order
+        until one answers. Required with O(backend=cluster).
+    type: list
+    elements: str
+    version_added: 0.1.0
+  auth_username:
+    description:
+      - With O(backend=cluster), user name for libvirt authentication (SASL).
+      - If not set, the value of the E(ENTROPY_LIBVIRT_USERNAME) environment variable is used.
+    type: str
+    version_added: 0.1.0
+  auth_password:
+    description:
+      - With O(backend=cluster), password for libvirt authentication (SASL).
+      - If not set, the value of the E(ENTROPY_LIBVIRT_PASSWORD) environment variable is used.
+    type: str
+    version_added: 0.1.0
+  force:
+    description:
+      - With O(state=present), take the lock even when another run holds it and is not stale. Use it only when that
+        run is known to be dead, or its work is known to be over.
+    type: bool
+    default: false
+    version_added: 0.1.0
   state:
     description:
       - V(present) takes the lock; V(absent) releases it.
@@ -101,7 +159,8 @@ notes:
   - A run killed with C(kill -9) releases nothing and its migrations may still be running (see the "Runs that die"
     section of the collection's docs/playbooks.md). The next run takes over its lock at once, and the plan role
     of this collection refuses to plan while libvirt still shows a migration in flight.
-  - The ages are computed from the wall clock of the host the module runs on.
+  - The ages are computed from the wall clock of the host the module runs on; with O(backend=cluster), keep the clocks
+    of the controllers or execution nodes in sync (NTP), as the expiry written by one is read by another.
 seealso:
   - module: ansible.builtin.file
 """
@@ -138,6 +197,36 @@ EXAMPLES = r"""
   delegate_to: localhost
   run_once: true
 
+- name: Take the lock kept in the cluster itself, seen by every AWX job whatever container it runs in
+  entropy.cluster.run_lock:
+    backend: cluster
+    pool: entropy-cluster
+    # every hypervisor, for example from the libvirt_cluster inventory:
+    # "{{ groups['hypervisors'] | map('extract', hostvars, 'entropy_uri') | list }}"
+    uris: ["qemu+tcp://hv01/system", "qemu+tcp://hv02/system"]
+    owner: "awx job {{ awx_job_id | default('manual') }}"
+    ttl: 14400
+  delegate_to: localhost
+  run_once: true
+  register: cluster_lock
+
+- name: Break the cluster lock of a job known to be dead, and take it
+  entropy.cluster.run_lock:
+    backend: cluster
+    uris: ["qemu+tcp://hv01/system", "qemu+tcp://hv02/system"]
+    owner: operator on ctl01
+    force: true
+  delegate_to: localhost
+  run_once: true
+
+- name: Remove the cluster lock, whoever holds it
+  entropy.cluster.run_lock:
+    backend: cluster
+    uris: ["qemu+tcp://hv01/system", "qemu+tcp://hv02/system"]
+    state: absent
+  delegate_to: localhost
+  run_once: true
+
 - name: Remove a lock left behind by a run that is known to be dead (whoever holds it)
   entropy.cluster.run_lock:
     path: /var/lock/entropy-cluster/prod.lock
@@ -148,10 +237,35 @@ EXAMPLES = r"""
 
 RETURN = r"""
 path:
-  description: Path of the lock file.
+  description: Path of the lock file; null with O(backend=cluster).
   returned: always
   type: str
   sample: /var/lock/entropy-cluster/prod.lock
+store:
+  description: With O(backend=cluster), where the lock lives.
+  returned: when O(backend=cluster)
+  type: dict
+  version_added: 0.1.0
+  sample:
+    pool: entropy-cluster
+    volume: entropy.lock.run
+    via: qemu+tcp://hv01/system
+  contains:
+    pool:
+      description: The storage pool of the store.
+      type: str
+    volume:
+      description: The volume that holds the lock.
+      type: str
+    via:
+      description: The hypervisor URI through which the store was reached; null when none answered.
+      type: str
+expires_iso:
+  description: With O(backend=cluster), when the lock taken by this run expires (creation + O(ttl)), ISO 8601 in UTC.
+  returned: when O(backend=cluster), O(state=present) and the lock was taken or would be taken
+  type: str
+  version_added: 0.1.0
+  sample: "2026-11-26T17:33:12+00:00"
 token:
   description:
     - Token of the lock held by this run; pass it to O(state=absent).
@@ -250,9 +364,13 @@ import socket
 import time
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+
+from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import DEFAULT_POOL, ClusterStore, StoreError, volume_name
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import PASSWORD_ENV, USERNAME_ENV
 
 LOCK_KIND = "entropy.cluster.run_lock"
+FORCED = "it was broken with force=true"
 
 
 class CorruptLock(Exception):
@@ -306,6 +424,17 @@ def process_start(pid: int) -> int | None:
         return int(fields[19])
     except (IndexError, ValueError):
         return None
+
+
+def owner_process(pid: int | None, fail: t.Callable[[str], t.NoReturn]) -> tuple[int, int | None]:
+    """The owner's pid and start time (None: not checkable)."""
+    if pid is None:
+        return os.getppid(), None
+    start = process_start(pid) if pid > 0 else None
+    if start is None:
+        fail("owner_pid %d is not a running process on %s; leave owner_pid unset (the action plugin sets it to "
+             "the ansible-playbook process) or give the pid of the process that owns the run" % (pid, socket.gethostname()))
+    return pid, start
 
 
 def new_record(owner: str, token: str, pid: int, pid_start: int | None) -> dict[str, t.Any]:
@@ -459,6 +588,8 @@ class LockModule(AnsibleModule):
 
 
 class RunLock:
+    """backend=file: a lock file on the host the module runs on."""
+
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         self.path: str = os.path.abspath(module.params["path"])
@@ -501,23 +632,12 @@ class RunLock:
             % (self.path, info["created_iso"], info["age"], info["owner"], where, self.path, ttl)
         )
 
-    def owner_process(self) -> tuple[int, int | None]:
-        """The owner's pid and start time (None: not checkable)."""
-        pid: int | None = self.module.params["owner_pid"]
-        if pid is None:
-            return os.getppid(), None
-        start = process_start(pid) if pid > 0 else None
-        if start is None:
-            self.fail("owner_pid %d is not a running process on %s; leave owner_pid unset (the action plugin sets it to "
-                      "the ansible-playbook process) or give the pid of the process that owns the run" % (pid, socket.gethostname()))
-        return pid, start
-
     def present(self) -> t.NoReturn:
         params = self.module.params
         ttl: int = params["ttl"]
         if ttl < 1:
             self.fail("ttl must be at least 1 second, got %d" % ttl)
-        pid, pid_start = self.owner_process()
+        pid, pid_start = owner_process(params["owner_pid"], self.fail)
         owner: str = params["owner"] or default_owner(pid)
         token: str = params["token"] or secrets.token_hex(16)
         self.result["stale_taken_over"] = False
@@ -544,9 +664,10 @@ class RunLock:
                     self.finish(current, current)
                 alive = owner_alive(current)
                 age = at - float(current["created"])
-                if alive or (alive is None and age <= ttl):
+                if (alive or (alive is None and age <= ttl)) and not params["force"]:
                     self.fail(self.held_message(current, at, ttl), held_by=holder(current, at))
-                reason = gone_reason(current) if alive is False else "it is %d s old, older than ttl=%d s" % (age, ttl)
+                reason = (gone_reason(current) if alive is False else "it is %d s old, older than ttl=%d s" % (age, ttl)
+                          if alive is None and age > ttl else FORCED)
                 self.result.update(stale_taken_over=True, stale_reason=reason, previous_holder=holder(current, at))
                 self.module.warn("%s the lock %s of %r: %s" % ("would take over" if self.check else "took over", self.path, current["owner"], reason))
 
@@ -611,19 +732,177 @@ class RunLock:
         self.finish(current, None)
 
 
+class ClusterRunLock:
+    """backend=cluster: the lock is a record of the cluster store (a volume of a storage pool on the shared storage),
+    so every job that reaches any one hypervisor sees it. Taking it is one exclusive create; breaking a stale lock
+    first creates a takeover record named after the stale lock's token, exclusively, so that of several runs
+    that find the same stale lock only one removes it."""
+
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        params = module.params
+        self.name: str = params["name"]
+        self.store = ClusterStore(params["uris"], params["pool"], params["auth_username"], params["auth_password"])
+        self.check = module.check_mode
+        self.where = "the cluster lock %r (volume %s of storage pool %r)" % (self.name, volume_name("lock", self.name), params["pool"])
+        self.result: dict[str, t.Any] = {"changed": False, "path": None,
+                                         "store": {"pool": params["pool"], "volume": volume_name("lock", self.name), "via": None}}
+
+    def fail(self, msg: str, **extra: t.Any) -> t.NoReturn:
+        self.store.close()
+        self.result.update(extra)
+        self.module.fail_json(msg=msg, **self.result)
+
+    def finish(self, before: dict[str, t.Any] | None, after: dict[str, t.Any] | None) -> t.NoReturn:
+        self.store.close()
+        if self.module._diff:
+            self.result["diff"] = {"before": diff_side(before), "after": diff_side(after)}
+        self.module.exit_json(**self.result)
+
+    def read(self) -> dict[str, t.Any] | None:
+        """The lock record; a record still being written (pending) is given the volume's time and no token."""
+        record = self.store.read("lock", self.name)
+        if record is None:
+            return None
+        if record.pending:
+            created = record.mtime or now()
+            return {"owner": "(a run taking the lock at this moment)", "token": "", "created": created,
+                    "expires": created + self.module.params["ttl"]}
+        data = dict(record.data)
+        for key, kinds in (("token", (str,)), ("created", (int, float)), ("owner", (str,))):
+            if not isinstance(data.get(key), kinds) or isinstance(data.get(key), bool):
+                self.fail("%s holds a record without a valid %r; if no entropy.cluster run is going on, remove it "
+                          "(this module with state=absent and no token)" % (self.where, key))
+        return data
+
+    def held_message(self, record: dict[str, t.Any], at: float) -> str:
+        info = holder(record, at) or {}
+        where = ""
+        if info.get("host") or info.get("pid") is not None:
+            where = " on %s pid %s" % (info.get("host") or "?", info.get("pid") if info.get("pid") is not None else "?")
+        if info.get("owner_alive"):
+            where += ", still running"
+        expires = record.get("expires")
+        expiry = " It expires at %s (taken as stale after that)." % iso(float(expires)) if isinstance(expires, (int, float)) else ""
+        return ("another entropy.cluster run holds %s since %s (%d s ago, owner %r%s); wait for it to finish, or, if that "
+                "run is dead, break the lock with force=true (or state=absent and no token).%s"
+                % (self.where, info["created_iso"], info["age"], info["owner"], where, expiry))
+
+    def stale_reason(self, record: dict[str, t.Any], at: float) -> str | None:
+        alive = owner_alive(record)
+        if alive:
+            return None
+        if alive is False:
+            return gone_reason(record)
+        expires = record.get("expires")
+        if not isinstance(expires, (int, float)) or isinstance(expires, bool):
+            expires = float(record["created"]) + self.module.params["ttl"]
+        if at > expires:
+            return "it expired at %s (%d s ago)" % (iso(float(expires)), at - expires)
+        return None
+
+    def present(self) -> t.NoReturn:
+        params = self.module.params
+        ttl: int = params["ttl"]
+        if ttl < 1:
+            self.fail("ttl must be at least 1 second, got %d" % ttl)
+        pid, pid_start = owner_process(params["owner_pid"], self.fail)
+        owner: str = params["owner"] or default_owner(pid)
+        token: str = params["token"] or secrets.token_hex(16)
+        self.result.update(stale_taken_over=False, stale_reason=None, previous_holder=None)
+        try:
+            self.store.open()
+            self.result["store"]["via"] = self.store.via
+            current = self.read()
+            at = now()
+            if current is not None:
+                if params["token"] is not None and current["token"] == params["token"]:
+                    self.result.update(token=current["token"], owner=current["owner"], created=float(current["created"]),
+                                       created_iso=iso(float(current["created"])))
+                    self.finish(current, current)
+                reason = self.stale_reason(current, at)
+                if reason is None and params["force"]:
+                    reason = FORCED
+                if reason is None:
+                    self.fail(self.held_message(current, at), held_by=holder(current, at))
+                self.result.update(stale_taken_over=True, stale_reason=reason, previous_holder=holder(current, at))
+                self.module.warn("%s %s of %r: %s" % ("would take over" if self.check else "took over", self.where, current["owner"], reason))
+            record = new_record(owner, token, pid, pid_start)
+            record["expires"] = record["created"] + ttl
+            record["expires_iso"] = iso(record["expires"])
+            self.result.update(changed=True, token=token, owner=owner, created=record["created"], created_iso=record["created_iso"],
+                               expires_iso=record["expires_iso"])
+            if self.check:
+                self.finish(current, record)
+            if current is not None:
+                self.break_lock(current)
+            if not self.store.create("lock", self.name, record):
+                theirs = self.read()
+                self.result.update(changed=False, stale_taken_over=False, stale_reason=None, token=None)
+                if theirs is None:
+                    self.fail("%s appeared and vanished while taking it; run again" % self.where)
+                self.fail(self.held_message(theirs, now()), held_by=holder(theirs, now()))
+        except StoreError as exc:
+            self.fail(exc.message, error_kind=exc.kind)
+        self.finish(current, record)
+
+    def break_lock(self, stale: dict[str, t.Any]) -> None:
+        """Remove the stale lock ``stale``, unless another run is breaking it or it changed meanwhile."""
+        marker = "%s.%s" % (self.name, stale["token"] or "pending-%d" % int(float(stale["created"])))
+        if not self.store.create("takeover", marker, {"by": self.result["owner"], "created": now()}):
+            self.result.update(changed=False, token=None)
+            self.fail("another run is taking over %s from %r at this moment; run again later" % (self.where, stale["owner"]))
+        try:
+            again = self.read()
+            if again is not None and again["token"] == stale["token"]:
+                self.store.delete("lock", self.name)
+        finally:
+            self.store.delete("takeover", marker)
+
+    def absent(self) -> t.NoReturn:
+        token: str | None = self.module.params["token"]
+        self.result["previous_holder"] = None
+        try:
+            self.store.open()
+            self.result["store"]["via"] = self.store.via
+            at = now()
+            current = self.read()
+            if current is None:
+                self.finish(None, None)
+            if token is not None and current["token"] != token:
+                info = holder(current, at) or {}
+                self.fail("%s is not held by this run (another token): it was taken by %r at %s, probably as a stale lock, "
+                          "so this run ran longer than its ttl; nothing was removed. Make sure both runs did not change the "
+                          "cluster at the same time, and raise ttl." % (self.where, info["owner"], info["created_iso"]), held_by=info)
+            self.result.update(changed=True, previous_holder=holder(current, at))
+            if not self.check:
+                self.store.delete("lock", self.name)
+        except StoreError as exc:
+            self.fail(exc.message, error_kind=exc.kind)
+        self.finish(current, None)
+
+
 def main() -> None:
     module = LockModule(
         argument_spec=dict(
-            path=dict(type="path", required=True),
+            path=dict(type="path"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             owner=dict(type="str"),
             ttl=dict(type="int", default=7200),
             token=dict(type="str", no_log=False),
             owner_pid=dict(type="int"),
+            force=dict(type="bool", default=False),
+            backend=dict(type="str", choices=["file", "cluster"], default="file"),
+            name=dict(type="str", default="run"),
+            pool=dict(type="str", default=DEFAULT_POOL),
+            uris=dict(type="list", elements="str"),
+            auth_username=dict(type="str", fallback=(env_fallback, [USERNAME_ENV])),
+            auth_password=dict(type="str", no_log=True, fallback=(env_fallback, [PASSWORD_ENV])),
         ),
+        required_if=[("backend", "file", ["path"]), ("backend", "cluster", ["uris"])],
         supports_check_mode=True,
     )
-    lock = RunLock(module)
+    lock = RunLock(module) if module.params["backend"] == "file" else ClusterRunLock(module)
     if module.params["state"] == "present":
         lock.present()
     lock.absent()

@@ -81,11 +81,18 @@ def build_model(hostvars: Mapping[str, Mapping], constraints: list | None = None
         _take_off_other_copies(name, vvars, online, warnings)
     carried_constraints, carried_options = _carried(hypervisors)
     pinned = [{"type": "root", "vms": crashed}] if crashed else []
+    # A hypervisor in maintenance (a mark in the cluster store, see host_maintenance) takes no VM: an offline
+    # constraint, so that a VM still on it is moved off rather than making the model invalid.
+    maintenance = sorted(name for name in online if hypervisors[name].get("entropy_maintenance") is not None)
+    if maintenance:
+        warnings.append("hypervisor(s) %s in maintenance: no VM is placed there until the mark is cleared "
+                        "(entropy.cluster.host_maintenance state=absent)" % ", ".join(maintenance))
+    offline = [{"type": "offline", "hosts": maintenance}] if maintenance else []
     return {
         "version": MODEL_VERSION,
         "hosts": list(online.values()),
         "vms": model_vms,
-        "constraints": union_constraints(carried_constraints, constraints, pinned),
+        "constraints": union_constraints(carried_constraints, constraints, pinned, offline),
         "options": {**carried_options, **dict(options or {})},
         "warnings": warnings,
     }

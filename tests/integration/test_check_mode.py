@@ -7,6 +7,7 @@ so it is no lasting change, and in check mode it is not taken at all)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -32,6 +33,7 @@ def test_check_mode_of_the_playbooks_moves_nothing(lab_reset, playbook, tmp_path
     assert recap(result.stdout) == (0, 0), result.stdout[-4000:]
     assert lab.placement() == before
     assert not lock.exists()
+    assert not os.listdir(os.path.join(lab.dir, "store")), "check mode left a lock or a maintenance mark in the cluster store"
     if name != "entropy.cluster.rebalance":  # the reset lab is already balanced enough: rebalance may plan nothing
         assert "would run" in result.stdout, result.stdout[-4000:]
 
@@ -52,3 +54,4 @@ def test_check_mode_of_apply_moves_nothing(lab_reset, playbook, tmp_path):
     assert recap(result.stdout) == (0, 0), result.stdout[-4000:]
     assert lab.placement() == before
     assert not lock.exists()
+    assert not os.listdir(os.path.join(lab.dir, "store")), "check mode left a lock in the cluster store"

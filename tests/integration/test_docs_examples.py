@@ -85,7 +85,7 @@ LAB_CANNOT_RUN = {
 }
 
 
-@pytest.mark.parametrize("module", ["vm_migrate", "vm_state", "vm_snapshot", "vm_info", "host_info", "run_lock"])
+@pytest.mark.parametrize("module", ["vm_migrate", "vm_state", "vm_snapshot", "vm_info", "host_info", "run_lock", "host_maintenance"])
 def test_every_module_example_runs_on_the_lab(lab_back_home, playbook, tmp_path, module):
     lab = lab_back_home
     hv01, hv02 = sorted(lab.hosts)[:2]

@@ -177,7 +177,7 @@ def test_after_kill_9_the_migration_goes_on_and_the_next_run_refuses_to_plan(lab
         lock = tmp_path / "cluster.lock"
         async_dir = tmp_path / "async"
         run = start_playbook("entropy.cluster.apply", inventory=lab.inventory,
-                             extra_vars={"entropy_plan_file": str(plan_file), "entropy_lock_file": str(lock),
+                             extra_vars={"entropy_plan_file": str(plan_file), "entropy_lock_file": str(lock), "entropy_store_pool": "",
                                          "entropy_migration_bandwidth_mib_s": 1, "entropy_migration_timeout_s": 900},
                              env={"ANSIBLE_ASYNC_DIR": str(async_dir)})
         wait_until(lambda: migration_job(dom) or run.poll() is not None, 300, "the migration of %s to start" % GUEST)

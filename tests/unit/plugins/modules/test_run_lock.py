@@ -393,3 +393,27 @@ def test_module_race_between_processes(tmp_path, stale):
         assert result["held_by"]["owner"] == winners[0]["owner"], result
     record = on_disk(lock)
     assert record["owner"] == winners[0]["owner"] and record["token"] == winners[0]["token"]
+
+
+def test_force_breaks_a_lock_held_by_a_live_run(capsys, lock):
+    first = run(capsys, path=str(lock), owner="cron on ctl01")
+    refused = run(capsys, path=str(lock), owner="operator")
+    assert refused["failed"] is True
+    forced = run(capsys, path=str(lock), owner="operator", force=True)
+    assert forced["changed"] is True and not forced.get("failed"), forced
+    assert forced["stale_taken_over"] is True and forced["stale_reason"] == "it was broken with force=true"
+    assert forced["previous_holder"]["owner"] == "cron on ctl01"
+    assert on_disk(lock)["token"] == forced["token"] != first["token"]
+
+
+@pytest.mark.parametrize(("args", "missing"), [({"backend": "file"}, "path"), ({"backend": "cluster"}, "uris")])
+def test_each_backend_names_what_it_needs(capsys, args, missing):
+    result = run(capsys, **args)
+    assert result["failed"] is True and missing in result["msg"], result
+
+
+def test_the_cluster_backend_without_any_answering_hypervisor_fails_naming_the_pool(capsys):
+    result = run(capsys, backend="cluster", uris=["qemu+tcp://127.0.0.9:1/system"], pool="entropy-test")
+    assert result["failed"] is True and result["error_kind"] == "unreachable", result
+    assert "storage pool 'entropy-test'" in result["msg"] and "127.0.0.9:1" in result["msg"], result
+    assert "Traceback" not in result["msg"]

@@ -161,3 +161,28 @@ def test_carried_constraints_and_options_that_cannot_be_used(hostvars, expected)
 def test_union_constraints_keeps_the_first_of_identical_ones():
     a, b = {"type": "root", "vms": ["x"]}, {"vms": ["x"], "type": "root"}
     assert cluster_model.union_constraints([a], None, [b, {"type": "root", "vms": ["y"]}]) == [a, {"type": "root", "vms": ["y"]}]
+
+
+def test_a_host_in_maintenance_takes_no_vm():
+    mark = {"since": 1.0, "by": "awx job 1", "reason": "evacuated"}
+    hostvars = {"hv1": hv(entropy_maintenance=mark), "hv2": hv(), "hv3": hv(entropy_maintenance=None),
+                "vm1": vm("hv1"), "vm2": vm("hv2")}
+    model = cluster_model.build_model(hostvars, constraints=[{"type": "spread", "vms": ["vm1", "vm2"]}])
+    assert model["constraints"] == [{"type": "spread", "vms": ["vm1", "vm2"]}, {"type": "offline", "hosts": ["hv1"]}]
+    assert any("hv1 in maintenance" in w for w in model["warnings"])
+    assert [h["name"] for h in model["hosts"]] == ["hv1", "hv2", "hv3"]
+    # a mark still being written (no data yet) counts too
+    assert cluster_model.build_model({"hv1": hv(entropy_maintenance={}), "hv2": hv()})["constraints"] == [
+        {"type": "offline", "hosts": ["hv1"]}]
+    assert cluster_model.build_model({"hv1": hv(), "hv2": hv()})["constraints"] == []
+
+
+@pytest.mark.skipif(load_model is None, reason="the solver is not importable")
+def test_the_solver_moves_vms_off_a_host_in_maintenance_and_never_onto_it():
+    from placement import solve  # pylint: disable=import-outside-toplevel
+
+    hostvars = {"hv1": hv(cpu=4, memory=1024, entropy_maintenance={"by": "x"}), "hv2": hv(cpu=4, memory=1024),
+                "hv3": hv(cpu=4, memory=1024), "vm1": vm("hv1"), "vm2": vm("hv2"), "vm3": vm("hv3")}
+    plan = solve(cluster_model.build_model(hostvars, options={"objective": "balance", "time_limit_s": 5}))
+    assert set(plan["target"]) == {"vm1", "vm2", "vm3"}
+    assert "hv1" not in plan["target"].values(), plan["target"]

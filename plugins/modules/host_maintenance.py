@@ -1,0 +1,247 @@
+#!/usr/bin/python
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: host_maintenance
+short_description: Put a hypervisor in maintenance, or take it out, in the cluster store
+version_added: 0.1.0
+description:
+  - Marks (O(state=present)) or clears (O(state=absent)) a hypervisor's maintenance in the cluster store, where every
+    job sees it, a volume of the libvirt storage pool O(pool) on the cluster's shared storage, reached through the first
+    of O(uris) that answers (the same store as the cluster run lock of M(entropy.cluster.run_lock)).
+  - While a hypervisor is marked, the entropy.cluster.libvirt_cluster inventory (with its C(store_pool) option) gives it
+    C(entropy_maintenance) and the model it exports places no VM there, so the consolidate and rebalance playbooks never
+    refill it, and a VM still on it is moved off. The evacuate playbook marks the hosts it empties when
+    C(entropy_store_pool) is set.
+  - The mark is created by one exclusive create; marking a host that is already marked changes nothing and keeps the
+    first mark.
+author:
+  - entropy.cluster contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - In check mode the store is read, not changed; the module reports whether the mark would be set or cleared.
+  diff_mode:
+    support: full
+    details:
+      - The diff shows the mark before and after.
+  platform:
+    support: full
+    platforms: posix
+options:
+  host:
+    description:
+      - Inventory name of the hypervisor, as in the C(hypervisors) option of the entropy.cluster.libvirt_cluster
+        inventory.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) puts the hypervisor in maintenance; V(absent) takes it out.
+    type: str
+    choices: [present, absent]
+    default: present
+  reason:
+    description:
+      - Why the hypervisor is in maintenance, shown to whoever reads the mark. Only used with O(state=present).
+    type: str
+  by:
+    description:
+      - Who puts the hypervisor in maintenance, for example C(awx job {{ awx_job_id }}). Only used with O(state=present).
+      - Defaults to C(<user>@<hostname>).
+    type: str
+  pool:
+    description:
+      - The libvirt storage pool of the cluster store; it must be defined and active on the hypervisors over one shared
+        directory (see the collection's docs/playbooks.md, "The cluster store").
+    type: str
+    default: entropy-cluster
+  uris:
+    description:
+      - libvirt URIs of the hypervisors through which the store is reached, tried in this order until one answers.
+    type: list
+    elements: str
+    required: true
+  auth_username:
+    description:
+      - User name for libvirt authentication (SASL).
+      - If not set, the value of the E(ENTROPY_LIBVIRT_USERNAME) environment variable is used.
+    type: str
+  auth_password:
+    description:
+      - Password for libvirt authentication (SASL).
+      - If not set, the value of the E(ENTROPY_LIBVIRT_PASSWORD) environment variable is used.
+    type: str
+requirements:
+  - libvirt-python on the host that runs the module (usually the controller)
+notes:
+  - The module does not move any VM; run the evacuate playbook to empty the hypervisor.
+seealso:
+  - module: entropy.cluster.run_lock
+"""
+
+EXAMPLES = r"""
+- name: Keep hv02 out of every placement until its firmware is updated
+  entropy.cluster.host_maintenance:
+    host: hv02
+    reason: firmware update, ticket 4711
+    # every hypervisor, for example from the libvirt_cluster inventory:
+    # "{{ groups['hypervisors'] | map('extract', hostvars, 'entropy_uri') | list }}"
+    uris: ["qemu+tcp://hv01/system", "qemu+tcp://hv02/system"]
+  delegate_to: localhost
+  run_once: true
+
+- name: hv02 may take VMs again
+  entropy.cluster.host_maintenance:
+    host: hv02
+    state: absent
+    uris: ["qemu+tcp://hv01/system", "qemu+tcp://hv02/system"]
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+host:
+  description: The hypervisor.
+  returned: always
+  type: str
+  sample: hv03
+maintenance:
+  description: The mark after the module ran; null when the hypervisor is not in maintenance.
+  returned: success
+  type: dict
+  sample:
+    since: 1764171192.53
+    since_iso: "2026-11-26T15:33:12+00:00"
+    by: awx job 42
+    reason: firmware update
+  contains:
+    since:
+      description: When the mark was set, in seconds since the epoch.
+      type: float
+    since_iso:
+      description: When the mark was set, ISO 8601 in UTC.
+      type: str
+    by:
+      description: Who set the mark.
+      type: str
+    reason:
+      description: Why; null when none was given.
+      type: str
+previous:
+  description: The mark before the module ran; null when there was none.
+  returned: success
+  type: dict
+  sample: null
+store:
+  description: Where the mark lives.
+  returned: always
+  type: dict
+  sample:
+    pool: entropy-cluster
+    volume: entropy.maintenance.hv03
+    via: qemu+tcp://hv01/system
+  contains:
+    pool:
+      description: The storage pool of the store.
+      type: str
+    volume:
+      description: The volume that holds the mark.
+      type: str
+    via:
+      description: The hypervisor URI through which the store was reached; null when none answered.
+      type: str
+"""
+
+import datetime
+import getpass
+import os
+import socket
+import time
+import typing as t
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+
+from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import DEFAULT_POOL, ClusterStore, StoreError, volume_name
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import PASSWORD_ENV, USERNAME_ENV
+
+
+def iso(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def default_by() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "uid%d" % os.getuid()
+    return "%s@%s" % (user, socket.gethostname())
+
+
+def shown(data: dict[str, t.Any] | None) -> dict[str, t.Any] | None:
+    """The mark as returned; a mark still being written shows as such."""
+    if data is None:
+        return None
+    return {"since": data.get("since"), "since_iso": data.get("since_iso"), "by": data.get("by", "(being written)"),
+            "reason": data.get("reason")}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            host=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            reason=dict(type="str"),
+            by=dict(type="str"),
+            pool=dict(type="str", default=DEFAULT_POOL),
+            uris=dict(type="list", elements="str", required=True),
+            auth_username=dict(type="str", fallback=(env_fallback, [USERNAME_ENV])),
+            auth_password=dict(type="str", no_log=True, fallback=(env_fallback, [PASSWORD_ENV])),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    host: str = params["host"]
+    if not host.strip():
+        module.fail_json(msg="host must name a hypervisor, got an empty string")
+    result: dict[str, t.Any] = {"changed": False, "host": host,
+                                "store": {"pool": params["pool"], "volume": volume_name("maintenance", host), "via": None}}
+    store = ClusterStore(params["uris"], params["pool"], params["auth_username"], params["auth_password"])
+    try:
+        store.open()
+        result["store"]["via"] = store.via
+        record = store.read("maintenance", host)
+        before = None if record is None else (record.data or {})
+        after = before
+        if params["state"] == "present" and before is None:
+            since = time.time()
+            after = {"host": host, "since": since, "since_iso": iso(since), "by": params["by"] or default_by(), "reason": params["reason"]}
+            result["changed"] = True
+            if not module.check_mode and not store.create("maintenance", host, after):
+                # marked by another job meanwhile: keep its mark
+                again = store.read("maintenance", host)
+                after = None if again is None else (again.data or {})
+                result["changed"] = False
+        elif params["state"] == "absent" and before is not None:
+            after = None
+            result["changed"] = True
+            if not module.check_mode:
+                store.delete("maintenance", host)
+    except StoreError as exc:
+        store.close()
+        module.fail_json(msg="%s (hypervisor %s)" % (exc.message, host), error_kind=exc.kind, **result)
+    store.close()
+    result.update(maintenance=shown(after), previous=shown(before))
+    if module._diff:
+        result["diff"] = {"before": {"maintenance": shown(before)}, "after": {"maintenance": shown(after)}}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
