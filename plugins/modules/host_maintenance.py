@@ -159,41 +159,16 @@ store:
       type: str
 """
 
-import datetime
-import getpass
-import os
-import socket
-import time
-import typing as t
+from ansible.module_utils.basic import env_fallback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
-
-from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import DEFAULT_POOL, ClusterStore, StoreError, volume_name
+from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import DEFAULT_POOL
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import PASSWORD_ENV, USERNAME_ENV
-
-
-def iso(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def default_by() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "uid%d" % os.getuid()
-    return "%s@%s" % (user, socket.gethostname())
-
-
-def shown(data: dict[str, t.Any] | None) -> dict[str, t.Any] | None:
-    """The mark as returned; a mark still being written shows as such."""
-    if data is None:
-        return None
-    return {"since": data.get("since"), "since_iso": data.get("since_iso"), "by": data.get("by", "(being written)"),
-            "reason": data.get("reason")}
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import EntropyModule
+from ansible_collections.entropy.cluster.plugins.module_utils._maintenance import HostMaintenance
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = EntropyModule(
         argument_spec=dict(
             host=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -206,41 +181,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    host: str = params["host"]
-    if not host.strip():
-        module.fail_json(msg="host must name a hypervisor, got an empty string")
-    result: dict[str, t.Any] = {"changed": False, "host": host,
-                                "store": {"pool": params["pool"], "volume": volume_name("maintenance", host), "via": None}}
-    store = ClusterStore(params["uris"], params["pool"], params["auth_username"], params["auth_password"])
-    try:
-        store.open()
-        result["store"]["via"] = store.via
-        record = store.read("maintenance", host)
-        before = None if record is None else (record.data or {})
-        after = before
-        if params["state"] == "present" and before is None:
-            since = time.time()
-            after = {"host": host, "since": since, "since_iso": iso(since), "by": params["by"] or default_by(), "reason": params["reason"]}
-            result["changed"] = True
-            if not module.check_mode and not store.create("maintenance", host, after):
-                # marked by another job meanwhile: keep its mark
-                again = store.read("maintenance", host)
-                after = None if again is None else (again.data or {})
-                result["changed"] = False
-        elif params["state"] == "absent" and before is not None:
-            after = None
-            result["changed"] = True
-            if not module.check_mode:
-                store.delete("maintenance", host)
-    except StoreError as exc:
-        store.close()
-        module.fail_json(msg="%s (hypervisor %s)" % (exc.message, host), error_kind=exc.kind, **result)
-    store.close()
-    result.update(maintenance=shown(after), previous=shown(before))
-    if module._diff:
-        result["diff"] = {"before": {"maintenance": shown(before)}, "after": {"maintenance": shown(after)}}
-    module.exit_json(**result)
+    HostMaintenance(module).run()
 
 
 if __name__ == "__main__":

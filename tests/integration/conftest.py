@@ -124,6 +124,13 @@ class Lab:
             finally:
                 conn.close()
 
+    def held_locks(self, lock_file=None) -> list[str]:
+        """The run locks held now: records in the lab's cluster store (what the lab's playbook runs take) and
+        ``lock_file`` if it exists (the file backend)."""
+        store = os.path.join(self.dir, "store")
+        held = sorted(name for name in os.listdir(store) if name.startswith("entropy.lock.")) if os.path.isdir(store) else []
+        return held + ([str(lock_file)] if lock_file is not None and os.path.exists(lock_file) else [])
+
     def leave_shut_off_copy(self, vm: str, persist: bool = True) -> tuple[str, str]:
         """Live-migrate ``vm`` to another host keeping its source definition (what a source daemon killed in a
         migration's last phase leaves): (source, destination). With ``persist=False`` the destination copy is transient."""

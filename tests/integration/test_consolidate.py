@@ -77,7 +77,7 @@ def test_check_mode_moves_nothing(lab_reset, playbook, tmp_path):
     assert "migrate vm" in result.stdout, "check mode shows the plan"
     assert "would run" in result.stdout
     assert lab.placement() == before
-    assert not (tmp_path / "lock").exists()
+    assert not lab.held_locks(tmp_path / "lock")
 
 
 def test_evacuate_empties_the_named_host(lab_reset, playbook, tmp_path):
@@ -170,7 +170,7 @@ def test_a_stale_plan_is_refused_before_anything_moves(lab_reset, playbook, tmp_
     assert "the plan is stale" in applied.stdout
     assert "VM '%s': expected on %s, found on %s" % (vm, source, other) in applied.stdout
     assert lab.placement() == before
-    assert not (tmp_path / "lock").exists(), "the lock is released after a refusal"
+    assert not lab.held_locks(tmp_path / "lock"), "the lock is released after a refusal"
 
 
 def test_a_hypervisor_lost_mid_plan_stops_the_run_with_a_report(slow_vm, playbook, tmp_path):
@@ -202,7 +202,7 @@ def test_a_hypervisor_lost_mid_plan_stops_the_run_with_a_report(slow_vm, playboo
     assert report["every_vm_on_one_host"] == "unknown" and report["lost"] == [], report
     assert report["error"][0] == "after step 1 the cluster is not as planned:", report
     assert "VM '%s': expected on %s, which could not be read" % (on_hv3[0], hv3) in report["error"], report
-    assert not (tmp_path / "lock").exists(), "the lock is released after a failure"
+    assert not lab.held_locks(tmp_path / "lock"), "the lock is released after a failure"
     # Never lose a VM: vm_b still runs on its source, the slow VM on its new host, once each.
     assert lab.running_on(vm_b) == [hv2]
     assert lab.running_on(SLOW_VM) == [hv2]

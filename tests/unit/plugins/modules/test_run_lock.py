@@ -22,6 +22,7 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.entropy.cluster.plugins.module_utils import _run_lock
 from ansible_collections.entropy.cluster.plugins.modules import run_lock
 
 MODULE_FILE = run_lock.__file__
@@ -48,7 +49,7 @@ def run(capsys, check: bool = False, diff: bool = True, **args) -> dict:
 def write_lock(path, age: float, owner: str = "old run", token: str = "old-token", **extra) -> dict:
     created = time.time() - age
     record = dict(kind="entropy.cluster.run_lock", owner=owner, token=token, pid=4711, host="ctl01",
-                  created=created, created_iso=run_lock.iso(created), **extra)
+                  created=created, created_iso=_run_lock.iso(created), **extra)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
     return record
@@ -148,7 +149,7 @@ def test_a_live_owner_blocks_and_a_dead_one_is_taken_over_at_once(capsys, lock, 
     first = run(capsys, path=str(lock), owner="run A", owner_pid=child.pid)
     assert first["changed"] is True and not first.get("failed"), first
     record = on_disk(lock)
-    assert record["pid"] == child.pid and record["pid_start"] == run_lock.process_start(child.pid)
+    assert record["pid"] == child.pid and record["pid_start"] == _run_lock.process_start(child.pid)
     assert record["boot_id"] == open("/proc/sys/kernel/random/boot_id").read().strip()
     assert record["pid_ns"] == os.readlink("/proc/self/ns/pid") and record["host"]
 
@@ -175,7 +176,7 @@ def test_a_killed_owner_not_yet_reaped_is_gone(capsys, lock, child):
     run(capsys, path=str(lock), owner="run A", owner_pid=child.pid)
     child.kill()
     deadline = time.time() + 30
-    while run_lock.read_text("/proc/%d/stat" % child.pid).split(") ")[1][0] != "Z":  # a zombie until wait()
+    while _run_lock.read_text("/proc/%d/stat" % child.pid).split(") ")[1][0] != "Z":  # a zombie until wait()
         assert time.time() < deadline
         time.sleep(0.05)
     taken = run(capsys, path=str(lock), owner="run B")
@@ -307,9 +308,9 @@ def test_ttl_must_be_positive(capsys, lock):
 
 
 def contend(path: str, idx: int, barrier: threading.Barrier, wins: list[int]) -> None:
-    record = run_lock.new_record("thread %d" % idx, "token-%d" % idx, os.getpid(), None)
+    record = _run_lock.new_record("thread %d" % idx, "token-%d" % idx, os.getpid(), None)
     barrier.wait()
-    if run_lock.acquire(path, record):
+    if _run_lock.acquire(path, record):
         wins.append(idx)
 
 
