@@ -196,6 +196,17 @@ def diff_side(record: dict[str, t.Any] | None) -> dict[str, t.Any]:
     return {"state": "present", "owner": record["owner"], "since": iso(float(record["created"]))}
 
 
+def lock_request(params: dict[str, t.Any], fail: t.Callable[[str], t.NoReturn]) -> tuple[int, int, int | None, str, str]:
+    """What state=present asks for, on either backend: (ttl, owner pid, its start time, owner, token)."""
+    ttl: int = params["ttl"]
+    if ttl < 1:
+        fail("ttl must be at least 1 second, got %d" % ttl)
+    pid, pid_start = owner_process(params["owner_pid"], fail)
+    owner: str = params["owner"] or default_owner(pid)
+    token: str = params["token"] or secrets.token_hex(16)
+    return ttl, pid, pid_start, owner, token
+
+
 class DirectoryMutex:
     """An advisory flock on the lock's directory, for the read-check-modify steps (takeover, release).
 
@@ -288,12 +299,7 @@ class RunLock:
 
     def present(self) -> t.NoReturn:
         params = self.module.params
-        ttl: int = params["ttl"]
-        if ttl < 1:
-            self.fail("ttl must be at least 1 second, got %d" % ttl)
-        pid, pid_start = owner_process(params["owner_pid"], self.fail)
-        owner: str = params["owner"] or default_owner(pid)
-        token: str = params["token"] or secrets.token_hex(16)
+        ttl, pid, pid_start, owner, token = lock_request(params, self.fail)
         self.result["stale_taken_over"] = False
         self.result["stale_reason"] = None
         self.result["previous_holder"] = None
@@ -455,12 +461,7 @@ class ClusterRunLock:
 
     def present(self) -> t.NoReturn:
         params = self.module.params
-        ttl: int = params["ttl"]
-        if ttl < 1:
-            self.fail("ttl must be at least 1 second, got %d" % ttl)
-        pid, pid_start = owner_process(params["owner_pid"], self.fail)
-        owner: str = params["owner"] or default_owner(pid)
-        token: str = params["token"] or secrets.token_hex(16)
+        ttl, pid, pid_start, owner, token = lock_request(params, self.fail)
         self.result.update(stale_taken_over=False, stale_reason=None, previous_holder=None)
         try:
             self.store.open()
