@@ -553,6 +553,25 @@ def remove_stale_copies(state: dict, conns: dict) -> tuple[list, dict]:
     return to_create, broken
 
 
+def remove_foreign_domains(state: dict, conns: dict) -> tuple[list, dict]:
+    """Remove every domain that is not a lab VM (what a test added and failed to remove, or the OS guest):
+    (the names removed, host -> why one could not be removed). A leftover there enters every later model."""
+    import libvirt  # pylint: disable=import-outside-toplevel
+
+    own = {vm["name"] for vm in state["vms"]}
+    removed, broken = [], {}
+    for name, conn in conns.items():
+        for dom in conn.listAllDomains():
+            if dom.name() in own:
+                continue
+            try:
+                remove_domain(conn, dom.name())
+                removed.append("%s on %s" % (dom.name(), name))
+            except libvirt.libvirtError as exc:
+                broken.setdefault(name, "%s: %s" % (dom.name(), exc))
+    return removed, broken
+
+
 def kill_host_qemu(base: str, host: dict) -> None:
     """Kill the QEMU processes a host's daemon started (they run in its namespace, named after the host)."""
     kill_leftover_qemu(base, lambda pid: _ns_hostname(pid) == host["name"])
@@ -585,11 +604,14 @@ def cmd_reset(_args) -> int:
     with Locked(base):
         if not all(daemon_alive(h) for h in state["hosts"]):
             raise LabError("not every lab daemon runs: run 'lab.py up' first")
-        rebuilt = []
+        rebuilt, foreign = [], []
         for attempt in (1, 2):
             conns = {h["name"]: connect(h) for h in state["hosts"]}
             try:
-                to_create, broken = remove_stale_copies(state, conns)
+                removed, broken = remove_foreign_domains(state, conns)
+                foreign += removed
+                to_create, stale_broken = remove_stale_copies(state, conns)
+                broken = dict(stale_broken, **broken)
                 if not broken:
                     for vm in to_create:
                         if os.path.exists(vm["disk"]):
@@ -611,8 +633,9 @@ def cmd_reset(_args) -> int:
         finally:
             for conn in conns.values():
                 conn.close()
-    print("lab reset: %d VMs on their home hosts (%d recreated%s), %d store records removed" % (
-        len(state["vms"]), len(to_create), ", hosts rebuilt: %s" % ", ".join(rebuilt) if rebuilt else "", cleared))
+    print("lab reset: %d VMs on their home hosts (%d recreated%s), %d store records removed%s" % (
+        len(state["vms"]), len(to_create), ", hosts rebuilt: %s" % ", ".join(rebuilt) if rebuilt else "", cleared,
+        "; removed what is not a lab VM: %s" % ", ".join(foreign) if foreign else ""))
     return 0
 
 

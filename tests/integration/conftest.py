@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -105,24 +106,29 @@ class Lab:
         problems = self.vm_problems(extra, stopped)
         assert not problems, "; ".join(problems)
 
-    def remove_vm(self, name: str) -> None:
-        """Destroy and undefine a VM a test added, on every lab host that answers and defines it
-        (transient copies go with the destroy; managed save and snapshot metadata with the undefine)."""
-        for host in self.hosts:
-            try:
-                conn = self.connect(host)
-            except libvirt.libvirtError:
-                continue
-            try:
-                dom = conn.lookupByName(name)
-                if dom.isActive():
-                    dom.destroy()
-                if dom.isPersistent():
-                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-            except libvirt.libvirtError:
-                pass
-            finally:
-                conn.close()
+    def remove_vm(self, name: str, timeout: float = 60) -> None:
+        """Destroy and undefine a VM a test added, on every lab host that answers (transient copies go with the
+        destroy; managed save, snapshot and checkpoint metadata with the undefine). Retried while libvirt refuses
+        (a migration job still ending), then an error: a VM left behind would enter every later test's model."""
+        deadline = time.monotonic() + timeout
+        while True:
+            refused = []
+            for host in self.hosts:
+                try:
+                    conn = self.connect(host)
+                except libvirt.libvirtError:
+                    continue
+                try:
+                    LAB_TOOL.remove_domain(conn, name)
+                except libvirt.libvirtError as exc:
+                    refused.append("%s: %s" % (host, exc))
+                finally:
+                    conn.close()
+            if not refused:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("test VM %s could not be removed: %s" % (name, "; ".join(refused)))
+            time.sleep(1)
 
     def held_locks(self, lock_file=None) -> list[str]:
         """The run locks held now: records in the lab's cluster store (what the lab's playbook runs take) and
@@ -179,6 +185,9 @@ def lab() -> Lab:
     result = lab_cmd("up")
     if result.returncode != 0:
         pytest.fail("the lab did not come up: %s%s" % (result.stdout, result.stderr))
+    result = lab_cmd("reset")  # a lab kept from an earlier run may hold what its tests left
+    if result.returncode != 0:
+        pytest.fail("lab reset failed: %s%s" % (result.stdout, result.stderr))
     with open(os.path.join(LAB_DIR, "lab.json"), encoding="utf-8") as handle:
         return Lab(json.load(handle))
 
