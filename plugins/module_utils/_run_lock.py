@@ -190,6 +190,16 @@ def holder(record: dict[str, t.Any] | None, at: float) -> dict[str, t.Any] | Non
     }
 
 
+def holder_whereabouts(info: dict[str, t.Any]) -> str:
+    """' on HOST pid PID[, still running]' for a held-lock message; empty when the record names neither."""
+    where = ""
+    if info.get("host") or info.get("pid") is not None:
+        where = " on %s pid %s" % (info.get("host") or "?", info.get("pid") if info.get("pid") is not None else "?")
+    if info.get("owner_alive"):
+        where += ", still running"
+    return where
+
+
 def diff_side(record: dict[str, t.Any] | None) -> dict[str, t.Any]:
     if record is None:
         return {"state": "absent"}
@@ -285,11 +295,7 @@ class RunLock:
 
     def held_message(self, record: dict[str, t.Any], at: float, ttl: int) -> str:
         info = holder(record, at) or {}
-        where = ""
-        if info.get("host") or info.get("pid") is not None:
-            where = " on %s pid %s" % (info.get("host") or "?", info.get("pid") if info.get("pid") is not None else "?")
-        if info.get("owner_alive"):
-            where += ", still running"
+        where = holder_whereabouts(info)
         return (
             "another entropy.cluster run holds %s since %s (%d s ago, owner %r%s); wait for it to finish, or, if that run "
             "is dead, remove the file (rm %s, or this module with state=absent and no token). The lock becomes stale "
@@ -435,11 +441,7 @@ class ClusterRunLock:
 
     def held_message(self, record: dict[str, t.Any], at: float) -> str:
         info = holder(record, at) or {}
-        where = ""
-        if info.get("host") or info.get("pid") is not None:
-            where = " on %s pid %s" % (info.get("host") or "?", info.get("pid") if info.get("pid") is not None else "?")
-        if info.get("owner_alive"):
-            where += ", still running"
+        where = holder_whereabouts(info)
         expires = record.get("expires")
         expiry = " It expires at %s (taken as stale after that)." % iso(float(expires)) if isinstance(expires, (int, float)) else ""
         return ("another entropy.cluster run holds %s since %s (%d s ago, owner %r%s); wait for it to finish, or, if that "
