@@ -183,10 +183,11 @@ def _end(model: Model, final: dict[str, str | None], target: dict, kept: set[str
             errors.append(f"end: host {h!r} {r} {val:g} exceeds capacity {capacity:g}")
     for con in model.constraints:
         errors.extend(f"end: {e}" for e in con.check_final(model, placed))
-    active = set(placed) | {vm for vm, h in final.items() if h is None and vm not in kept}
-    if set(target) != active:
+    active = set(placed)
+    left = {vm for vm, h in final.items() if h is None and vm not in kept}   # reported above
+    if not active <= set(target) or set(target) - active - left:
         missing = sorted(active - set(target))[:3]
-        extra = sorted(set(target) - active)[:3]
+        extra = sorted(set(target) - active - left)[:3]
         errors.append(f"target: must list exactly the running/paused vms (missing {missing}, extra {extra})")
     for vm, h in sorted(target.items()):
         if vm in placed and placed[vm] != h:

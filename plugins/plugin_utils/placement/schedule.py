@@ -40,10 +40,8 @@ def solve_schedule(model: Model, t0: float, progress: Callable[[str], None] | No
     prob = build_problem(aug)
     init = [-1 if name in saved_names else h for name, h in zip(prob.vm_names, prob.init)]
     for j, h in enumerate(init):
-        if h < 0 and not prob.movable[j]:
-            # `root` keeps a VM where it runs; a saved VM's image runs anywhere
-            prob.movable[j] = True
-            prob.domain[j] = None
+        if h < 0 and not prob.movable[j] and model.vm(prob.vm_names[j]).host != prob.host_names[prob.init[j]]:
+            prob.domain[j] = []   # `root` on a saved VM without an online host: it stays saved
     target = _choose(model, prob, init)
     if progress is not None:
         progress(f"schedule: {sum(1 for h in target if h >= 0)} vms run, {sum(1 for h in target if h < 0)} saved")
@@ -221,6 +219,9 @@ def _choose(model: Model, prob: Problem, init: list[int]) -> list[int]:
                 moving.append(u)
         for u in saved:
             ch.considered(u)   # (no running load to release)
+        for u in [u for u in saved if dominates(u)]:
+            rejected.extend((ch.rule_mem[j], ch.rule_cpu[j]) for j in u)
+        saved = [u for u in saved if not dominates(u)]
         for u in moving + saved:
             h = ch.host_for(u)
             if h >= 0:
