@@ -14,7 +14,8 @@ among the VMs already chosen with the least displaced memory; else it is saved (
 Paused VMs and VMs a `root` (or continuous `gather`) constraint pins never change state and stay
 where they are. Stopped VMs are never started. The plan is built by the common planner: suspends
 first (their memory is free one step later), resumes wait until their room is free, and migration
-cycles are broken through a pivot host or a suspend.
+cycles are broken through a pivot host, or a suspend when `allow_suspend` is true (the VMs the
+schedule leaves saved are suspended whatever that option says: that is what schedule is for).
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def solve_schedule(model: Model, t0: float, progress: Callable[[str], None] | No
     if progress is not None:
         progress(f"schedule: {sum(1 for h in target if h >= 0)} vms run, {sum(1 for h in target if h < 0)} saved")
     solve_s = time.monotonic() - t0
-    planner = SchedulePlanner(prob, target, init, model.options.max_parallel_migrations_per_host)
+    planner = SchedulePlanner(prob, target, init, model.options.max_parallel_migrations_per_host,
+                              model.options.allow_suspend)
     planner.run()
     return _plan(model, prob, init, target, planner, solve_s, time.monotonic() - t0 - solve_s)
 
@@ -282,8 +284,9 @@ class SchedulePlanner(Planner):
     -1 are suspended in the first step, saved VMs with a host in the target are resumed there (higher
     priority first) once their room is free."""
 
-    def __init__(self, prob: Problem, target: list[int], init: list[int], max_parallel: int | None = None) -> None:
-        super().__init__(prob, target, max_parallel, allow_suspend=True)
+    def __init__(self, prob: Problem, target: list[int], init: list[int], max_parallel: int | None = None,
+                 allow_suspend: bool = True) -> None:
+        super().__init__(prob, target, max_parallel, allow_suspend)
         self.cur = list(init)
         self.lc, self.lm = [0] * prob.n_hosts, [0] * prob.n_hosts
         self.occ = [set() for _unused in range(prob.n_hosts)]
