@@ -1,6 +1,6 @@
 """Solve a placement model from the command line (see docs/solver.md).
 
-usage: python3 tools/entropy_solve.py MODEL.json [-o PLAN.json] [--objective consolidate|repair|balance]
+usage: python3 tools/entropy_solve.py MODEL.json [-o PLAN.json] [--objective consolidate|repair|balance|schedule]
        [--time-limit S] [--seed N] [--btrplace] [--check PLAN.json]
    or: bash tools/run.sh solve MODEL.json ...   (builds the checkout's venv first if needed)
 MODEL.json may also be the output of `ansible-inventory -i <cluster>.libvirt_cluster.yml --list`: the model is

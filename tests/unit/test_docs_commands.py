@@ -108,7 +108,7 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
         "tests/integration/test_runs_that_die.py::test_after_kill_9_the_migration_goes_on_and_the_next_run_refuses_to_plan",),
     "virsh -c <destination> destroy <vm>": "not run: see `virsh destroy` (docs/fault-soak.md)",
     # docs/solver.md
-    "bash tools/run.sh solve MODEL.json [-o PLAN.json] [--objective consolidate|repair|balance]": (
+    "bash tools/run.sh solve MODEL.json [-o PLAN.json] [--objective consolidate|repair|balance|schedule]": (
         "tests/unit/plugins/plugin_utils/placement/test_cli_and_import.py::test_documented_entry_run_sh_solve",
         "tests/unit/plugins/plugin_utils/placement/test_cli_and_import.py::test_cli_btrplace_instance"),
     "python3 tools/entropy_solve.py MODEL.json ...": (

@@ -150,7 +150,7 @@ class _Chooser:
         best, best_key = -1, None
         seen = 0
         for h in self.free.at_least(mem):
-            if not st.fits(unit, h):
+            if st.lc[h] + cpu > prob.cap_cpu[h] or not st.fits(unit, h):
                 continue
             # memory and cpu of the running VMs not considered yet that this VM pushes out of h
             over_m = st.lm[h] + self.rm[h] - prob.cap_mem[h]
