@@ -44,6 +44,7 @@ def solve_schedule(model: Model, t0: float, progress: Callable[[str], None] | No
         if h < 0 and not prob.movable[j] and model.vm(prob.vm_names[j]).host != prob.host_names[prob.init[j]]:
             prob.domain[j] = []   # `root` on a saved VM without an online host: it stays saved
     target = _choose(model, prob, init)
+    _check_budgets(model, prob, init, target)
     if progress is not None:
         progress(f"schedule: {sum(1 for h in target if h >= 0)} vms run, {sum(1 for h in target if h < 0)} saved")
     solve_s = time.monotonic() - t0
@@ -51,6 +52,19 @@ def solve_schedule(model: Model, t0: float, progress: Callable[[str], None] | No
                               model.options.allow_suspend)
     planner.run()
     return _plan(model, prob, init, target, planner, solve_s, time.monotonic() - t0 - solve_s)
+
+
+def _check_budgets(model: Model, prob: Problem, init: list[int], target: list[int]) -> None:
+    """Budgets are not traded against priorities: a schedule that needs more relocations says so."""
+    opts = model.options
+    moved = [j for j, (a, b) in enumerate(zip(init, target)) if a >= 0 and b >= 0 and a != b]
+    memory = sum(model.vm(prob.vm_names[j]).memory_mib for j in moved)
+    if opts.max_migrations is not None and len(moved) > opts.max_migrations:
+        raise InfeasibleError(f"max_migrations {opts.max_migrations}: the schedule relocates {len(moved)} running vms; "
+                              f"raise the budget or leave it unset for objective schedule")
+    if opts.max_memory_moved_mib is not None and memory > opts.max_memory_moved_mib:
+        raise InfeasibleError(f"max_memory_moved_mib {opts.max_memory_moved_mib}: the schedule relocates {memory} MiB; "
+                              f"raise the budget or leave it unset for objective schedule")
 
 
 def _augmented(model: Model) -> tuple[Model, set[str]]:

@@ -295,3 +295,13 @@ def test_a_saved_lower_vm_as_large_as_a_saved_higher_one_stays_saved():
     vms = [prio(vm("top", "hv1", gib=16), 20), vm("small", "hv2", gib=4), saved("r", gib=8), saved("s", gib=8, priority=10)]
     plan = solve_checked(model(hosts, vms, [{"type": "fence", "vms": ["s"], "hosts": ["hv1"]}], objective="schedule"))
     assert plan["saved"] == ["r", "s"] and plan["steps"] == []
+
+
+def test_budgets_are_not_traded_against_priorities():
+    # 4 GiB free on each host: hi (8 GiB) runs without saving anyone only if lo2 (4 GiB) moves
+    hosts = [host("hv1", gib=16), host("hv2", gib=16)]
+    vms = [vm("lo1", "hv1", gib=8), vm("lo2", "hv1", gib=4), vm("lo3", "hv2", gib=12), saved("hi", gib=8, priority=10)]
+    plan = solve_checked(model(hosts, vms, objective="schedule"))
+    assert plan["stats"]["migrations"] == 1 and plan["saved"] == []
+    with pytest.raises(placement.InfeasibleError, match="max_migrations 0: the schedule relocates 1 running vms"):
+        placement.solve(model(hosts, vms, objective="schedule", max_migrations=0))
