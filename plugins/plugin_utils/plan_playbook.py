@@ -250,9 +250,9 @@ def plan_table(plan: Mapping) -> str:
         ("solve time", "%s s" % stats.get("solve_seconds", "?")),
     ]
     if "saved" in plan:   # objective schedule: the VMs it leaves saved to disk
-        figures.append(("vms left saved", "%d%s" % (len(plan["saved"]), (": " + ", ".join(plan["saved"][:10])
-                                                                          + (" ..." if len(plan["saved"]) > 10 else ""))
-                                                                         if plan["saved"] else "")))
+        kept = plan["saved"]
+        names = ": " + ", ".join(kept[:10]) + (" ..." if len(kept) > 10 else "") if kept else ""
+        figures.append(("vms left saved", "%d%s" % (len(kept), names)))
     width = max(len(name) for name, _value in figures)
     lines += ["  %s  %s" % (name.ljust(width), value) for name, value in figures]
     for number, step in enumerate(plan.get("steps", []), start=1):

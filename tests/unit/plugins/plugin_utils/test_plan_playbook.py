@@ -326,8 +326,8 @@ def test_table_lists_figures_and_actions():
 
 
 def test_table_of_a_schedule_lists_the_vms_left_saved_and_no_lower_bound():
-    plan = {"objective": "schedule", "saved": ["lo1", "lo2"], "stats": {"hosts_used_before": 2, "hosts_used_after": 2,
-                                                                     "hosts_lower_bound": None},
+    stats = {"hosts_used_before": 2, "hosts_used_after": 2, "hosts_lower_bound": None}
+    plan = {"objective": "schedule", "saved": ["lo1", "lo2"], "stats": stats,
             "steps": [[{"action": "suspend", "vm": "lo1", "host": "hv1"}], [{"action": "resume", "vm": "hi", "to": "hv1"}]]}
     table = plan_table(plan)
     assert "hosts used          2 -> 2\n" in table
