@@ -7,7 +7,8 @@ The run set is chosen greedily in decreasing priority, so it obeys the priority 
 construction: no saved VM s and running VM r with priority(r) < priority(s), memory(r) >= memory(s)
 and cpu(r) >= cpu(s) (s could take r's place). Within one priority, running VMs come before saved
 ones (keeping a running VM where it is costs nothing), larger ones first. A running VM stays on its
-host when it still fits there; otherwise, and for a saved VM, the host is chosen where it fits
+host when it still fits there, and a saved VM resumes on the host that saved it when it fits there
+without displacing anyone; otherwise the host is chosen where the VM fits
 without displacing the running VMs not yet considered (best fit on memory), else where it fits
 among the VMs already chosen with the least displaced memory; else it is saved (or stays saved).
 
@@ -120,6 +121,12 @@ class _Chooser:
         self.room = _Sorted({h: prob.cap_mem[h] - self.rm[h] for h in usable})    # without displacing anyone
         self.free = _Sorted({h: prob.cap_mem[h] for h in usable})                 # among the chosen VMs only
         self.target = [-1] * prob.n_vms
+        # where each saved VM was saved (its host in the model), -1 for the others
+        self.saved_on = [-1] * prob.n_vms
+        for j, name in enumerate(prob.vm_names):
+            where = model.vm(name).host
+            if init[j] < 0 and where is not None and where in model.host_index:
+                self.saved_on[j] = model.host_index[where]
         self.prio = [model.vm(name).priority or 0 for name in prob.vm_names]
         raw = [model.vm(name) for name in prob.vm_names]
         self.rule_mem = [v.memory_mib for v in raw]
@@ -153,6 +160,13 @@ class _Chooser:
         if len(homes) == 1 and -1 not in homes:
             home = homes.pop()
             if st.fits(unit, home):
+                return home
+        saved_on = {self.saved_on[j] for j in unit}
+        if len(saved_on) == 1 and -1 not in saved_on:
+            # a saved VM resumes where it was saved when there is room (no image to move)
+            home = saved_on.pop()
+            if (st.lm[home] + self.rm[home] + mem <= prob.cap_mem[home] and st.lc[home] + self.rc[home] + cpu <= prob.cap_cpu[home]
+                    and st.fits(unit, home)):
                 return home
         seen = 0
         for h in self.room.at_least(mem):

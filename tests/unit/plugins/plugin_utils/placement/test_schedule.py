@@ -305,3 +305,11 @@ def test_budgets_are_not_traded_against_priorities():
     assert plan["stats"]["migrations"] == 1 and plan["saved"] == []
     with pytest.raises(placement.InfeasibleError, match="max_migrations 0: the schedule relocates 1 running vms"):
         placement.solve(model(hosts, vms, objective="schedule", max_migrations=0))
+
+
+def test_a_saved_vm_resumes_on_the_host_that_saved_it_when_it_has_room():
+    # best fit on memory alone would put all three on hv1 (the fullest host that takes them)
+    hosts = [host("hv1", gib=32), host("hv2", gib=32), host("hv3", gib=32)]
+    vms = [vm("a", "hv1", gib=8), saved("s2", gib=4, on="hv2"), saved("s3", gib=4, on="hv3"), saved("s1", gib=4, on="hv1")]
+    plan = solve_checked(model(hosts, vms, objective="schedule"))
+    assert {a["vm"]: a["to"] for s in plan["steps"] for a in s} == {"s1": "hv1", "s2": "hv2", "s3": "hv3"}
