@@ -49,3 +49,26 @@ def test_the_plan_role_writes_a_schedule_plan(lab_reset, playbook, tmp_path):
     suspends = [a for step in plan["steps"] for a in step if a["action"] == "suspend"]
     assert sorted(a["vm"] for a in suspends) == plan["saved"]
     assert lab.placement() == before
+
+
+def test_schedule_saves_the_vms_it_leaves_out_and_resumes_them_when_room_frees_up(lab_reset, playbook, tmp_path):
+    """A real context switch on the lab (managed saves on the hosts): less room -> three VMs saved, each VM
+    defined on one host throughout; a rerun changes nothing; room back -> they resume; a rerun changes nothing."""
+    lab = lab_reset
+    lock = str(tmp_path / "lock")
+    tight = playbook("entropy.cluster.schedule", inventory=lab.inventory,
+                     extra_vars={"entropy_constraints": ONE_VM_PER_HOST, "entropy_lock_file": lock})
+    assert tight.returncode == 0, tight.stdout[-4000:]
+    saved = lab.stopped_vms()
+    assert len(saved) == 3, lab.placement()
+    lab.assert_each_vm_once(stopped=saved)
+    assert sorted(h for vm in lab.vms if vm not in saved for h in lab.running_on(vm)) == ["hv1", "hv2", "hv3"]
+    again = playbook("entropy.cluster.schedule", inventory=lab.inventory,
+                     extra_vars={"entropy_constraints": ONE_VM_PER_HOST, "entropy_lock_file": lock})
+    assert again.returncode == 0 and recap(again.stdout) == (0, 0), again.stdout[-4000:]
+    room = playbook("entropy.cluster.schedule", inventory=lab.inventory, extra_vars={"entropy_lock_file": lock})
+    assert room.returncode == 0, room.stdout[-4000:]
+    assert "vms left saved      0" in room.stdout and all("resume %s" % vm in room.stdout for vm in saved), room.stdout[-4000:]
+    lab.assert_each_vm_once()
+    again = playbook("entropy.cluster.schedule", inventory=lab.inventory, extra_vars={"entropy_lock_file": lock})
+    assert again.returncode == 0 and recap(again.stdout) == (0, 0), again.stdout[-4000:]
