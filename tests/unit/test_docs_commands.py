@@ -44,7 +44,8 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.rebalance": (
         "tests/integration/test_consolidate.py::test_consolidate_frees_hosts_and_a_rerun_changes_nothing",),
     "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.schedule": (
-        "tests/integration/test_schedule_playbook.py::test_check_mode_of_schedule_shows_the_suspends_and_moves_nothing",),
+        "tests/integration/test_schedule_playbook.py::test_check_mode_of_schedule_shows_the_suspends_and_moves_nothing",
+        "tests/integration/test_schedule_playbook.py::test_schedule_saves_the_vms_it_leaves_out_and_resumes_them_when_room_frees_up"),
     "ansible-playbook entropy.cluster.plan -e entropy_model_file=M.json -e entropy_plan_file=P.json": (
         "tests/integration/test_plan_offline.py::test_the_readme_what_if_line_with_paths_relative_to_where_it_runs",),
     "ansible-playbook entropy.cluster.<name>": (
