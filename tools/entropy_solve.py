@@ -1,6 +1,6 @@
 """Solve a placement model from the command line (see docs/solver.md).
 
-usage: python3 tools/entropy_solve.py MODEL.json [-o PLAN.json] [--objective consolidate|repair|balance]
+usage: python3 tools/entropy_solve.py MODEL.json [-o PLAN.json] [--objective consolidate|repair|balance|schedule]
        [--time-limit S] [--seed N] [--btrplace] [--check PLAN.json]
    or: bash tools/run.sh solve MODEL.json ...   (builds the checkout's venv first if needed)
 MODEL.json may also be the output of `ansible-inventory -i <cluster>.libvirt_cluster.yml --list`: the model is
@@ -94,6 +94,9 @@ def _summary(plan: dict, out: TextIO, units: bool = True) -> None:
     out.write(f"status {plan['status']} ({plan['objective']}): hosts used {s['hosts_used_before']} -> "
               f"{s['hosts_used_after']} (lower bound {s['hosts_lower_bound']}), {s['migrations']} migrations, "
               f"{moved}; solved in {s['solve_seconds']:.1f} s\n")
+    if "saved" in plan:   # objective schedule
+        out.write(f"vms saved {s['vms_saved_before']} -> {s['vms_saved_after']} ({s['suspends']} suspends, "
+                  f"{s['resumes']} resumes)\n")
     if plan["hosts_freed"]:
         freed = plan["hosts_freed"]
         out.write(f"hosts freed ({len(freed)}): {', '.join(freed[:10])}{' ...' if len(freed) > 10 else ''}\n")

@@ -37,9 +37,13 @@ options:
     description:
       - V(consolidate) uses the fewest hosts, then moves the least memory; V(repair) removes every overload and constraint
         violation moving the least memory; V(balance) evens the load without changing the number of hosts used.
+      - V(schedule) chooses which VMs run when demand exceeds capacity, higher C(priority) first - lower-priority VMs are
+        suspended to disk, saved VMs resume on any host with room - and the plan gets there (the plan lists in C(saved) the
+        VMs it leaves saved). Only this objective saves VMs to make room; the others suspend a VM only to break a migration
+        cycle, and only with C(allow_suspend) true in O(solver_options).
       - Defaults to the model's own option, else V(consolidate).
     type: str
-    choices: [consolidate, repair, balance]
+    choices: [consolidate, repair, balance, schedule]
   constraints:
     description:
       - Placement constraints added to the model's own (the inventory file's C(model_constraints), or the model's

@@ -43,7 +43,7 @@ def action_host(action: Mapping) -> str | None:
 
 def initial_placement(model: Mapping) -> dict[str, dict]:
     """vm -> {"host", "state"} as the model describes the cluster before the plan."""
-    return {vm["name"]: {"host": vm["host"], "state": vm.get("state", "running")} for vm in model.get("vms", [])}
+    return {vm["name"]: {"host": vm.get("host"), "state": vm.get("state", "running")} for vm in model.get("vms", [])}
 
 
 def placements_after_steps(initial: Mapping[str, Mapping], steps: list) -> list[dict[str, dict]]:
@@ -237,8 +237,9 @@ def plan_table(plan: Mapping) -> str:
     """A readable summary of a plan: figures, then one line per action, grouped by step."""
     stats = plan.get("stats", {})
     lines = ["plan: objective %s, status %s" % (plan.get("objective", "?"), plan.get("status", "?"))]
-    hosts_used = "%s -> %s (lower bound %s)" % (
-        stats.get("hosts_used_before", "?"), stats.get("hosts_used_after", "?"), stats.get("hosts_lower_bound", "?"))
+    hosts_used = "%s -> %s" % (stats.get("hosts_used_before", "?"), stats.get("hosts_used_after", "?"))
+    if stats.get("hosts_lower_bound", "?") is not None:   # objective schedule has none
+        hosts_used += " (lower bound %s)" % stats.get("hosts_lower_bound", "?")
     figures = [
         ("hosts used", hosts_used),
         ("hosts freed", ", ".join(stats.get("hosts_freed") or plan.get("hosts_freed") or []) or "-"),
@@ -248,6 +249,10 @@ def plan_table(plan: Mapping) -> str:
         ("estimated duration", "%s s" % stats.get("estimated_duration_s", "?")),
         ("solve time", "%s s" % stats.get("solve_seconds", "?")),
     ]
+    if "saved" in plan:   # objective schedule: the VMs it leaves saved to disk
+        kept = plan["saved"]
+        names = ": " + ", ".join(kept[:10]) + (" ..." if len(kept) > 10 else "") if kept else ""
+        figures.append(("vms left saved", "%d%s" % (len(kept), names)))
     width = max(len(name) for name, _value in figures)
     lines += ["  %s  %s" % (name.ljust(width), value) for name, value in figures]
     for number, step in enumerate(plan.get("steps", []), start=1):

@@ -43,6 +43,9 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
         "tests/integration/test_consolidate.py::test_evacuate_empties_the_named_host",),
     "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.rebalance": (
         "tests/integration/test_consolidate.py::test_consolidate_frees_hosts_and_a_rerun_changes_nothing",),
+    "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.schedule": (
+        "tests/integration/test_schedule_playbook.py::test_check_mode_of_schedule_shows_the_suspends_and_moves_nothing",
+        "tests/integration/test_schedule_playbook.py::test_schedule_saves_the_vms_it_leaves_out_and_resumes_them_when_room_frees_up"),
     "ansible-playbook entropy.cluster.plan -e entropy_model_file=M.json -e entropy_plan_file=P.json": (
         "tests/integration/test_plan_offline.py::test_the_readme_what_if_line_with_paths_relative_to_where_it_runs",),
     "ansible-playbook entropy.cluster.<name>": (
@@ -74,6 +77,7 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
         "tests/unit/plugins/inventory/test_awx_inventory_example.py::test_the_awx_inventory_source_example_builds",),
     # docs/benchmarks.md
     "python benchmarks/bench_solver.py": (HERE + "test_the_solver_benchmark_in_a_short_run",),
+    "python benchmarks/bench_schedule.py": (HERE + "test_the_schedule_benchmark_in_a_short_run",),
     "bash tools/run.sh solve --btrplace tests/data/btrplace/FILE --time-limit 5": (HERE + "test_the_btrplace_lines",),
     # docs/fault-soak.md
     "ENTROPY_LAB_DIR=/var/tmp/entropy-soak ENTROPY_LAB_SUBNET=127.0.9 .venv/bin/python benchmarks/soak_faults.py --min-migrations 50": (
@@ -108,7 +112,7 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
         "tests/integration/test_runs_that_die.py::test_after_kill_9_the_migration_goes_on_and_the_next_run_refuses_to_plan",),
     "virsh -c <destination> destroy <vm>": "not run: see `virsh destroy` (docs/fault-soak.md)",
     # docs/solver.md
-    "bash tools/run.sh solve MODEL.json [-o PLAN.json] [--objective consolidate|repair|balance]": (
+    "bash tools/run.sh solve MODEL.json [-o PLAN.json] [--objective consolidate|repair|balance|schedule]": (
         "tests/unit/plugins/plugin_utils/placement/test_cli_and_import.py::test_documented_entry_run_sh_solve",
         "tests/unit/plugins/plugin_utils/placement/test_cli_and_import.py::test_cli_btrplace_instance"),
     "python3 tools/entropy_solve.py MODEL.json ...": (
@@ -269,6 +273,14 @@ def test_the_solver_benchmark_in_a_short_run(tmp_path):
     assert bench.returncode == 0, bench.stderr
     row = [line for line in bench.stdout.splitlines() if line.startswith("| 100/500 | consolidate |")]
     assert len(row) == 1 and "| ok |" in row[0], bench.stdout
+
+
+def test_the_schedule_benchmark_in_a_short_run():
+    """docs/benchmarks.md's schedule benchmark at its smallest (the measured run has 2000 hosts / 10000 VMs)."""
+    bench = shell("python benchmarks/bench_schedule.py --sizes 100x500 --seeds 0", timeout=120)
+    assert bench.returncode == 0, bench.stdout + bench.stderr
+    row = [line for line in bench.stdout.splitlines() if line.startswith("| 100/500 | 0 |")]
+    assert len(row) == 1 and "| yes |" in row[0], bench.stdout
 
 
 def test_the_inventory_benchmark_in_a_short_run():

@@ -5,6 +5,7 @@ solver's integer arrays, so a solver bug cannot hide itself.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any
 
 from .errors import ModelError
@@ -39,7 +40,13 @@ def check_plan(model: Any, plan: Any) -> list[str]:
     replay = _Replay(model)
     for s, step in enumerate(steps):
         replay.step(s, step)
-    return replay.errors + _end(model, replay.where, target)
+    kept = plan.get("saved", [])
+    if not isinstance(kept, list) or not all(isinstance(v, str) for v in kept):
+        return replay.errors + ["plan: 'saved' must be a list of vm names"]
+    errors = replay.errors + _end(model, replay.where, target, set(kept)) + _saved(model, replay.where, plan)
+    if "schedule" in (model.options.objective, plan.get("objective")):
+        errors += priority_errors(model, replay.where)
+    return errors
 
 
 ACTIONS = ("migrate", "suspend", "resume", "start", "stop")
@@ -164,9 +171,10 @@ class _Replay:
             after[vm] = host
 
 
-def _end(model: Model, final: dict[str, str | None], target: dict) -> list[str]:
-    """The state after the last step: nothing suspended, capacities, constraints, target, budgets."""
-    errors = [f"end: vm {vm!r} is left suspended" for vm, h in sorted(final.items()) if h is None]
+def _end(model: Model, final: dict[str, str | None], target: dict, kept: set[str] = frozenset()) -> list[str]:
+    """The state after the last step: nothing suspended (unless the plan lists it in 'saved'), capacities,
+    constraints, target, budgets."""
+    errors = [f"end: vm {vm!r} is left suspended" for vm, h in sorted(final.items()) if h is None and vm not in kept]
     placed = {v: h for v, h in final.items() if h is not None}
     use = _limits(model, {v: {h} for v, h in placed.items()})
     for (h, r), val in sorted(use.items()):
@@ -175,10 +183,11 @@ def _end(model: Model, final: dict[str, str | None], target: dict) -> list[str]:
             errors.append(f"end: host {h!r} {r} {val:g} exceeds capacity {capacity:g}")
     for con in model.constraints:
         errors.extend(f"end: {e}" for e in con.check_final(model, placed))
-    active = set(final)
-    if set(target) != active:
+    active = set(placed)
+    left = {vm for vm, h in final.items() if h is None and vm not in kept}   # reported above
+    if not active <= set(target) or set(target) - active - left:
         missing = sorted(active - set(target))[:3]
-        extra = sorted(set(target) - active)[:3]
+        extra = sorted(set(target) - active - left)[:3]
         errors.append(f"target: must list exactly the running/paused vms (missing {missing}, extra {extra})")
     for vm, h in sorted(target.items()):
         if vm in placed and placed[vm] != h:
@@ -198,4 +207,56 @@ def _budgets(model: Model, placed: dict[str, str]) -> list[str]:
         errors.append(f"budget: {len(moved)} vms relocated, max_migrations is {opts.max_migrations}")
     if opts.max_memory_moved_mib is not None and memory > opts.max_memory_moved_mib:
         errors.append(f"budget: {memory} MiB relocated, max_memory_moved_mib is {opts.max_memory_moved_mib}")
+    return errors
+
+
+def _saved_at_end(model: Model, final: dict[str, str | None]) -> set[str]:
+    """VMs whose memory image is on disk after the plan: suspended by it, or saved in the model and never resumed."""
+    return ({vm for vm, h in final.items() if h is None}
+            | {v.name for v in model.vms if v.state == "saved" and v.name not in final})
+
+
+def _saved(model: Model, final: dict[str, str | None], plan: dict) -> list[str]:
+    """A plan that lists the VMs it leaves saved ('saved', objective schedule) lists exactly them."""
+    if "saved" not in plan:
+        return []
+    listed, really = set(plan["saved"]), _saved_at_end(model, final)
+    errors = [f"saved: vm {vm!r} is listed as saved but ends "
+              f"{'on ' + repr(final[vm]) if final.get(vm) else model.vm(vm).state if vm in model.vm_index else 'unknown'}"
+              for vm in sorted(listed - really)]
+    errors += [f"saved: vm {vm!r} ends saved but the plan does not list it" for vm in sorted(really - listed)]
+    return errors
+
+
+def priority_errors(model: Model, final: dict[str, str | None]) -> list[str]:
+    """The priority rule of objective schedule: no VM saved at the end could take the place of a running VM
+    of lower priority (memory and cpu of the running one at least those of the saved one)."""
+    saved = _saved_at_end(model, final)
+    running = [model.vm(vm) for vm, h in final.items() if h is not None and model.vm(vm).state != "paused"]
+    running.sort(key=lambda v: v.priority or 0)
+    errors: list[str] = []
+    # sweep the saved VMs by priority; `pool` holds the running VMs of strictly lower priority, by memory
+    pool: list[tuple[int, float, str]] = []
+    i = 0
+    top: list[int] = []
+    mems: list[int] = []
+    for s in sorted((model.vm(vm) for vm in saved), key=lambda v: (v.priority or 0, v.name)):
+        grew = False
+        while i < len(running) and (running[i].priority or 0) < (s.priority or 0):
+            pool.append((running[i].memory_mib, running[i].cpu, running[i].name))
+            i += 1
+            grew = True
+        if grew:
+            pool.sort()
+            top = list(range(len(pool)))   # index of the largest cpu among pool[k:]
+            for k in range(len(pool) - 2, -1, -1):
+                if pool[top[k + 1]][1] > pool[k][1]:
+                    top[k] = top[k + 1]
+            mems = [entry[0] for entry in pool]
+        k = bisect_left(mems, s.memory_mib) if pool else 0
+        if k < len(pool) and pool[top[k]][1] >= s.cpu:
+            r = model.vm(pool[top[k]][2])
+            errors.append(f"priority: saved vm {s.name!r} (priority {s.priority or 0}, {s.memory_mib} MiB, cpu {s.cpu:g}) "
+                          f"could take the place of running vm {r.name!r} (priority {r.priority or 0}, "
+                          f"{r.memory_mib} MiB, cpu {r.cpu:g})")
     return errors

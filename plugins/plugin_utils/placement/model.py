@@ -17,7 +17,7 @@ HOST_STATES = ("online", "offline")
 VM_STATES = ("running", "paused", "saved", "stopped")
 # States whose VM holds memory on its host (paused keeps its RAM, consumes no cpu).
 ACTIVE_STATES = ("running", "paused")
-OBJECTIVES = ("consolidate", "repair", "balance")
+OBJECTIVES = ("consolidate", "repair", "balance", "schedule")
 MAX_WORKERS = 2
 
 
@@ -38,7 +38,7 @@ class VM:
     cpu: float
     memory_mib: int
     vcpus: int | None = None
-    priority: int | None = None    # reserved for VM priorities; carried, not used yet
+    priority: int | None = None    # higher runs first (objective schedule); None = 0
 
     @property
     def active(self) -> bool:

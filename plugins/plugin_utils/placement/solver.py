@@ -16,6 +16,7 @@ from .pack import home_pass, pack_cosine, relabel
 from .lns import Lns
 from .model import Model, load_model
 from .planner import build_plan
+from .schedule import solve_schedule
 from .problem import CPU_SCALE, Problem, build_problem
 from .state import State
 
@@ -111,6 +112,8 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
     """
     t0 = time.monotonic()
     model: Model = load_model(model_or_dict, **overrides)
+    if model.options.objective == "schedule":
+        return solve_schedule(model, t0, progress)   # greedy by priority: no CP-SAT needed
     require_ortools()
     prob = build_problem(model)
     raise_if_infeasible(prob)

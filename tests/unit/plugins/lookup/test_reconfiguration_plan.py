@@ -198,7 +198,7 @@ def test_carried_constraints_errors_name_the_cause(variables, expected):
     ({"model": model(vms=[{"name": "web01", "host": "hv1", "cpu": 1, "memory_mib": "8G"}])}, {},
      "the cluster model is malformed: vms[0] (name 'web01'): field 'memory_mib' must be a non-negative integer, got '8G'"),
     ({"model": model({"objective": "fastest"})}, {},
-     "the cluster model is malformed: options: field 'objective' must be one of consolidate, repair, balance, got 'fastest'"),
+     "the cluster model is malformed: options: field 'objective' must be one of consolidate, repair, balance, schedule, got 'fastest'"),
     ({"model": model(), "constraints": [{"type": "fence", "vms": ["vm1"], "hosts": ["nohost"]}]}, {},
      "the cluster model is malformed: constraints[0] (fence): unknown host 'nohost'"),
     ({"model": model(), "evacuate": ["hv1", "hv2", "hv3", "hv4"]}, {}, "no placement satisfies the request: "),
@@ -238,3 +238,25 @@ def test_the_plan_role_leaves_a_model_files_options_in_force(tmp_path):
     _res, plan = plan_playbook(tmp_path, {"entropy_model_file": path, "entropy_objective": "consolidate",
                                           "entropy_max_migrations": 8, "entropy_time_limit_s": 5})
     assert plan["objective"] == "consolidate" and plan["stats"]["hosts_used_after"] == 2
+
+
+def test_objective_schedule_runs_the_highest_priorities_and_lists_the_saved_vms():
+    """Four 4 GiB hosts full of 2 GiB priority-0 VMs; two priority-5 VMs wait saved: two priority-0 VMs are saved."""
+    data = model({"objective": "schedule"})
+    for vm in data["vms"]:
+        vm["memory_mib"] = 2048
+    data["vms"] += [{"name": "hi1", "state": "saved", "cpu": 0.5, "memory_mib": 2048, "priority": 5},
+                    {"name": "hi2", "state": "saved", "host": "hv1", "cpu": 0.5, "memory_mib": 1024, "priority": 5}]
+    plan = run(model=data)
+    assert plan["objective"] == "schedule"
+    assert {"hi1", "hi2"} <= set(plan["target"]) and len(plan["saved"]) == 2
+    kinds = sorted(a["action"] for step in plan["steps"] for a in step)
+    assert kinds == ["resume", "resume", "suspend", "suspend"]
+    assert plan["initial"]["hi1"] == {"host": None, "state": "saved"}
+
+
+def test_the_plan_role_accepts_objective_schedule(tmp_path):
+    data = model({"objective": "consolidate", "time_limit_s": 3})
+    data["vms"].append({"name": "waiting", "state": "saved", "cpu": 0.5, "memory_mib": 1024, "priority": 1})
+    _res, plan = plan_playbook(tmp_path, {"entropy_model_file": write(tmp_path, data), "entropy_objective": "schedule"})
+    assert plan["objective"] == "schedule" and plan["saved"] == [] and "waiting" in plan["target"]

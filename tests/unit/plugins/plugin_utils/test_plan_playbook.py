@@ -325,6 +325,16 @@ def test_table_lists_figures_and_actions():
     assert "nothing to do" in plan_table({"steps": []})
 
 
+def test_table_of_a_schedule_lists_the_vms_left_saved_and_no_lower_bound():
+    stats = {"hosts_used_before": 2, "hosts_used_after": 2, "hosts_lower_bound": None}
+    plan = {"objective": "schedule", "saved": ["lo1", "lo2"], "stats": stats,
+            "steps": [[{"action": "suspend", "vm": "lo1", "host": "hv1"}], [{"action": "resume", "vm": "hi", "to": "hv1"}]]}
+    table = plan_table(plan)
+    assert "hosts used          2 -> 2\n" in table
+    assert "vms left saved      2: lo1, lo2" in table
+    assert "resume hi on hv1" in table
+
+
 def test_suspend_is_to_disk_and_cross_host_resumes_are_found():
     from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook import cross_host_resumes
 

@@ -79,7 +79,7 @@ def test_the_callers_objective_replaces_the_instances_without_a_warning():
     m = placement.import_btrplace(inst, objective="consolidate")
     assert m["options"] == {"objective": "consolidate"}
     assert not any("objective" in w for w in m["warnings"]), m["warnings"]
-    with pytest.raises(placement.ModelError, match="btrplace: objective must be one of consolidate, repair, balance, got 'fast'"):
+    with pytest.raises(placement.ModelError, match="btrplace: objective must be one of consolidate, repair, balance, schedule, got 'fast'"):
         placement.import_btrplace(inst, objective="fast")
 
 
