@@ -189,6 +189,10 @@ class Constraint:
         """A lower bound on the hosts in use that this constraint implies (0 = none)."""
         return 0
 
+    def stats(self, model: Any, target: dict) -> dict:  # pylint: disable=unused-argument
+        """Figures of its own for the plan's stats (target: vm -> host)."""
+        return {}
+
     def improve(self, ctx: Any, data: Any) -> None:  # pylint: disable=unused-argument
         """A last pass on the solution (solver.SolveContext) for the constraint's own secondary objective."""
 

@@ -157,24 +157,53 @@ class Network(Constraint):
     def _running(model: Any, vm: str) -> bool:
         return model.vm(vm).state == "running"
 
+    def _adjacent(self) -> dict[str, list[tuple[str, float]]]:
+        adj = getattr(self, "_adj_cache", None)
+        if adj is None:
+            adj = {}
+            for (u, v), rate in self.pairs.items():
+                if rate > 0:
+                    adj.setdefault(u, []).append((v, rate))
+                    adj.setdefault(v, []).append((u, rate))
+            object.__setattr__(self, "_adj_cache", adj)
+        return adj
+
     def loads(self, model: Any, state: dict) -> dict[tuple[str, str], float]:
-        """Load of every loaded link in a state (vm -> set of hosts occupied; running VMs only count)."""
+        """Load of every loaded link in a state: vm -> hosts it occupies (running VMs only count).
+
+        A VM on one host: exact. A migrating VM runs on its source until the switch-over, then on its
+        destination, and the VMs of one step switch over in any order. Each VM counts its own rate and
+        the pairs it owns at the worst of its positions (against every position of the partner); a
+        pair is owned by its migrating VM, else by the VM whose name sorts last. That bounds every
+        order of switch-overs and is exact when no two VMs of a pair migrate in the same step (the sum
+        of both ends, as for memory, would be reached by no order).
+        """
         use: dict[tuple[str, str], float] = {}
-        for vm, rate in self.own.items():
-            if rate and vm in state and self._running(model, vm):
-                for h in state[vm]:
-                    if h in self.nic:
-                        use["nic", h] = use.get(("nic", h), 0.0) + rate
-        for (u, v), rate in self.pairs.items():
-            if not rate or not state.get(u) or not state.get(v):
+        adj = self._adjacent()
+        for vm, hosts in state.items():
+            if not hosts or not self._running(model, vm):
                 continue
-            if not (self._running(model, u) and self._running(model, v)):
-                continue
-            span = set(state[u]) | set(state[v])
-            if len(span) < 2:
-                continue
-            for link in self.links_split(span):
-                use[link] = use.get(link, 0.0) + rate
+            worst: dict[tuple[str, str], float] = {}
+            for p in hosts:
+                term: dict[tuple[str, str], float] = {}
+                if self.own.get(vm) and p in self.nic:
+                    term["nic", p] = self.own[vm]
+                for k, rate in adj.get(vm, ()):
+                    if not state.get(k) or not self._running(model, k):
+                        continue
+                    mine, theirs = len(hosts) > 1, len(state[k]) > 1
+                    if (mine, vm) < (theirs, k):
+                        continue   # the partner owns this pair
+                    hit: set[tuple[str, str]] = set()
+                    for q in state[k]:
+                        if q != p:
+                            hit.update(self.links_split({p, q}))
+                    for link in hit:
+                        term[link] = term.get(link, 0.0) + rate
+                for link, val in term.items():
+                    worst[link] = max(worst.get(link, 0.0), val)
+            for link, val in worst.items():
+                use[link] = use.get(link, 0.0) + val
         return use
 
     def links_split(self, span: set) -> list[tuple[str, str]]:
@@ -277,6 +306,11 @@ class Network(Constraint):
                 f"more than any host NIC ({biggest / NET_SCALE:g}); raise net_mbps of a host or lower the vm's"
                 for j in data.members if data.own[j] > biggest][:5]
 
+    def stats(self, model: Any, target: dict) -> dict:
+        start = {v.name: v.host for v in model.vms if v.active}
+        return {"cross_rack_mbps_before": round(self.cross_rack(model, start), 3),
+                "cross_rack_mbps": round(self.cross_rack(model, target), 3)}
+
     def improve(self, ctx: Any, data: NetData) -> None:
         """Cut cross-rack traffic after the hosts are minimised (consolidate only)."""
         if ctx.opts.objective == "consolidate":
@@ -304,6 +338,7 @@ class NetData:
     own: list[int]                    # per active VM (kbit/s, 0 unless running)
     partners: list[list[tuple[int, int]]]   # per active VM: (other VM, kbit/s)
     members: list[int]
+    rank: list[int] = field(default_factory=list)   # per active VM: its name's rank (pair ownership)
     _per_state: dict = field(default_factory=dict)
     _planners: dict = field(default_factory=dict)
 
@@ -346,7 +381,10 @@ class NetData:
         members = [j for j in range(prob.n_vms) if own[j] or partners[j]]
         if not members or not cap:
             return None
-        return cls(net, prob, cap, link_hosts, link_names, link_nic, link_rack, own, partners, members)
+        rank = [0] * prob.n_vms
+        for i, j in enumerate(sorted(range(prob.n_vms), key=lambda j: prob.vm_names[j])):
+            rank[j] = i
+        return cls(net, prob, cap, link_hosts, link_names, link_nic, link_rack, own, partners, members, rank)
 
     def links(self, h: int) -> tuple[int, ...]:
         return tuple(x for x in (self.link_nic[h], self.link_rack[h]) if x >= 0)
@@ -465,37 +503,41 @@ class NetData:
             if link not in terms and fixed[link] + c > max(self.cap[link], load[link]):
                 model.AddBoolOr([])   # the free VMs would overload a link outside the sub-problem
 
-    # --- planner --------------------------------------------------------------------------------
-    def _pair_links(self, span: set[int]) -> list[int]:
-        if len(span) < 2:
-            return []
-        out = [self.link_nic[h] for h in span if self.link_nic[h] >= 0]
-        racks = [self.link_rack[h] for h in span]
-        for r in set(racks):
-            if r >= 0 and any(x != r for x in racks):
-                out.append(r)
-        return out
+    # --- planner (the bound of Network.loads: each VM the worst of its positions) ---------------------
+    def _pair_links(self, p: int, q: int) -> tuple[int, ...]:
+        if p == q:
+            return ()
+        out = [x for x in (self.link_nic[p], self.link_nic[q]) if x >= 0]
+        rp, rq = self.link_rack[p], self.link_rack[q]
+        if rp != rq:
+            out.extend(x for x in (rp, rq) if x >= 0)
+        return tuple(out)
 
-    def _occ_contrib(self, occ: list[set[int]], j: int, span_j: set[int], skip: set[int] | None = None) -> dict[int, int]:
-        out: dict[int, int] = {}
-        if self.own[j]:
-            for h in span_j:
-                if self.link_nic[h] >= 0:
-                    out[self.link_nic[h]] = out.get(self.link_nic[h], 0) + self.own[j]
-        if not span_j:
-            return out
-        for k, r in self.partners[j]:
-            if skip is not None and k in skip or not occ[k]:
-                continue
-            for link in self._pair_links(span_j | occ[k]):
-                out[link] = out.get(link, 0) + r
-        return out
+    def _term(self, occ: list[set[int]], j: int) -> dict[int, int]:
+        """VM j's share of the link loads: its own rate and the pairs it owns, the worst of its positions."""
+        worst: dict[int, int] = {}
+        rank = self.rank
+        for p in occ[j]:
+            term: dict[int, int] = {}
+            if self.own[j] and self.link_nic[p] >= 0:
+                term[self.link_nic[p]] = self.own[j]
+            for k, r in self.partners[j]:
+                if not occ[k] or (len(occ[j]) > 1, rank[j]) < (len(occ[k]) > 1, rank[k]):
+                    continue   # k owns the pair (see Network.loads)
+                hit: set[int] = set()
+                for q in occ[k]:
+                    hit.update(self._pair_links(p, q))
+                for link in hit:
+                    term[link] = term.get(link, 0) + r
+            for link, val in term.items():
+                if val > worst.get(link, 0):
+                    worst[link] = val
+        return worst
 
     def _planner_view(self, planner: Any, step: Any) -> dict:
         view = self._planners.get(id(planner))
         if view is None or view["planner"] is not planner:
-            cur = list(planner.prob.init)
-            occ0 = [{h} if h >= 0 else set() for h in cur]
+            occ0 = [{h} if h >= 0 else set() for h in planner.prob.init]
             load0 = self._loads_of(occ0)
             limit = [max(c, x) for c, x in zip(self.cap, load0)]
             view = {"planner": planner, "step": None, "limit": limit}
@@ -511,19 +553,26 @@ class NetData:
 
     def _loads_of(self, occ: list[set[int]]) -> list[int]:
         load = [0] * len(self.cap)
-        done: set[int] = set()
         for j in self.members:
-            for link, amount in self._occ_contrib(occ, j, occ[j], skip=done).items():
+            for link, amount in self._term(occ, j).items():
                 load[link] += amount
-            done.add(j)
         return load
 
     def _delta(self, occ: list[set[int]], j: int, new: set[int]) -> dict[int, int]:
-        before = self._occ_contrib(occ, j, occ[j])
-        after = self._occ_contrib(occ, j, new)
-        for link, amount in before.items():
-            after[link] = after.get(link, 0) - amount
-        return after
+        """Change of the link loads when VM j's occupied hosts become `new`."""
+        affected = [j] + [k for k, _r in self.partners[j]]
+        out: dict[int, int] = {}
+        for k in affected:
+            for link, amount in self._term(occ, k).items():
+                out[link] = out.get(link, 0) - amount
+        old, occ[j] = occ[j], new
+        try:
+            for k in affected:
+                for link, amount in self._term(occ, k).items():
+                    out[link] = out.get(link, 0) + amount
+        finally:
+            occ[j] = old
+        return out
 
     def _extend(self, view: dict, j: int, d: int) -> None:
         occ = view["occ"]

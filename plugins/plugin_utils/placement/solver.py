@@ -292,6 +292,8 @@ def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, it
         "max_memory_used_mib": max(lm, default=0),
         "max_cpu_used": max(lc, default=0) / CPU_SCALE,
     }
+    for con in model.constraints:
+        stats.update(con.stats(model, {prob.vm_names[j]: prob.host_names[h] for j, h in enumerate(target)}))
     return {
         "version": PLAN_VERSION,
         "status": status,
