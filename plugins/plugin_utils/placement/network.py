@@ -180,31 +180,50 @@ class Network(Constraint):
         """
         use: dict[tuple[str, str], float] = {}
         adj = self._adjacent()
+        running = self._running_set(model)
+        nic, own = self.nic, self.own
         for vm, hosts in state.items():
-            if not hosts or not self._running(model, vm):
+            if not hosts or vm not in running:
                 continue
+            mine = len(hosts) > 1
             worst: dict[tuple[str, str], float] = {}
             for p in hosts:
                 term: dict[tuple[str, str], float] = {}
-                if self.own.get(vm) and p in self.nic:
-                    term["nic", p] = self.own[vm]
+                if own.get(vm) and p in nic:
+                    term["nic", p] = own[vm]
                 for k, rate in adj.get(vm, ()):
-                    if not state.get(k) or not self._running(model, k):
-                        continue
-                    mine, theirs = len(hosts) > 1, len(state[k]) > 1
-                    if (mine, vm) < (theirs, k):
-                        continue   # the partner owns this pair
+                    theirs = state.get(k)
+                    if not theirs or k not in running or (mine, vm) < (len(theirs) > 1, k):
+                        continue   # not running, or the partner owns this pair
                     hit: set[tuple[str, str]] = set()
-                    for q in state[k]:
+                    for q in theirs:
                         if q != p:
-                            hit.update(self.links_split({p, q}))
+                            hit.update(self._split2(p, q))
                     for link in hit:
                         term[link] = term.get(link, 0.0) + rate
+                if not mine:
+                    worst = term
+                    break
                 for link, val in term.items():
                     worst[link] = max(worst.get(link, 0.0), val)
             for link, val in worst.items():
                 use[link] = use.get(link, 0.0) + val
         return use
+
+    def _running_set(self, model: Any) -> frozenset:
+        cached = getattr(self, "_running_cache", None)
+        if cached is None or cached[0] is not model:
+            cached = (model, frozenset(v.name for v in model.vms if v.state == "running"))
+            object.__setattr__(self, "_running_cache", cached)
+        return cached[1]
+
+    def _split2(self, p: str, q: str) -> list[tuple[str, str]]:
+        """Links a pair on hosts p != q loads."""
+        out = [("nic", h) for h in (p, q) if h in self.nic]
+        rp, rq = self.rack_of.get(p), self.rack_of.get(q)
+        if rp != rq:
+            out.extend(("uplink", r) for r in (rp, rq) if r is not None)
+        return out
 
     def links_split(self, span: set) -> list[tuple[str, str]]:
         """Links holding some but not all hosts of `span` (at least 2 hosts)."""
@@ -543,8 +562,18 @@ class NetData:
             view = {"planner": planner, "step": None, "limit": limit}
             self._planners[id(planner)] = view
         if view["step"] is not step:
-            occ = [{h} if h >= 0 else set() for h in planner.cur]
-            view.update(step=step, applied=0, occ=occ, load=self._loads_of(occ))
+            if view["step"] is None:
+                occ = [{h} if h >= 0 else set() for h in planner.cur]
+                view.update(occ=occ, load=self._loads_of(occ))
+            else:   # the previous step is committed: each VM that moved now occupies its new host only
+                occ, load, cur = view["occ"], view["load"], planner.cur
+                for j in self.members:
+                    want = {cur[j]} if cur[j] >= 0 else set()
+                    if occ[j] != want:
+                        for link, amount in self._delta(occ, j, want).items():
+                            load[link] += amount
+                        occ[j] = want
+            view.update(step=step, applied=0)
         for act in step.actions[view["applied"]:]:
             if act["action"] in ("migrate", "resume"):
                 self._extend(view, act["_j"], act["_to"])
