@@ -253,3 +253,32 @@ def test_planner_counts_traffic_of_a_migrating_pair_on_both_ends():
     assert check_plan(m, plan) == []
     first = {a["vm"] for a in plan["steps"][0]}
     assert first == {"d"}      # hv2 carries d (200) + a's pair (500) > 600 until d has left
+
+
+# --- the model built from the inventory -------------------------------------------------------
+def test_entropy_solve_network_builds_version_2_from_inventory_output(tmp_path):
+    """`python3 tools/entropy_solve.py INVENTORY.json --network`: VM net_mbps from the measured rx + tx rates."""
+    import json
+    import os
+    import subprocess
+    import sys
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), *([os.pardir] * 5)))
+    hv = {"entropy_kind": "hypervisor", "entropy_cpu_cores": 4, "entropy_memory_mib": 4096, "entropy_reachable": True}
+    guest = {"entropy_kind": "vm", "entropy_hypervisor": "hv1", "entropy_state": "running", "entropy_cpu_demand_cores": 0.5,
+             "entropy_memory_mib": 512, "entropy_vcpus": 1, "entropy_net_rx_bytes_s": 1250000, "entropy_net_tx_bytes_s": 250000}
+    inventory = {"_meta": {"hostvars": {"hv1": hv, "hv2": dict(hv), "vm1": guest}}}
+    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
+    tool = os.path.join(root, "tools", "entropy_solve.py")
+    for args, expect in (([], None), (["--network"], 12.0)):
+        run = subprocess.run([sys.executable, tool, "inventory.json", "-o", "plan.json", "--time-limit", "2", *args],
+                             cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120)
+        assert run.returncode == 0, run.stderr
+        plan = json.loads((tmp_path / "plan.json").read_text())
+        assert ("cross_rack_mbps" in plan["stats"]) == (expect is not None)
+    # the same model, as cluster_model builds it: (1.25 + 0.25) MB/s = 12 Mbit/s
+    sys.path.insert(0, os.path.join(root, "tests", "unit", "plugins", "plugin_utils"))
+    from test_cluster_model import cluster_model   # pylint: disable=import-outside-toplevel
+    built = cluster_model.build_model(inventory["_meta"]["hostvars"], network=True)
+    assert built["version"] == 2 and built["vms"][0]["net_mbps"] == 12.0
+    assert cluster_model.build_model(inventory["_meta"]["hostvars"])["version"] == 1
+    assert "net_mbps" not in cluster_model.build_model(inventory["_meta"]["hostvars"])["vms"][0]
