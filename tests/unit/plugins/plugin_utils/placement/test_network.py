@@ -282,3 +282,37 @@ def test_entropy_solve_network_builds_version_2_from_inventory_output(tmp_path):
     assert built["version"] == 2 and built["vms"][0]["net_mbps"] == 12.0
     assert cluster_model.build_model(inventory["_meta"]["hostvars"])["version"] == 1
     assert "net_mbps" not in cluster_model.build_model(inventory["_meta"]["hostvars"])["vms"][0]
+
+
+def test_search_state_link_loads_stay_equal_to_a_recount_under_random_moves():
+    """The incremental counters (Network.track) against a count from scratch, and against the float checker."""
+    import random
+    import sys
+    sys.path.insert(0, "benchmarks")
+    from synthetic_network import make_network_cluster   # pylint: disable=import-outside-toplevel
+    from placement.problem import build_problem
+    from placement.state import State
+    m = make_network_cluster(12, 60, seed=3, rack_size=4)
+    prob = build_problem(load_model(m))
+    net, data = next((c, d) for c, d in prob.rules if isinstance(c, Network))
+    st = State(prob)
+    for j, h in enumerate(prob.init):
+        st.add(j, h)
+    rng = random.Random(0)
+    for _unused in range(300):
+        j = rng.randrange(prob.n_vms)
+        if st.host_of[j] >= 0 and rng.random() < 0.3:
+            st.remove(j)
+        else:
+            if st.host_of[j] >= 0:
+                st.remove(j)
+            st.add(j, rng.randrange(prob.n_hosts))
+    fresh = State(prob)
+    for j, h in enumerate(st.host_of):
+        if h >= 0:
+            fresh.add(j, h)
+    assert data.state_loads(st) == data.state_loads(fresh)
+    placed = {prob.vm_names[j]: prob.host_names[h] for j, h in enumerate(st.host_of) if h >= 0}
+    floats = net.loads(prob.model, {v: {h} for v, h in placed.items()})
+    for link, name in enumerate(data.link_names):
+        assert abs(data.state_loads(st)[link] / 1000 - floats.get(name, 0.0)) < 0.002 * (1 + len(placed))
