@@ -358,6 +358,7 @@ class NetData:
     partners: list[list[tuple[int, int]]]   # per active VM: (other VM, kbit/s)
     members: list[int]
     rank: list[int] = field(default_factory=list)   # per active VM: its name's rank (pair ownership)
+    host_links: list[tuple[int, ...]] = field(default_factory=list)   # per host: its links (filled on first use)
     _per_state: dict = field(default_factory=dict)
     _planners: dict = field(default_factory=dict)
 
@@ -406,7 +407,10 @@ class NetData:
         return cls(net, prob, cap, link_hosts, link_names, link_nic, link_rack, own, partners, members, rank)
 
     def links(self, h: int) -> tuple[int, ...]:
-        return tuple(x for x in (self.link_nic[h], self.link_rack[h]) if x >= 0)
+        if not self.host_links:
+            self.host_links = [tuple(x for x in (self.link_nic[g], self.link_rack[g]) if x >= 0)
+                               for g in range(len(self.link_nic))]
+        return self.host_links[h]
 
     def contrib(self, host_of: list[int], j: int, h: int) -> dict[int, int]:
         """What VM j on host h adds to the links, its partners staying where they are (unplaced ones add nothing)."""
@@ -414,11 +418,12 @@ class NetData:
         if self.own[j] and self.link_nic[h] >= 0:
             out[self.link_nic[h]] = self.own[j]
         mine = self.links(h)
+        host_links = self.host_links
         for k, r in self.partners[j]:
             g = host_of[k]
             if g < 0 or g == h:
                 continue
-            theirs = self.links(g)
+            theirs = host_links[g]
             for link in mine:
                 if link not in theirs:
                     out[link] = out.get(link, 0) + r
