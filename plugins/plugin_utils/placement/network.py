@@ -621,6 +621,9 @@ class NetData:
         view = self._planner_view(planner, step)
         occ = view["occ"]
         load, limit = view["load"], view["limit"]
+        if not self.partners[j]:   # its own rate only: it adds to the destination's NIC
+            nic = self.link_nic[d]
+            return nic < 0 or d in occ[j] or load[nic] + self.own[j] <= limit[nic]
         delta = self._delta(occ, j, occ[j] | {d})
         return all(amount <= 0 or load[link] + amount <= limit[link] for link, amount in delta.items())
 
