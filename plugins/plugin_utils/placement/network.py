@@ -656,6 +656,9 @@ def reduce_cross_rack(ctx: Any, data: NetData) -> int:
         if data.link_rack[h] >= 0 and prob.usable[h]:
             rack_hosts.setdefault(data.link_rack[h], []).append(h)
     movers = [j for j in data.members if data.partners[j] and prob.movable[j] and len(st.units[st.unit_of[j]]) == 1]
+    # with a migration budget, never relocate a VM that the plan leaves in place (the budget was met before)
+    frozen = {j for j in range(prob.n_vms) if st.host_of[j] == prob.init[j]} if ctx.budgeted else set()
+    movers = [j for j in movers if j not in frozen]
     saved_total = 0
     for _round in range(4):
         saved_round = 0
@@ -677,7 +680,7 @@ def reduce_cross_rack(ctx: Any, data: NetData) -> int:
             for rack in sorted(weights, key=lambda x: (-weights[x], x)):
                 if rack == data.link_rack[a]:
                     continue
-                gain = _try_rack(st, data, j, a, now, rack_hosts.get(rack, []), open_at)
+                gain = _try_rack(st, data, j, a, now, rack_hosts.get(rack, []), open_at, frozen)
                 if gain > 0:
                     saved_round += gain
                     break
@@ -687,7 +690,8 @@ def reduce_cross_rack(ctx: Any, data: NetData) -> int:
     return saved_total
 
 
-def _try_rack(st: Any, data: NetData, j: int, a: int, now: int, hosts: list[int], open_at: int | None) -> int:
+def _try_rack(st: Any, data: NetData, j: int, a: int, now: int, hosts: list[int], open_at: int | None,
+              frozen: set[int]) -> int:
     """Put j on a host of the rack (direct move, else a swap with a VM that loses less); returns the gain."""
     prob = st.prob
     used = [h for h in hosts if st.members[h] and h != a]
@@ -706,7 +710,7 @@ def _try_rack(st: Any, data: NetData, j: int, a: int, now: int, hosts: list[int]
         if gain_j <= 0:
             continue
         for k in sorted(st.members[h], key=lambda k: (len(data.partners[k]), k))[:12]:
-            if not prob.movable[k] or len(st.units[st.unit_of[k]]) != 1:
+            if not prob.movable[k] or len(st.units[st.unit_of[k]]) != 1 or k in frozen:
                 continue
             loss_k = _cross(data, st.host_of, k, a) - _cross(data, st.host_of, k, h)
             if gain_j - loss_k <= 0:

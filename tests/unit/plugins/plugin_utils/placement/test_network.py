@@ -316,3 +316,14 @@ def test_search_state_link_loads_stay_equal_to_a_recount_under_random_moves():
     floats = net.loads(prob.model, {v: {h} for v, h in placed.items()})
     for link, name in enumerate(data.link_names):
         assert abs(data.state_loads(st)[link] / 1000 - floats.get(name, 0.0)) < 0.002 * (1 + len(placed))
+
+
+def test_cross_rack_pass_keeps_a_migration_budget():
+    racks = [{"name": "r1", "uplink_mbps": 100000}, {"name": "r2", "uplink_mbps": 100000}]
+    hosts = [host("hv1", "r1", gib=16), host("hv2", "r2", gib=16)]
+    vms = [vm("a", "hv1"), vm("b", "hv2"), vm("c", "hv1"), vm("d", "hv2")]
+    m = model(hosts, vms, racks=racks, traffic=[{"vms": ["a", "b"], "mbps": 100}, {"vms": ["c", "d"], "mbps": 100}])
+    free = solve_checked(m)
+    assert free["stats"]["cross_rack_mbps"] == 0
+    budget = solve_checked(m, max_migrations=0)
+    assert budget["stats"]["migrations"] == 0 and budget["stats"]["cross_rack_mbps"] == 200
