@@ -569,15 +569,14 @@ class NetData:
         if view["step"] is not step:
             if view["step"] is None:
                 occ = [{h} if h >= 0 else set() for h in planner.cur]
-                view.update(occ=occ, load=self._loads_of(occ))
+                terms: dict[int, dict[int, int]] = {}
+                view.update(occ=occ, load=self._loads_of(occ, terms), terms=terms)
             else:   # the previous step is committed: each VM that moved now occupies its new host only
-                occ, load, cur = view["occ"], view["load"], planner.cur
+                occ, cur = view["occ"], planner.cur
                 for j in self.members:
                     want = {cur[j]} if cur[j] >= 0 else set()
                     if occ[j] != want:
-                        for link, amount in self._delta(occ, j, want).items():
-                            load[link] += amount
-                        occ[j] = want
+                        self._apply(view, j, want)
             view.update(step=step, applied=0)
         for act in step.actions[view["applied"]:]:
             if act["action"] in ("migrate", "resume"):
@@ -585,35 +584,45 @@ class NetData:
         view["applied"] = len(step.actions)
         return view
 
-    def _loads_of(self, occ: list[set[int]]) -> list[int]:
+    def _loads_of(self, occ: list[set[int]], terms: dict[int, dict[int, int]] | None = None) -> list[int]:
         load = [0] * len(self.cap)
         for j in self.members:
-            for link, amount in self._term(occ, j).items():
+            term = self._term(occ, j)
+            if terms is not None:
+                terms[j] = term
+            for link, amount in term.items():
                 load[link] += amount
         return load
 
-    def _delta(self, occ: list[set[int]], j: int, new: set[int]) -> dict[int, int]:
-        """Change of the link loads when VM j's occupied hosts become `new`."""
+    def _delta(self, occ: list[set[int]], j: int, new: set[int], terms: dict[int, dict[int, int]]
+               ) -> tuple[dict[int, int], dict[int, dict[int, int]]]:
+        """Change of the link loads when VM j's occupied hosts become `new`, and the new terms of the VMs
+        it touches (j and its partners; `terms` holds the current ones)."""
         affected = [j] + [k for k, _r in self.partners[j]]
         out: dict[int, int] = {}
         for k in affected:
-            for link, amount in self._term(occ, k).items():
+            for link, amount in terms.get(k, {}).items():   # VMs with no rate and no pair have no term
                 out[link] = out.get(link, 0) - amount
+        fresh: dict[int, dict[int, int]] = {}
         old, occ[j] = occ[j], new
         try:
             for k in affected:
-                for link, amount in self._term(occ, k).items():
+                fresh[k] = term = self._term(occ, k)
+                for link, amount in term.items():
                     out[link] = out.get(link, 0) + amount
         finally:
             occ[j] = old
-        return out
+        return out, fresh
+
+    def _apply(self, view: dict, j: int, new: set[int]) -> None:
+        delta, fresh = self._delta(view["occ"], j, new, view["terms"])
+        for link, amount in delta.items():
+            view["load"][link] += amount
+        view["terms"].update(fresh)
+        view["occ"][j] = new
 
     def _extend(self, view: dict, j: int, d: int) -> None:
-        occ = view["occ"]
-        new = occ[j] | {d}
-        for link, amount in self._delta(occ, j, new).items():
-            view["load"][link] += amount
-        occ[j] = new
+        self._apply(view, j, view["occ"][j] | {d})
 
     def guard(self, planner: Any, step: Any, j: int, d: int) -> bool:
         if not self.own[j] and not self.partners[j]:
@@ -624,7 +633,7 @@ class NetData:
         if not self.partners[j]:   # its own rate only: it adds to the destination's NIC
             nic = self.link_nic[d]
             return nic < 0 or d in occ[j] or load[nic] + self.own[j] <= limit[nic]
-        delta = self._delta(occ, j, occ[j] | {d})
+        delta, _fresh = self._delta(occ, j, occ[j] | {d}, view["terms"])
         return all(amount <= 0 or load[link] + amount <= limit[link] for link, amount in delta.items())
 
 
