@@ -1,7 +1,7 @@
 """Solve a placement model from the command line (see docs/solver.md).
 
 usage: python3 tools/entropy_solve.py MODEL.json [-o PLAN.json] [--objective consolidate|repair|balance]
-       [--time-limit S] [--seed N] [--btrplace] [--check PLAN.json]
+       [--time-limit S] [--seed N] [--btrplace] [--network] [--check PLAN.json]
    or: bash tools/run.sh solve MODEL.json ...   (builds the checkout's venv first if needed)
 MODEL.json may also be the output of `ansible-inventory -i <cluster>.libvirt_cluster.yml --list`: the model is
 then built from it by the inventory's own function (cluster_model.build_model), constraints included.
