@@ -1,7 +1,7 @@
 """Solve a placement model from the command line (see docs/solver.md).
 
 usage: python3 tools/entropy_solve.py MODEL.json [-o PLAN.json] [--objective consolidate|repair|balance|schedule]
-       [--time-limit S] [--seed N] [--btrplace] [--check PLAN.json]
+       [--time-limit S] [--seed N] [--btrplace] [--network] [--check PLAN.json]
    or: bash tools/run.sh solve MODEL.json ...   (builds the checkout's venv first if needed)
 MODEL.json may also be the output of `ansible-inventory -i <cluster>.libvirt_cluster.yml --list`: the model is
 then built from it by the inventory's own function (cluster_model.build_model), constraints included.
@@ -50,12 +50,14 @@ def _parser(objectives: tuple[str, ...]) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, choices=(1, 2))
     p.add_argument("--btrplace", action="store_true", help="the input is a BtrPlace instance")
+    p.add_argument("--network", action="store_true", help="with ansible-inventory output: build the network model "
+                                                          "(version 2, VM net_mbps from the measured rx+tx rates)")
     p.add_argument("--check", metavar="PLAN", help="do not solve: check this plan against the model")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line and no summary")
     return p
 
 
-def _load(path: str, btrplace: bool, objective: str | None, placement: Any) -> Any:
+def _load(path: str, btrplace: bool, objective: str | None, placement: Any, network: bool = False) -> Any:
     if btrplace:
         return placement.import_btrplace(path, objective=objective)
     if path == "-":
@@ -65,7 +67,7 @@ def _load(path: str, btrplace: bool, objective: str | None, placement: Any) -> A
         with opener(path, "rt", encoding="utf-8") as handle:
             data = json.load(handle)
     if isinstance(data, dict) and "_meta" in data:  # ansible-inventory --list: the model as the inventory builds it
-        return _cluster_model().model_from_inventory_json(data)
+        return _cluster_model().model_from_inventory_json(data, network=network)
     return data
 
 
@@ -97,6 +99,8 @@ def _summary(plan: dict, out: TextIO, units: bool = True) -> None:
     if "saved" in plan:   # objective schedule
         out.write(f"vms saved {s['vms_saved_before']} -> {s['vms_saved_after']} ({s['suspends']} suspends, "
                   f"{s['resumes']} resumes)\n")
+    if s.get("cross_rack_mbps") is not None:
+        out.write(f"network: cross-rack traffic {s['cross_rack_mbps_before']:.0f} -> {s['cross_rack_mbps']:.0f} Mbit/s\n")
     if plan["hosts_freed"]:
         freed = plan["hosts_freed"]
         out.write(f"hosts freed ({len(freed)}): {', '.join(freed[:10])}{' ...' if len(freed) > 10 else ''}\n")
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser(OBJECTIVES).parse_args(argv)
     err = sys.stderr
     try:
-        model = _load(args.model, args.btrplace, args.objective, placement)
+        model = _load(args.model, args.btrplace, args.objective, placement, args.network)
     except (OSError, ValueError, EOFError) as exc:
         err.write(f"error: cannot read model {args.model!r}: {exc}\n")
         return EXIT_BAD_INPUT

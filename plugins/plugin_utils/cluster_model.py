@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import is_active_word, model_state as vm_model_state
 
 MODEL_VERSION = 1
+NETWORK_MODEL_VERSION = 2   # build_model(network=True): VM net_mbps from the measured rx+tx rates
 # Host variables that carry the inventory file's model_constraints / model_options (the libvirt_cluster inventory
 # sets them on each of its hypervisors when they are not empty), so that every route that builds the model from
 # host vars - the inventory's own export, the lookups on hostvars, ansible-inventory --list - gets them.
@@ -46,7 +47,8 @@ def union_constraints(*lists) -> list:
     return result
 
 
-def build_model(hostvars: Mapping[str, Mapping], constraints: list | None = None, options: Mapping | None = None) -> dict:
+def build_model(hostvars: Mapping[str, Mapping], constraints: list | None = None, options: Mapping | None = None,
+                network: bool = False) -> dict:
     """Build the solver's model dict from inventory host vars.
 
     ``hostvars``: host name -> vars (``entropy_kind``, ``entropy_cpu_cores``, ... as set by the
@@ -61,6 +63,10 @@ def build_model(hostvars: Mapping[str, Mapping], constraints: list | None = None
     subtracted from their host's capacity, with a warning. A crashed VM holds its memory where it is
     and cannot run anywhere else: it is paused in the model and pinned to its host (a ``root`` constraint).
 
+    ``network``: build the network model (version 2): each running VM's ``net_mbps`` is its measured
+    receive + transmit rate (``entropy_net_rx_bytes_s`` + ``entropy_net_tx_bytes_s``, in Mbit/s); NIC
+    capacities, racks and traffic groups are not measured and are left to the user (docs/model-format.md).
+
     Raises ValueError when the carried constraints or options are malformed or when hypervisors carry
     options that disagree.
     """
@@ -73,6 +79,8 @@ def build_model(hostvars: Mapping[str, Mapping], constraints: list | None = None
         entry = _vm_entry(name, vvars, online, hypervisors, warnings)
         if entry is None:
             continue
+        if network:
+            _net_rate(name, vvars, entry, warnings)
         model_vms.append(entry)
         if vvars.get("entropy_state") == "crashed":
             crashed.append(name)
@@ -89,7 +97,7 @@ def build_model(hostvars: Mapping[str, Mapping], constraints: list | None = None
                         "(entropy.cluster.host_maintenance state=absent)" % ", ".join(maintenance))
     offline = [{"type": "offline", "hosts": maintenance}] if maintenance else []
     return {
-        "version": MODEL_VERSION,
+        "version": NETWORK_MODEL_VERSION if network else MODEL_VERSION,
         "hosts": list(online.values()),
         "vms": model_vms,
         "constraints": union_constraints(carried_constraints, constraints, pinned, offline),
@@ -161,6 +169,17 @@ def _vm_entry(name: str, vvars: Mapping, online: Mapping[str, dict], hypervisors
     return entry
 
 
+def _net_rate(name: str, vvars: Mapping, entry: dict, warnings: list[str]) -> None:
+    """A running VM's net_mbps: the inventory's measured rx + tx rates (bytes/s) in Mbit/s."""
+    if entry["state"] != "running":
+        return
+    rx, tx = vvars.get("entropy_net_rx_bytes_s"), vvars.get("entropy_net_tx_bytes_s")
+    if rx is None and tx is None:
+        warnings.append("VM %s: network rates not measured (sampling_interval 0 or no network card): net_mbps left out" % name)
+        return
+    entry["net_mbps"] = _round((float(rx or 0) + float(tx or 0)) * 8 / 1e6)
+
+
 def _take_off_other_copies(name: str, vvars: Mapping, online: Mapping[str, dict], warnings: list[str]) -> None:
     """Other copies of the same VM (defined on several hypervisors): an active one holds resources on its host."""
     host = vvars.get("entropy_hypervisor")
@@ -219,9 +238,10 @@ def strip_unsafe(value):
     return value
 
 
-def model_from_inventory_json(data: Mapping, constraints: list | None = None, options: Mapping | None = None) -> dict:
+def model_from_inventory_json(data: Mapping, constraints: list | None = None, options: Mapping | None = None,
+                              network: bool = False) -> dict:
     """The model from the JSON printed by ``ansible-inventory -i <file>.libvirt_cluster.yml --list``."""
     meta = data.get("_meta") if isinstance(data, Mapping) else None
     if not isinstance(meta, Mapping) or not isinstance(meta.get("hostvars"), Mapping):
         raise ValueError("not the output of ansible-inventory --list: no _meta.hostvars")
-    return build_model(strip_unsafe(meta["hostvars"]), constraints, options)
+    return build_model(strip_unsafe(meta["hostvars"]), constraints, options, network=network)

@@ -54,6 +54,10 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "bash tools/run.sh solve model.json -o plan.json --time-limit 30": (HERE + "test_the_solve_lines_of_the_readme_and_solver_md",),
     "bash tools/run.sh solve model.json --check plan.json": (HERE + "test_the_solve_lines_of_the_readme_and_solver_md",),
     "bash tools/run.sh solve --btrplace tests/data/btrplace/issue-131-0.json.gz -o plan.json": (HERE + "test_the_btrplace_lines",),
+    "python3 tools/entropy_solve.py tests/data/network/two-racks.json -o plan.json": (HERE + "test_the_network_model_line",),
+    "python3 tools/entropy_solve.py INVENTORY.json --network": (
+        "tests/unit/plugins/plugin_utils/placement/test_network.py::test_entropy_solve_network_builds_version_2_from_inventory_output",),
+    "python benchmarks/bench_network.py": (HERE + "test_the_network_benchmark_in_a_short_run",),
     "bash tools/run.sh solve": ("tests/unit/plugins/plugin_utils/placement/test_cli_and_import.py::test_documented_entry_run_sh_solve",),
     "bash tools/run.sh setup": CI + ": every layer runs setup first",
     "python3 tools/entropy_solve.py ARGS": (
@@ -206,6 +210,30 @@ def test_the_solve_lines_of_the_readme_and_solver_md(tmp_path):
     assert solved.returncode == 0 and re.search(r"^status \w+ \(consolidate\): hosts used 3 -> 2 \(lower bound 2\)", solved.stderr, re.M), solved.stderr
     checked = shell("bash tools/run.sh solve cluster.json --check plan.json", tmp_path)
     assert checked.returncode == 0 and "plan is valid" in checked.stderr, checked.stderr
+
+
+def test_the_network_model_line(tmp_path):
+    """README: the example network model (version 2) solved by tools/entropy_solve.py: valid, fewer hosts, and its
+    declared traffic kept inside the racks."""
+    for name in ("tools", "plugins"):
+        os.symlink(os.path.join(ROOT, name), os.path.join(tmp_path, name))
+    solved = shell("python3 tools/entropy_solve.py tests/data/network/two-racks.json -o plan.json", tmp_path)
+    assert solved.returncode == 0, solved.stderr
+    assert re.search(r"^network: cross-rack traffic 3800 -> 0 Mbit/s$", solved.stderr, re.M), solved.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["stats"]["hosts_used_after"] < plan["stats"]["hosts_used_before"]
+    checked = shell("python3 tools/entropy_solve.py tests/data/network/two-racks.json --check plan.json", tmp_path)
+    assert checked.returncode == 0 and "plan is valid" in checked.stderr, checked.stderr
+
+
+def test_the_network_benchmark_in_a_short_run():
+    """docs/benchmarks.md's network benchmark on a small cluster with a 2 s limit (the measured run takes minutes)."""
+    bench = shell("python benchmarks/bench_network.py --sizes 80x400 --rack-size 10 --time-limit 2 --markdown", timeout=300)
+    assert bench.returncode == 0, bench.stderr
+    row = [line for line in bench.stdout.splitlines() if line.startswith("| 80/400 |")]
+    assert len(row) == 1, bench.stdout
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    assert cells[6] == "0" and cells[7] == "0", row   # no NIC/uplink violation, no violation at all
 
 
 BTRPLACE = sorted(name for name in os.listdir(os.path.join(ROOT, "tests", "data", "btrplace")) if name.endswith(".json.gz"))

@@ -124,6 +124,8 @@ class Constraint:
     OPTIONAL: tuple[str, ...] = ()
     HAS_CONTINUOUS = True    # accepts the `continuous` flag
     ALWAYS_CONTINUOUS = False
+    HOST_IDENTITY = False    # True: swapping two same-size hosts' contents may break it (pack.relabel skips)
+    IMPROVE_SHARE = 0.0      # share of the time limit kept for its `improve` pass
 
     # --- parsing -----------------------------------------------------------------------------
     @classmethod
@@ -179,6 +181,20 @@ class Constraint:
 
     def guard(self, planner: Any, step: Any, j: int, d: int, data: Any) -> bool:  # pylint: disable=unused-argument
         return True
+
+    def track(self, st: Any, data: Any, j: int, h: int, sign: int) -> None:  # pylint: disable=unused-argument
+        """The search state adds (sign 1) or removes (-1) VM j on host h (classes registered with Builder.track)."""
+
+    def hosts_bound(self, prob: Any, data: Any) -> int:  # pylint: disable=unused-argument
+        """A lower bound on the hosts in use that this constraint implies (0 = none)."""
+        return 0
+
+    def stats(self, model: Any, target: dict) -> dict:  # pylint: disable=unused-argument
+        """Figures of its own for the plan's stats (target: vm -> host)."""
+        return {}
+
+    def improve(self, ctx: Any, data: Any) -> None:  # pylint: disable=unused-argument
+        """A last pass on the solution (solver.SolveContext) for the constraint's own secondary objective."""
 
     def narrow(self, prob: Any, j: int, hosts: set[int]) -> set[int] | None:  # pylint: disable=unused-argument
         """Hosts left to VM j once this constraint applies (None = it does not restrict j)."""

@@ -11,8 +11,13 @@ from typing import Any
 
 from .constraints import Constraint, parse_constraint
 from .errors import ModelError
+from .network import parse_network
 
 MODEL_VERSION = 1
+MODEL_VERSIONS = (1, 2)   # version 2 adds the network model (network.py)
+NETWORK_HOST_FIELDS = ("net_mbps", "rack")
+NETWORK_VM_FIELDS = ("net_mbps", "dirty_mib_s")
+NETWORK_TOP_FIELDS = ("racks", "traffic")
 HOST_STATES = ("online", "offline")
 VM_STATES = ("running", "paused", "saved", "stopped")
 # States whose VM holds memory on its host (paused keeps its RAM, consumes no cpu).
@@ -28,6 +33,8 @@ class Host:
     memory_mib: int
     state: str = "online"
     cluster: str | None = None     # reserved for clusters of clusters; carried, not used yet
+    net_mbps: float | None = None  # version 2: NIC capacity (None = unlimited)
+    rack: str | None = None        # version 2: the rack whose uplink the host shares
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ class VM:
     memory_mib: int
     vcpus: int | None = None
     priority: int | None = None    # higher runs first (objective schedule); None = 0
+    net_mbps: float | None = None  # version 2: own network rate (rx + tx)
+    dirty_mib_s: float | None = None   # version 2: memory dirtying rate; carried for migration scheduling
 
     @property
     def active(self) -> bool:
@@ -66,6 +75,7 @@ class Options:
     min_gain_hosts: int = 0
     max_iterations: int | None = None
     allow_suspend: bool = True
+    cross_rack_mbps_per_host: float | None = None   # network: traffic worth one more host (None = hosts first)
 
 
 @dataclass
@@ -160,23 +170,38 @@ def _no_unknown(where: str, raw: dict, allowed: tuple[str, ...]) -> None:
         raise ModelError(f"{where}: unknown field(s) {', '.join(repr(k) for k in extra)}")
 
 
-def _parse_host(idx: int, raw: Any) -> Host:
+def _version_2(where: str, raw: dict, keys: tuple[str, ...], version: int) -> None:
+    for key in keys:
+        if version < 2 and key in raw:
+            raise ModelError(f"{where}: field {key!r} needs model version 2; set \"version\": 2 at the top of the model")
+
+
+def _parse_host(idx: int, raw: Any, version: int = 1) -> Host:
     where = _where("hosts", idx, raw)
     if not isinstance(raw, dict):
         raise ModelError(f"{where}: must be an object, got {type(raw).__name__}")
-    _no_unknown(where, raw, ("name", "cpu", "memory_mib", "state", "cluster"))
+    _version_2(where, raw, NETWORK_HOST_FIELDS, version)
+    _no_unknown(where, raw, ("name", "cpu", "memory_mib", "state", "cluster") + NETWORK_HOST_FIELDS)
     return Host(name=_string(where, raw, "name"),
                 cpu=float(_number(where, raw, "cpu")),
                 memory_mib=_number(where, raw, "memory_mib", integer=True),
                 state=_string(where, raw, "state", HOST_STATES, default="online"),
-                cluster=_string(where, raw, "cluster", nullable=True))
+                cluster=_string(where, raw, "cluster", nullable=True),
+                net_mbps=_optional_float(where, raw, "net_mbps"),
+                rack=_string(where, raw, "rack", nullable=True))
 
 
-def _parse_vm(idx: int, raw: Any) -> VM:
+def _optional_float(where: str, raw: dict, key: str) -> float | None:
+    val = _number(where, raw, key, required=False)
+    return None if val is None else float(val)
+
+
+def _parse_vm(idx: int, raw: Any, version: int = 1) -> VM:
     where = _where("vms", idx, raw)
     if not isinstance(raw, dict):
         raise ModelError(f"{where}: must be an object, got {type(raw).__name__}")
-    _no_unknown(where, raw, ("name", "host", "state", "vcpus", "cpu", "memory_mib", "priority"))
+    _version_2(where, raw, NETWORK_VM_FIELDS, version)
+    _no_unknown(where, raw, ("name", "host", "state", "vcpus", "cpu", "memory_mib", "priority") + NETWORK_VM_FIELDS)
     state = _string(where, raw, "state", VM_STATES, default="running")
     vcpus = _number(where, raw, "vcpus", integer=True, positive=True, required=False)
     cpu = raw.get("cpu")
@@ -192,7 +217,9 @@ def _parse_vm(idx: int, raw: Any) -> VM:
               host=_string(where, raw, "host", nullable=state not in ACTIVE_STATES),
               state=state, cpu=float(cpu),
               memory_mib=_number(where, raw, "memory_mib", integer=True), vcpus=vcpus,
-              priority=_integer(where, raw, "priority"))
+              priority=_integer(where, raw, "priority"),
+              net_mbps=_optional_float(where, raw, "net_mbps"),
+              dirty_mib_s=_optional_float(where, raw, "dirty_mib_s"))
 
 
 def _parse_options(raw: Any) -> Options:
@@ -219,6 +246,8 @@ def _parse_options(raw: Any) -> Options:
     if not isinstance(allow, bool):
         raise ModelError(f"options: field 'allow_suspend' must be a boolean, got {allow!r}")
     opt.allow_suspend = allow
+    weight = _number("options", raw, "cross_rack_mbps_per_host", required=False)
+    opt.cross_rack_mbps_per_host = None if weight is None else float(weight)
     return opt
 
 
@@ -245,14 +274,16 @@ def load_model(raw: Any, **overrides: Any) -> Model:
         return replace(raw, options=_parse_options(merged))   # the caller's Model is left as it was
     if not isinstance(raw, dict):
         raise ModelError(f"model: must be a JSON object, got {type(raw).__name__}")
-    _no_unknown("model", raw, ("version", "hosts", "vms", "constraints", "options", "warnings"))
-    if raw.get("version") != MODEL_VERSION:
-        raise ModelError(f"model: field 'version' must be {MODEL_VERSION}, got {raw.get('version')!r}")
+    _no_unknown("model", raw, ("version", "hosts", "vms", "constraints", "options", "warnings") + NETWORK_TOP_FIELDS)
+    version = raw.get("version")
+    if isinstance(version, bool) or version not in MODEL_VERSIONS:
+        raise ModelError(f"model: field 'version' must be 1 or 2 (2 for the network fields), got {version!r}")
+    _version_2("model", raw, NETWORK_TOP_FIELDS, version)
     for key in ("hosts", "vms"):
         if not isinstance(raw.get(key), list):
             raise ModelError(f"model: field {key!r} must be a list, got {type(raw.get(key)).__name__}")
-    hosts = [_parse_host(i, h) for i, h in enumerate(raw["hosts"])]
-    vms = [_parse_vm(i, v) for i, v in enumerate(raw["vms"])]
+    hosts = [_parse_host(i, h, version) for i, h in enumerate(raw["hosts"])]
+    vms = [_parse_vm(i, v, version) for i, v in enumerate(raw["vms"])]
     host_index = _names("hosts", hosts)
     vm_index = _names("vms", vms)
     for i, vm in enumerate(vms):
@@ -266,6 +297,9 @@ def load_model(raw: Any, **overrides: Any) -> Model:
     if not isinstance(raw_cons, list):
         raise ModelError(f"model: field 'constraints' must be a list, got {type(raw_cons).__name__}")
     constraints = [parse_constraint(i, c, host_index, vm_index) for i, c in enumerate(raw_cons)]
+    network = parse_network(raw, hosts, vms, vm_index, len(constraints)) if version >= 2 else None
+    if network is not None:
+        constraints.append(network)   # implicit: NICs and uplinks are checked like any constraint
     options = dict(raw.get("options") or {}) if isinstance(raw.get("options") or {}, dict) else raw.get("options")
     if overrides and isinstance(options, dict):
         options.update(overrides)

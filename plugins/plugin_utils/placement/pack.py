@@ -72,6 +72,8 @@ def relabel(st: State) -> int:
     prob = st.prob
     if any(scope is not None for _a, scope, _c in prob.max_online):
         return 0
+    if any(con.HOST_IDENTITY for con, data in prob.rules if data is not None):
+        return 0
 
     def free_host(h: int) -> bool:
         return prob.usable[h] and all(prob.movable[j] and prob.domain[j] is None for j in st.members[h])

@@ -36,6 +36,8 @@ class Problem:
     rules: list[tuple[Constraint, Any]] = field(default_factory=list)
     # per VM: the constraints whose `fits` hook judges where it may go
     vm_rules: list[list[tuple[Constraint, Any]]] = field(default_factory=list)
+    # constraints that keep their own counters in the search state (Constraint.track)
+    trackers: list[tuple[Constraint, Any]] = field(default_factory=list)
 
     @cached_property
     def vm_pos(self) -> dict[str, int]:

@@ -117,15 +117,22 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
     require_ortools()
     prob = build_problem(model)
     raise_if_infeasible(prob)
-    lb = max(hosts_lower_bound(prob), joint_cover_bound(prob) or 0)
+    lb = max(hosts_lower_bound(prob), joint_cover_bound(prob) or 0,
+             *(con.hosts_bound(prob, data) for con, data in prob.rules if data is not None))
     st, failed = keep_and_repair(prob)
     ctx = SolveContext(model, prob, st, t0, progress)
     dense = prob.n_vms * max(len(ctx.usable), 1) <= DENSE_PAIRS
     if failed or _over_budget(prob, st.host_of):
         _viable_start(ctx, dense, bool(failed))
+    improvers = [(con, data) for con, data in prob.rules if data is not None and con.IMPROVE_SHARE]
+    keep = ctx.opts.time_limit_s * min(sum(con.IMPROVE_SHARE for con, _d in improvers), 0.5)
+    ctx.deadline -= keep
     lns = Lns(ctx, lower_bound=lb, max_iterations=ctx.opts.max_iterations if ctx.opts.max_iterations is not None
               else MAX_ITERATIONS)
     proved, hosts_phase = _optimise(ctx, lns, dense)
+    ctx.deadline += keep
+    for con, data in improvers:
+        con.improve(ctx, data)   # each constraint's own secondary objective (e.g. network: cross-rack traffic)
     target = _keep_if_not_worth_it(ctx, st.placement())
     plan = _plan(prob, target, lb, t0, proved, lns.iterations)
     plan["stats"]["hosts_phase_seconds"] = None if hosts_phase is None else round(hosts_phase, 3)
@@ -288,6 +295,8 @@ def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, it
         "max_memory_used_mib": max(lm, default=0),
         "max_cpu_used": max(lc, default=0) / CPU_SCALE,
     }
+    for con in model.constraints:
+        stats.update(con.stats(model, {prob.vm_names[j]: prob.host_names[h] for j, h in enumerate(target)}))
     return {
         "version": PLAN_VERSION,
         "status": status,

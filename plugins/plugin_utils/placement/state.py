@@ -62,6 +62,8 @@ class State:
                 if self._in_scope(k, h):
                     self.online_count[k] += 1
         self._unlist(h)
+        for con, data in prob.trackers:
+            con.track(self, data, j, h, 1)
         self.host_of[j] = h
         self.lc[h] += prob.cpu[j]
         self.lm[h] += prob.mem[j]
@@ -76,6 +78,8 @@ class State:
         prob = self.prob
         h = self.host_of[j]
         self._unlist(h)
+        for con, data in prob.trackers:
+            con.track(self, data, j, h, -1)
         self.host_of[j] = -1
         self.lc[h] -= prob.cpu[j]
         self.lm[h] -= prob.mem[j]

@@ -186,3 +186,17 @@ def test_the_solver_moves_vms_off_a_host_in_maintenance_and_never_onto_it():
     plan = solve(cluster_model.build_model(hostvars, options={"objective": "balance", "time_limit_s": 5}))
     assert set(plan["target"]) == {"vm1", "vm2", "vm3"}
     assert "hv1" not in plan["target"].values(), plan["target"]
+
+
+def test_network_model_fills_net_mbps_from_the_measured_rates():
+    hostvars = {"hv1": hv(), "vm1": vm("hv1", entropy_net_rx_bytes_s=1000000, entropy_net_tx_bytes_s=500000),
+                "vm2": vm("hv1", entropy_net_rx_bytes_s=None, entropy_net_tx_bytes_s=None),
+                "vm3": vm("hv1", state="paused", demand=None, entropy_net_rx_bytes_s=10, entropy_net_tx_bytes_s=10)}
+    model = cluster_model.build_model(hostvars, network=True)
+    assert model["version"] == 2
+    assert model["vms"][0]["net_mbps"] == 12.0
+    assert "net_mbps" not in model["vms"][1] and "net_mbps" not in model["vms"][2]
+    assert model["warnings"] == ["VM vm2: network rates not measured (sampling_interval 0 or no network card): net_mbps left out"]
+    if load_model is not None:
+        assert load_model(model).vm("vm1").net_mbps == 12.0
+    assert "net_mbps" not in cluster_model.build_model(hostvars)["vms"][0]

@@ -36,7 +36,7 @@ def test_valid_model_loads():
     (lambda m: m["options"].update(objective="fastest"), "options: field 'objective' must be one of"),
     (lambda m: m["options"].update(workers=8), "options: field 'workers' must be at most 2"),
     (lambda m: m["options"].update(colour="red"), "options: unknown field(s) 'colour'"),
-    (lambda m: m.update(version=2), "model: field 'version' must be 1"),
+    (lambda m: m.update(version=3), "model: field 'version' must be 1 or 2"),
     (lambda m: m.update(extra=1), "model: unknown field(s) 'extra'"),
     (lambda m: m.update(vms={}), "model: field 'vms' must be a list"),
     (lambda m: m["constraints"].append({"type": "glue", "vms": ["web01"]}),
