@@ -30,6 +30,7 @@ requirements:
 extends_documentation_fragment:
   - constructed
   - inventory_cache
+  - entropy.cluster.connection.connect_timeout
 options:
   plugin:
     description: Marks this file as a configuration of this plugin.
@@ -165,8 +166,9 @@ notes:
   - Strings that could be templates (containing C({) or C(}), or the C(#jinja2:) header), such as a tenant's VM name
     with template code in it, are marked unsafe and never templated; every other value is plain, so
     C(ansible-inventory --list) prints numbers, booleans and ordinary strings as plain JSON (what AWX imports).
-  - Connecting to a hypervisor whose address drops packets waits for the TCP timeout of the system;
-    libvirt has no connection timeout.
+  - libvirt has no connection timeout; O(connect_timeout) bounds the wait for each hypervisor, so one that stops answering
+    without refusing (powered off, packets dropped, daemon stopped) is listed in group C(unreachable) after that many
+    seconds while the others are read.
   - The guide C(docs/inventory.md) in the collection lists the variables with their units, caching and the model export.
 """
 
@@ -232,6 +234,7 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
     host_uuid,
     libvirt,
     open_connection,
+    resolve_connect_timeout,
 )
 from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import is_active_code, is_active_word, model_state, state_word
 from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import CONSTRAINTS_VAR, OPTIONS_VAR, build_model
@@ -380,8 +383,9 @@ def _details(dom, state, reason=None, addresses=False):
 class _Hypervisor:
     """One hypervisor during a fetch: its connection and the raw record being filled."""
 
-    def __init__(self, spec, username, password, addresses=False):
+    def __init__(self, spec, username, password, addresses=False, connect_timeout=None):
         self.spec = spec
+        self.connect_timeout = connect_timeout
         self.username = username
         self.password = password
         self.addresses = addresses
@@ -391,7 +395,7 @@ class _Hypervisor:
     def first(self):
         raw = self.raw
         try:
-            self.conn = open_connection(self.spec["uri"], self.username, self.password, readonly=True)
+            self.conn = open_connection(self.spec["uri"], self.username, self.password, readonly=True, connect_timeout=self.connect_timeout)
             info = self.conn.getInfo()  # [model, memory MiB, cpus, MHz, nodes, sockets, cores, threads]
             raw["node"] = {"model": info[0], "memory_mib": info[1], "cpus": info[2], "mhz": info[3]}
             raw["host_uuid"] = host_uuid(self.conn)
@@ -433,12 +437,12 @@ class _Hypervisor:
         self.conn = None
 
 
-def fetch(specs, sampling_interval, parallelism, username=None, password=None, guest_addresses=False):
+def fetch(specs, sampling_interval, parallelism, username=None, password=None, guest_addresses=False, connect_timeout=None):
     """Read every hypervisor: sample 1 on all (concurrently), one wait, sample 2 on all.
 
     Returns the raw data (JSON-serializable, no credentials): what the cache stores.
     """
-    workers = [_Hypervisor(spec, username, password, guest_addresses) for spec in specs]
+    workers = [_Hypervisor(spec, username, password, guest_addresses, connect_timeout) for spec in specs]
     started = time.time()
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(workers) or 1))) as pool:
         list(pool.map(lambda w: w.first(), workers))
@@ -678,6 +682,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             parallelism = self.get_option("parallelism")
             if parallelism < 1:
                 raise ValueError("'parallelism' must be at least 1, got %r" % parallelism)
+            resolve_connect_timeout(self.get_option("connect_timeout"))
         except ValueError as exc:
             raise AnsibleParserError("%s: %s" % (path, exc)) from None
         for spec in specs:
@@ -702,7 +707,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 raise AnsibleParserError("%s: the Python module 'libvirt' (libvirt-python) is not installed on the controller: "
                                          "pip install libvirt-python" % path)
             raw = fetch(specs, interval, parallelism, self.get_option("auth_username"), self.get_option("auth_password"),
-                        self.get_option("guest_addresses"))
+                        self.get_option("guest_addresses"), self.get_option("connect_timeout"))
             if self.get_option("store_pool"):
                 raw["maintenance"] = self._read_maintenance(raw, path)
         if update_cache:
@@ -716,7 +721,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return {}
         try:
             with ClusterStore(uris, self.get_option("store_pool"), self.get_option("auth_username"),
-                              self.get_option("auth_password")) as store:
+                              self.get_option("auth_password"), connect_timeout=self.get_option("connect_timeout")) as store:
                 return {key: record.data or {} for key, record in store.read_all("maintenance").items()}
         except StoreError as exc:
             raise AnsibleParserError("%s: cannot read the maintenance marks: %s" % (path, exc.message)) from None
