@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -102,3 +103,71 @@ def test_a_call_on_an_open_connection_ends_when_its_host_stops(lab):
         assert elapsed < 8, elapsed
     finally:
         lc.close_quietly(conn)
+
+
+# --------------------------------------------------------------------------- 2. failure detection
+
+def run_probe(lab, playbook, tmp_path, **options) -> tuple[dict, float]:
+    """entropy.cluster.host_probe over every lab host through ansible-playbook; (its result, wall seconds)."""
+    args = dict({"hypervisors": {name: h["uri"] for name, h in lab.hosts.items()}}, **options)
+    book = tmp_path / "probe.yml"
+    out_file = tmp_path / "probe.json"
+    book.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                    "    - entropy.cluster.host_probe: %s\n      register: probe\n"
+                    "    - ansible.builtin.copy: {content: '{{ probe | to_json }}', dest: '%s'}\n" % (json.dumps(args), out_file))
+    started = time.monotonic()
+    out = playbook(str(book))
+    elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stdout
+    return json.loads(out_file.read_text()), elapsed
+
+
+def test_a_stopped_host_is_declared_failed_after_the_grace_not_before(lab, playbook, tmp_path):
+    with stopped_daemon(lab, "hv2"):
+        result, _wall = run_probe(lab, playbook, tmp_path, probes=2, interval=1, grace=6, probe_timeout=2)
+    hv2 = result["hosts"]["hv2"]
+    assert result["failed_hosts"] == ["hv2"] and result["up_hosts"] == ["hv1", "hv3"]
+    assert hv2["status"] == "failed" and hv2["failed_probes"] >= 2 and "no answer within 2 s" in hv2["last_error"]
+    # not before the grace: the failed probes span at least 6 s; and not much after: one probe timeout + one interval
+    assert 6 <= hv2["failed_for_seconds"] <= 6 + 2 + 1 + 1.5, hv2
+    assert result["hosts"]["hv1"]["probes"] == 1 and result["hosts"]["hv1"]["status"] == "up"
+
+
+def clients_of(address: str) -> int:
+    """TCP connections to a lab daemon's libvirt port (a stopped daemon's kernel still completes handshakes)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", "( dst %s and dport = :16509 )" % address],
+                         capture_output=True, text=True, check=True)
+    return len([line for line in out.stdout.splitlines() if line.strip()])
+
+
+def test_a_host_that_comes_back_within_the_grace_is_not_declared_failed(lab, playbook, tmp_path):
+    pid = daemon_pid(lab, "hv3")
+    address = lab.hosts["hv3"]["address"]
+    os.kill(pid, signal.SIGSTOP)
+
+    def resume_after_failed_probes() -> None:
+        # wait for the module's first probe to reach the stopped daemon, then let one more probe fail
+        deadline = time.monotonic() + 120
+        while clients_of(address) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(3)
+        os.kill(pid, signal.SIGCONT)
+
+    resumer = threading.Thread(target=resume_after_failed_probes, daemon=True)
+    resumer.start()
+    try:
+        result, _wall = run_probe(lab, playbook, tmp_path, probes=3, interval=1, grace=12, probe_timeout=2)
+    finally:
+        resumer.join(130)
+        os.kill(pid, signal.SIGCONT)
+    hv3 = result["hosts"]["hv3"]
+    assert result["failed_hosts"] == [] and hv3["status"] == "up" and hv3["came_back"], hv3
+    assert hv3["probes"] >= 2
+
+
+def test_probe_settings_are_checked_in_one_line(lab, playbook, tmp_path):
+    book = tmp_path / "bad.yml"
+    book.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                    "    - entropy.cluster.host_probe: {hypervisors: {hv1: '%s'}, probes: 0}\n" % lab.uri("hv1"))
+    out = playbook(str(book))
+    assert out.returncode != 0 and "probes must be at least 1, got 0" in out.stdout and "Traceback" not in out.stdout
