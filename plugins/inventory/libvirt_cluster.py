@@ -137,6 +137,8 @@ options:
       - Name of the libvirt storage pool of the cluster store (see the entropy.cluster.host_maintenance module). When set,
         the hypervisors marked in maintenance there get C(entropy_maintenance) (the mark, with C(since), C(by) and C(reason)) and join
         group C(maintenance), and the exported model places no VM on them.
+      - The hypervisors fenced there (see the entropy.cluster.host_fence module) get C(entropy_fenced) (the record) and join group
+        C(fenced), and the exported model leaves them out with their VMs, even when they answer again.
       - When set and no hypervisor that answers can read the store, the inventory fails rather than forget a mark.
     type: str
     version_added: 0.1.0
@@ -149,7 +151,7 @@ notes:
     C(entropy_memory_mib) (capacity), C(entropy_reserved_memory_mib), C(entropy_node_cpu_cores) and
     C(entropy_node_memory_mib) (what libvirt reports), C(entropy_free_memory_mib),
     C(entropy_cpu_used_cores) (measured on the node), C(entropy_vm_count), C(entropy_vm_active_count),
-    C(entropy_vm_cpu_demand_cores), C(entropy_vm_memory_mib), C(entropy_maintenance) (with O(store_pool)), and when set
+    C(entropy_vm_cpu_demand_cores), C(entropy_vm_memory_mib), C(entropy_maintenance) and C(entropy_fenced) (with O(store_pool)), and when set
     C(entropy_model_constraints) and C(entropy_model_options) (O(model_constraints), O(model_options))."
   - "Variables of a VM: C(entropy_kind=vm), C(entropy_hypervisor), C(entropy_hypervisor_uri),
     C(entropy_uuid), C(entropy_state), C(entropy_vcpus), C(entropy_memory_mib) (allocated),
@@ -160,7 +162,7 @@ notes:
     read when the inventory is built, so it may be cached: role P(entropy.cluster.plan#role) checks live with the
     P(entropy.cluster.cluster_jobs#lookup) lookup), for duplicates C(entropy_duplicate_on) and C(entropy_copies), and
     C(ansible_host) when the guest's address is known (O(guest_addresses))."
-  - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(on_<hypervisor>) and
+  - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(maintenance) and C(fenced) (with O(store_pool)), C(on_<hypervisor>) and
     C(state_<state>) (names sanitized as the inventory base does - every character other than a letter, a digit
     or an underscore becomes an underscore)."
   - Strings that could be templates (containing C({) or C(}), or the C(#jinja2:) header), such as a tenant's VM name
@@ -709,22 +711,23 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             raw = fetch(specs, interval, parallelism, self.get_option("auth_username"), self.get_option("auth_password"),
                         self.get_option("guest_addresses"), self.get_option("connect_timeout"))
             if self.get_option("store_pool"):
-                raw["maintenance"] = self._read_maintenance(raw, path)
+                raw["maintenance"], raw["fenced"] = self._read_store_marks(raw, path)
         if update_cache:
             self._cache[cache_key] = raw
         self._populate(raw, specs, path)
 
-    def _read_maintenance(self, raw, path):
-        """host -> maintenance mark, read from the cluster store through the hypervisors that answered."""
+    def _read_store_marks(self, raw, path):
+        """(host -> maintenance mark, host -> fence record), read from the cluster store through the hypervisors that answered."""
         uris = [h["uri"] for h in raw["hypervisors"] if h.get("reachable")]
         if not uris:
-            return {}
+            return {}, {}
         try:
             with ClusterStore(uris, self.get_option("store_pool"), self.get_option("auth_username"),
                               self.get_option("auth_password"), connect_timeout=self.get_option("connect_timeout")) as store:
-                return {key: record.data or {} for key, record in store.read_all("maintenance").items()}
+                return ({key: record.data or {} for key, record in store.read_all("maintenance").items()},
+                        {key: record.data or {} for key, record in store.read_all("fence").items()})
         except StoreError as exc:
-            raise AnsibleParserError("%s: cannot read the maintenance marks: %s" % (path, exc.message)) from None
+            raise AnsibleParserError("%s: cannot read the maintenance marks and fences: %s" % (path, exc.message)) from None
 
     @staticmethod
     def _cache_matches(raw, specs, interval, guest_addresses):
@@ -765,8 +768,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                                                  (OPTIONS_VAR, self.get_option("model_options"))) if value}
         all_vars = {}
         marks = raw.get("maintenance") or {}
+        fences = raw.get("fenced") or {}
         if self.get_option("store_pool"):
             inventory.add_group("maintenance")
+            inventory.add_group("fenced")
         for name, hv in hypervisors.items():
             hv.update(carried)
             inventory.add_host(name, group="hypervisors")
@@ -774,6 +779,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 hv = dict(hv, entropy_maintenance=marks.get(name))
                 if marks.get(name) is not None:
                     inventory.add_host(name, group="maintenance")
+                hv["entropy_fenced"] = fences.get(name)
+                if fences.get(name) is not None:
+                    inventory.add_host(name, group="fenced")
             if not hv["entropy_reachable"]:
                 inventory.add_host(name, group="unreachable")
                 self.display.warning("libvirt_cluster: hypervisor %s is unreachable: %s" % (name, hv["entropy_error"]))

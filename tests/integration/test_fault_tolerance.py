@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import COLLECTIONS, ROOT, LAB_DIR
+from conftest import COLLECTIONS, LAB_DIR, LAB_TOOL, ROOT, lab_cmd
 
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
@@ -171,3 +171,105 @@ def test_probe_settings_are_checked_in_one_line(lab, playbook, tmp_path):
                     "    - entropy.cluster.host_probe: {hypervisors: {hv1: '%s'}, probes: 0}\n" % lab.uri("hv1"))
     out = playbook(str(book))
     assert out.returncode != 0 and "probes must be at least 1, got 0" in out.stdout and "Traceback" not in out.stdout
+
+
+# --------------------------------------------------------------------------- 3. fencing
+
+def qemu_pids(lab, host: str) -> dict[str, int]:
+    """VM name -> PID of its QEMU, from the host's own pidfiles, for the QEMUs still alive."""
+    run = os.path.join(lab.hosts[host]["dir"], "run", "libvirt", "qemu")
+    alive = {}
+    for entry in os.listdir(run) if os.path.isdir(run) else []:
+        if entry.endswith(".pid") and entry != "driver.pid":
+            with open(os.path.join(run, entry), encoding="utf-8") as handle:
+                pid = int(handle.read().strip() or 0)
+            if pid and LAB_TOOL.process_running(pid):  # a killed process may stay a zombie a while
+                alive[entry[:-4]] = pid
+    return alive
+
+
+def fence_records(lab) -> list[str]:
+    store = os.path.join(lab.dir, "store")
+    return sorted(name for name in os.listdir(store) if name.startswith("entropy.fence."))
+
+
+def restore_lab(lab) -> None:
+    for args in (("up",), ("reset",)):
+        result = lab_cmd(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.lab_vms_may_stop
+def test_a_failed_host_is_fenced_recorded_left_out_and_does_not_restart_its_vms(lab, playbook):
+    assert lab_cmd("up").returncode == 0  # the lab's group_vars carry the fencing hook
+    victims = sorted(qemu_pids(lab, "hv2"))
+    assert victims == ["vm3", "vm4"]
+    daemon = daemon_pid(lab, "hv2")
+    os.kill(daemon, signal.SIGSTOP)  # hv2 stops answering without refusing
+    try:
+        started = time.monotonic()
+        out = playbook("entropy.cluster.fence", inventory=lab.inventory, env={"ENTROPY_LIBVIRT_CONNECT_TIMEOUT": "3"},
+                       extra_vars={"entropy_probe_grace_s": 4, "entropy_probe_interval_s": 1, "entropy_probe_timeout_s": 2})
+        elapsed = time.monotonic() - started
+        assert out.returncode == 0, out.stdout
+        assert "failed: hv2;" in out.stdout
+        # killed by the PIDs in hv2's pidfiles: its daemon and both QEMUs are gone, hv1's and hv3's VMs run on
+        assert not LAB_TOOL.process_running(daemon)
+        assert qemu_pids(lab, "hv2") == {}
+        assert sorted(qemu_pids(lab, "hv1")) == ["vm1", "vm2"] and sorted(qemu_pids(lab, "hv3")) == ["vm5", "vm6"]
+        assert fence_records(lab) == ["entropy.fence.hv2"]
+        assert elapsed < 60, elapsed
+
+        # hv2 comes back: its daemon starts again, its VMs stay shut off (no autostart), and every job sees the fence
+        assert lab_cmd("up").returncode == 0
+        assert lab.placement()["vm3"] == [("hv2", "shutoff")] and lab.placement()["vm4"] == [("hv2", "shutoff")]
+        data, _elapsed = inventory(lab)
+        assert data["fenced"]["hosts"] == ["hv2"]
+        hostvars = data["_meta"]["hostvars"]
+        assert hostvars["hv2"]["entropy_reachable"] and hostvars["hv2"]["entropy_fenced"]["reason"] == "fenced by entropy.cluster.fence"
+        model = hostvars["entropy_cluster"]["entropy_model"]
+        assert sorted(h["name"] for h in model["hosts"]) == ["hv1", "hv3"]
+        assert sorted(v["name"] for v in model["vms"]) == ["vm1", "vm2", "vm5", "vm6"]
+        assert any("hv2 left out of the model with its VMs: it is fenced" in w for w in model["warnings"])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon, signal.SIGCONT)
+        restore_lab(lab)
+    assert fence_records(lab) == []  # the lab reset clears the store
+
+
+def test_host_fence_refuses_a_host_that_still_runs_vms_and_is_idempotent(lab, playbook, tmp_path):
+    uris = [h["uri"] for h in lab.hosts.values()]
+    book = tmp_path / "fence.yml"
+    book.write_text("""\
+- hosts: localhost
+  gather_facts: false
+  vars: {uris: %s, hv1: '%s'}
+  tasks:
+    - name: hv1 runs its VMs, so it is not fenced
+      entropy.cluster.host_fence: {host: hv1, uri: '{{ hv1 }}', uris: '{{ uris }}'}
+      register: refused
+      ignore_errors: true
+    - ansible.builtin.assert:
+        that:
+          - refused is failed and refused.error_kind == 'not_fenced' and refused.active_vms == ['vm1', 'vm2']
+          - "'no fence is recorded' in refused.msg"
+    - name: without the check (the hook is trusted), in check mode nothing is written
+      entropy.cluster.host_fence: {host: hv1, uris: '{{ uris }}'}
+      check_mode: true
+      register: check
+    - ansible.builtin.assert: {that: [check is changed, check.previous is none]}
+    - entropy.cluster.host_fence: {host: hv1, uris: '{{ uris }}', method: test}
+      register: first
+    - entropy.cluster.host_fence: {host: hv1, uris: '{{ uris }}', method: test}
+      register: second
+    - ansible.builtin.assert: {that: [first is changed, second is not changed, second.fence.method == 'test']}
+    - entropy.cluster.host_fence: {host: hv1, uris: '{{ uris }}', state: absent}
+      register: cleared
+    - entropy.cluster.host_fence: {host: hv1, uris: '{{ uris }}', state: absent}
+      register: again
+    - ansible.builtin.assert: {that: [cleared is changed, again is not changed, again.fence is none]}
+""" % (json.dumps(uris), lab.uri("hv1")))
+    out = playbook(str(book))
+    assert out.returncode == 0, out.stdout
+    assert fence_records(lab) == []
