@@ -273,3 +273,16 @@ def test_host_fence_refuses_a_host_that_still_runs_vms_and_is_idempotent(lab, pl
     out = playbook(str(book))
     assert out.returncode == 0, out.stdout
     assert fence_records(lab) == []
+
+
+# --------------------------------------------------------------------------- 4. figures
+
+@pytest.mark.lab_vms_may_stop
+def test_the_failure_benchmark_in_one_round(lab):
+    """docs/fault-tolerance.md's benchmark, one round with a short grace (it repairs the lab after each round)."""
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_host_failure.py"), "--rounds", "1", "--failure", "stop",
+                          "--grace", "4", "--interval", "1", "--probe-timeout", "2", "--connect-timeout", "3"],
+                         capture_output=True, text=True, check=False, timeout=600, env=dict(os.environ, ENTROPY_LAB_DIR=LAB_DIR))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "| failure -> fence recorded |" in out.stdout and "round 1: failure (stop)" in out.stdout
+    assert fence_records(lab) == [] and not lab.vm_problems()
