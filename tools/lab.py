@@ -428,6 +428,9 @@ def is_pristine(conns: dict, vm: dict) -> bool:
             return False
         if dom.snapshotNum() or dom.hasManagedSaveImage():
             return False
+        xml = dom.XMLDesc(0)  # a checkpoint's external overlay leaves the VM on another disk file, over its own
+        if "<source file='%s'" % vm["disk"] not in xml or "<backingStore type=" in xml:
+            return False
     try:
         return conns[vm["home"]].lookupByName(vm["name"]) is not None
     except libvirt.libvirtError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -286,3 +287,56 @@ def test_the_failure_benchmark_in_one_round(lab):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "| failure -> fence recorded |" in out.stdout and "round 1: failure (stop)" in out.stdout
     assert fence_records(lab) == [] and not lab.vm_problems()
+
+
+# --------------------------------------------------------------------------- 5. checkpoints of a VM group
+
+def test_a_group_checkpoint_pauses_all_before_capturing_any_and_resumes_after(lab, playbook, tmp_path):
+    from ansible_collections.entropy.cluster.plugins.module_utils import libvirt_common as lc  # pylint: disable=import-outside-toplevel
+
+    directory = os.path.join(lab.dir, "checkpoints-test")
+    os.makedirs(directory, exist_ok=True)
+    group = {"vm1": lab.uri("hv1"), "vm3": lab.uri("hv2")}
+    lc.ensure_event_loop()
+    events: list[tuple[float, str, int]] = []
+    conns = {vm: lc.libvirt.open(uri) for vm, uri in group.items()}
+    callbacks = []
+    for vm, conn in conns.items():
+        def record(_conn, dom, event, _detail, _opaque):
+            events.append((time.time(), dom.name(), event))
+        callbacks.append(conn.domainEventRegisterAny(conn.lookupByName(vm), lc.libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, record, None))
+    book = tmp_path / "checkpoint.yml"
+    out_file = tmp_path / "checkpoint.json"
+    args = {"vms": group, "checkpoint": "ck-0001", "directory": directory, "max_skew_ms": 2000}
+    book.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                    "    - entropy.cluster.vm_checkpoint: %s\n      check_mode: true\n      register: check\n"
+                    "    - entropy.cluster.vm_checkpoint: %s\n      register: ck\n"
+                    "    - entropy.cluster.vm_checkpoint: %s\n      register: again\n"
+                    "    - ansible.builtin.copy: {content: '{{ [check, ck, again] | to_json }}', dest: '%s'}\n"
+                    % (json.dumps(args), json.dumps(args), json.dumps(args), out_file))
+    try:
+        out = playbook(str(book))
+        assert out.returncode == 0, out.stdout
+        time.sleep(1)  # the last lifecycle events
+        check, taken, again = json.loads(out_file.read_text())
+        assert check["changed"] and taken["changed"] and not again["changed"]
+        suspended = [at for at, _vm, ev in events if ev == lc.libvirt.VIR_DOMAIN_EVENT_SUSPENDED]
+        resumed = [at for at, _vm, ev in events if ev == lc.libvirt.VIR_DOMAIN_EVENT_RESUMED]
+        assert {vm for _at, vm, ev in events if ev == lc.libvirt.VIR_DOMAIN_EVENT_SUSPENDED} == {"vm1", "vm3"}, events
+        # no VM of the group ran while another was captured: every pause came before every resume, and the captures between
+        assert max(suspended) < min(resumed), events
+        timeline = taken["timeline"]
+        assert timeline["paused_by"] <= timeline["captures_from"] and timeline["captured_by"] <= timeline["resumes_from"]
+        assert taken["skew_ms"] < 2000 and taken["pause_ms"] > 0
+        for vm in group:
+            assert taken["vms"][vm]["memory_bytes"] > 100000
+            assert os.path.exists(taken["vms"][vm]["disks"][0]["overlay"]) and taken["vms"][vm]["disks"][0]["frozen"] == lab.vms[vm]["disk"]
+        assert os.path.exists(os.path.join(directory, "ck-0001.checkpoint.json"))
+        assert lab.running_on("vm1") == ["hv1"] and lab.running_on("vm3") == ["hv2"]
+        assert [s for h, s in lab.placement()["vm1"]] == ["running"] and [s for h, s in lab.placement()["vm3"]] == ["running"]
+    finally:
+        for (vm, conn), callback in zip(conns.items(), callbacks):
+            conn.domainEventDeregisterAny(callback)
+            conn.close()
+        assert lab_cmd("reset").returncode == 0  # the VMs back on their own disks
+        shutil.rmtree(directory, ignore_errors=True)
