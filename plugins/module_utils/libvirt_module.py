@@ -31,10 +31,11 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
 CONNECT_TIMEOUT_SPEC = dict(connect_timeout=dict(type="float", fallback=(env_fallback, [CONNECT_TIMEOUT_ENV])))
 
 # Keep in sync with plugins/doc_fragments/connection.py.
-CONNECTION_ARGUMENT_SPEC = dict(CONNECT_TIMEOUT_SPEC,
+CONNECTION_ARGUMENT_SPEC = dict(
     uri=dict(type="str", fallback=(env_fallback, [URI_ENV])),
     auth_username=dict(type="str", fallback=(env_fallback, [USERNAME_ENV])),
     auth_password=dict(type="str", no_log=True, fallback=(env_fallback, [PASSWORD_ENV])),
+    **CONNECT_TIMEOUT_SPEC,
 )
 
 
