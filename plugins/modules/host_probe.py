@@ -13,7 +13,7 @@ description:
     O(interval) seconds those that did not answer, until each is decided.
   - A hypervisor is declared failed only after O(probes) failed probes in a row whose first is at least O(grace) seconds
     old, so one lost packet, a slow answer or a daemon restart never starts a fencing or a recovery. A hypervisor that
-    answers again within the grace period is up (RV(hosts.<name>.came_back)).
+    answers again within the grace period is up, with C(came_back) in its entry of RV(hosts).
   - Each probe has its own timeout, O(probe_timeout); a hypervisor that stops answering without refusing (powered off,
     cable pulled, daemon stopped) costs that long per probe, never the system's TCP timeout. libvirt itself has no
     connect timeout.
