@@ -5,8 +5,12 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # connect_timeout of the modules (plugins/module_utils/libvirt_module.py CONNECT_TIMEOUT_SPEC), written once.
-    _MODULE_CONNECT_TIMEOUT = r"""  connect_timeout:
+    # For the modules that reach libvirt through their own options (run_lock, host_maintenance, host_fence, vm_checkpoint).
+    # The same text as connect_timeout in DOCUMENTATION below (tests/unit/plugins/module_utils/test_connect_timeout.py checks it);
+    # the argument spec is CONNECT_TIMEOUT_SPEC in plugins/module_utils/libvirt_module.py.
+    MODULE_CONNECT_TIMEOUT = r"""
+options:
+  connect_timeout:
     description:
       - Seconds allowed to open a connection to a hypervisor. libvirt itself has no connect timeout, so a host that
         stops answering without refusing (powered off, cable pulled, daemon stopped) would hold the task for the
@@ -18,9 +22,6 @@ class ModuleDocFragment:
     type: float
     version_added: 0.1.0
 """
-
-    # For the modules that reach libvirt through their own options (run_lock, host_maintenance).
-    MODULE_CONNECT_TIMEOUT = "options:\n" + _MODULE_CONNECT_TIMEOUT
 
     # Connection options shared by every module (plugins/module_utils/libvirt_module.py).
     DOCUMENTATION = r"""
@@ -41,7 +42,18 @@ options:
       - Password for libvirt authentication (SASL).
       - If not set, the value of the E(ENTROPY_LIBVIRT_PASSWORD) environment variable is used.
     type: str
-""" + _MODULE_CONNECT_TIMEOUT + r"""requirements:
+  connect_timeout:
+    description:
+      - Seconds allowed to open a connection to a hypervisor. libvirt itself has no connect timeout, so a host that
+        stops answering without refusing (powered off, cable pulled, daemon stopped) would hold the task for the
+        system's TCP timeout, or for ever; past this bound the module fails with C(error_kind=unreachable).
+      - An open connection also gets libvirt keepalive, so a hypervisor that stops answering during a call fails
+        that call after about 1.5 times this value.
+      - C(0) means no bound (libvirt's own behaviour).
+      - If not set, the value of the E(ENTROPY_LIBVIRT_CONNECT_TIMEOUT) environment variable is used, else C(10).
+    type: float
+    version_added: 0.1.0
+requirements:
   - libvirt-python (the Python binding of libvirt) on the host that runs the module
 notes:
   - "Connections are opened by the module on the host it runs on (usually the controller, with

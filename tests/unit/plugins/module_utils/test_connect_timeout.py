@@ -89,3 +89,15 @@ def test_a_bad_timeout_is_one_clear_line(value):
     with pytest.raises(lc.EntropyLibvirtError) as err:
         lc.open_connection("test:///default", connect_timeout=value)
     assert err.value.kind == "config" and "connect_timeout must be a number of seconds" in err.value.message
+
+
+def test_the_modules_document_connect_timeout_once():
+    """The doc fragment's two copies of the modules' connect_timeout (a fragment can only be plain text) say the same."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.entropy.cluster.plugins.doc_fragments.connection import ModuleDocFragment  # pylint: disable=import-outside-toplevel
+    from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import CONNECT_TIMEOUT_SPEC  # pylint: disable=import-outside-toplevel
+
+    shared = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]["connect_timeout"]
+    alone = yaml.safe_load(ModuleDocFragment.MODULE_CONNECT_TIMEOUT)["options"]["connect_timeout"]
+    assert shared == alone and shared["type"] == CONNECT_TIMEOUT_SPEC["connect_timeout"]["type"]
