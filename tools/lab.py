@@ -428,6 +428,9 @@ def is_pristine(conns: dict, vm: dict) -> bool:
             return False
         if dom.snapshotNum() or dom.hasManagedSaveImage():
             return False
+        xml = dom.XMLDesc(0)  # a checkpoint's external overlay leaves the VM on another disk file, over its own
+        if "<source file='%s'" % vm["disk"] not in xml or "<backingStore type=" in xml:
+            return False
     try:
         return conns[vm["home"]].lookupByName(vm["name"]) is not None
     except libvirt.libvirtError:
@@ -682,6 +685,64 @@ def kill_leftover_qemu(base: str, belongs=lambda pid: True) -> None:
                 pass
 
 
+def _pidfile_pid(path: str) -> int | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _exe_name(pid: int) -> str:
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            return os.path.basename(handle.read().split(b"\0", 1)[0].decode(errors="replace"))
+    except OSError:
+        return ""
+
+
+def fence_host(base: str, host: dict) -> list[str]:
+    """Kill a host's libvirtd, then its QEMUs, by the PIDs in that host's own pidfiles (never by process name): what
+    a power-off does to a real hypervisor. Each PID is checked first (libvirtd or qemu-system, in the host's UTS
+    namespace), so a stale pidfile whose PID was reused never kills another process. Returns what was killed."""
+    run = os.path.join(host["dir"], "run", "libvirt")
+    targets = []
+    daemon = _pidfile_pid(os.path.join(run, "libvirtd.pid"))
+    if daemon and _exe_name(daemon) == "libvirtd" and _ns_hostname(daemon) == host["name"]:
+        targets.append(("libvirtd", daemon))
+    qemu_dir = os.path.join(run, "qemu")
+    for entry in sorted(os.listdir(qemu_dir)) if os.path.isdir(qemu_dir) else []:
+        pid = _pidfile_pid(os.path.join(qemu_dir, entry)) if entry.endswith(".pid") and entry != "driver.pid" else None
+        if pid and _exe_name(pid).startswith("qemu-system") and _ns_hostname(pid) == host["name"]:
+            targets.append(("qemu %s" % entry[:-4], pid))
+    killed = []
+    for what, pid in targets:  # the daemon first, so it cannot act on its VMs' deaths
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        killed.append("%s (pid %d)" % (what, pid))
+    for _what, pid in targets:
+        for _tick in range(100):
+            if not process_running(pid):
+                break
+            time.sleep(0.05)
+    return killed
+
+
+def cmd_fence(args) -> int:
+    base = lab_dir()
+    state = require_state(base)
+    host = next((h for h in state["hosts"] if h["name"] == args.host), None)
+    if host is None:
+        raise LabError("no lab host %r (lab hosts: %s)" % (args.host, ", ".join(h["name"] for h in state["hosts"])))
+    killed = fence_host(base, host)
+    print("lab fence %s: killed %s; 'lab.py up' starts its daemon again (its VMs stay shut off)"
+          % (host["name"], ", ".join(killed) if killed else "nothing (already down)"))
+    return 0
+
+
 def require_state(base: str) -> dict:
     state = load_state(base)
     if state is None:
@@ -870,6 +931,11 @@ def write_inventories(state: dict) -> None:
                      "entropy_migrate_unsafe: true\n"
                      "# The run lock and the maintenance marks live in the cluster store, seen by every job.\n"
                      "entropy_store_pool: %s\n" % STORE_POOL)
+        # The fence role's hook for the lab: tools/lab_fence_hook.yml kills a host by the PIDs in its pidfiles.
+        tools = os.path.dirname(os.path.abspath(__file__))
+        handle.write("# The fencing hook of entropy.cluster.fence: kill a lab host by its pidfiles (tools/lab.py fence).\n"
+                     "entropy_fence_hook: %s\nentropy_lab_tool: %s\nentropy_lab_dir: %s\n"
+                     % (json.dumps(os.path.join(tools, "lab_fence_hook.yml")), json.dumps(os.path.join(tools, "lab.py")), json.dumps(base)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -888,11 +954,13 @@ def main(argv: list[str] | None = None) -> int:
     guest.add_argument("--host", default="hv1", help="lab host to start it on (default hv1)")
     guest.add_argument("--remove", action="store_true", help="destroy and undefine it wherever it is")
     sub.add_parser("down", help="destroy the VMs, stop the daemons, remove the lab directory")
+    fence = sub.add_parser("fence", help="kill one host's daemon and QEMUs by the PIDs in its own pidfiles (a power-off)")
+    fence.add_argument("host", help="lab host name, for example hv2")
     args = parser.parse_args(argv)
     if args.command == "up":
         args.hosts_given = args.hosts is not None
         args.hosts = args.hosts if args.hosts is not None else 3
-    handlers = {"up": cmd_up, "reset": cmd_reset, "status": cmd_status, "guest": cmd_guest, "down": cmd_down}
+    handlers = {"up": cmd_up, "reset": cmd_reset, "status": cmd_status, "guest": cmd_guest, "down": cmd_down, "fence": cmd_fence}
     try:
         return handlers[args.command](args)
     except LabError as exc:

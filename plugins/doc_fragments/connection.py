@@ -5,6 +5,24 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
+    # For the modules that reach libvirt through their own options (run_lock, host_maintenance, host_fence, vm_checkpoint).
+    # The same text as connect_timeout in DOCUMENTATION below (tests/unit/plugins/module_utils/test_connect_timeout.py checks it);
+    # the argument spec is CONNECT_TIMEOUT_SPEC in plugins/module_utils/libvirt_module.py.
+    MODULE_CONNECT_TIMEOUT = r"""
+options:
+  connect_timeout:
+    description:
+      - Seconds allowed to open a connection to a hypervisor. libvirt itself has no connect timeout, so a host that
+        stops answering without refusing (powered off, cable pulled, daemon stopped) would hold the task for the
+        system's TCP timeout, or for ever; past this bound the module fails with C(error_kind=unreachable).
+      - An open connection also gets libvirt keepalive, so a hypervisor that stops answering during a call fails
+        that call after about 1.5 times this value.
+      - C(0) means no bound (libvirt's own behaviour).
+      - If not set, the value of the E(ENTROPY_LIBVIRT_CONNECT_TIMEOUT) environment variable is used, else C(10).
+    type: float
+    version_added: 0.1.0
+"""
+
     # Connection options shared by every module (plugins/module_utils/libvirt_module.py).
     DOCUMENTATION = r"""
 options:
@@ -24,11 +42,41 @@ options:
       - Password for libvirt authentication (SASL).
       - If not set, the value of the E(ENTROPY_LIBVIRT_PASSWORD) environment variable is used.
     type: str
+  connect_timeout:
+    description:
+      - Seconds allowed to open a connection to a hypervisor. libvirt itself has no connect timeout, so a host that
+        stops answering without refusing (powered off, cable pulled, daemon stopped) would hold the task for the
+        system's TCP timeout, or for ever; past this bound the module fails with C(error_kind=unreachable).
+      - An open connection also gets libvirt keepalive, so a hypervisor that stops answering during a call fails
+        that call after about 1.5 times this value.
+      - C(0) means no bound (libvirt's own behaviour).
+      - If not set, the value of the E(ENTROPY_LIBVIRT_CONNECT_TIMEOUT) environment variable is used, else C(10).
+    type: float
+    version_added: 0.1.0
 requirements:
   - libvirt-python (the Python binding of libvirt) on the host that runs the module
 notes:
   - "Connections are opened by the module on the host it runs on (usually the controller, with
     C(delegate_to: localhost)); remote hypervisors are reached through their libvirt URI."
+"""
+
+    # The connect timeout of the controller plugins (the inventory, and the lookups below).
+    CONNECT_TIMEOUT = r"""
+options:
+  connect_timeout:
+    description:
+      - Seconds allowed to open a connection to each hypervisor. libvirt itself has no connect timeout, so a host
+        that stops answering without refusing (powered off, cable pulled, daemon stopped) would hold the whole run
+        for the system's TCP timeout, or for ever; past this bound that hypervisor is reported unreachable and the
+        others are read.
+      - An open connection also gets libvirt keepalive, so a hypervisor that stops answering during a read fails
+        that read after about 1.5 times this value.
+      - C(0) means no bound (libvirt's own behaviour).
+    type: float
+    default: 10
+    env:
+      - name: ENTROPY_LIBVIRT_CONNECT_TIMEOUT
+    version_added: 0.1.0
 """
 
     # Options of the lookups that read every hypervisor live, in parallel (plugins/plugin_utils/hypervisor_reads.py).

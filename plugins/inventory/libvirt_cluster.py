@@ -30,6 +30,7 @@ requirements:
 extends_documentation_fragment:
   - constructed
   - inventory_cache
+  - entropy.cluster.connection.connect_timeout
 options:
   plugin:
     description: Marks this file as a configuration of this plugin.
@@ -136,6 +137,8 @@ options:
       - Name of the libvirt storage pool of the cluster store (see the entropy.cluster.host_maintenance module). When set,
         the hypervisors marked in maintenance there get C(entropy_maintenance) (the mark, with C(since), C(by) and C(reason)) and join
         group C(maintenance), and the exported model places no VM on them.
+      - The hypervisors fenced there (see the entropy.cluster.host_fence module) get C(entropy_fenced) (the record) and join group
+        C(fenced), and the exported model leaves them out with their VMs, even when they answer again.
       - When set and no hypervisor that answers can read the store, the inventory fails rather than forget a mark.
     type: str
     version_added: 0.1.0
@@ -148,7 +151,7 @@ notes:
     C(entropy_memory_mib) (capacity), C(entropy_reserved_memory_mib), C(entropy_node_cpu_cores) and
     C(entropy_node_memory_mib) (what libvirt reports), C(entropy_free_memory_mib),
     C(entropy_cpu_used_cores) (measured on the node), C(entropy_vm_count), C(entropy_vm_active_count),
-    C(entropy_vm_cpu_demand_cores), C(entropy_vm_memory_mib), C(entropy_maintenance) (with O(store_pool)), and when set
+    C(entropy_vm_cpu_demand_cores), C(entropy_vm_memory_mib), C(entropy_maintenance) and C(entropy_fenced) (with O(store_pool)), and when set
     C(entropy_model_constraints) and C(entropy_model_options) (O(model_constraints), O(model_options))."
   - "Variables of a VM: C(entropy_kind=vm), C(entropy_hypervisor), C(entropy_hypervisor_uri),
     C(entropy_uuid), C(entropy_state), C(entropy_vcpus), C(entropy_memory_mib) (allocated),
@@ -159,14 +162,15 @@ notes:
     read when the inventory is built, so it may be cached: role P(entropy.cluster.plan#role) checks live with the
     P(entropy.cluster.cluster_jobs#lookup) lookup), for duplicates C(entropy_duplicate_on) and C(entropy_copies), and
     C(ansible_host) when the guest's address is known (O(guest_addresses))."
-  - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(on_<hypervisor>) and
+  - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(maintenance) and C(fenced) (with O(store_pool)), C(on_<hypervisor>) and
     C(state_<state>) (names sanitized as the inventory base does - every character other than a letter, a digit
     or an underscore becomes an underscore)."
   - Strings that could be templates (containing C({) or C(}), or the C(#jinja2:) header), such as a tenant's VM name
     with template code in it, are marked unsafe and never templated; every other value is plain, so
     C(ansible-inventory --list) prints numbers, booleans and ordinary strings as plain JSON (what AWX imports).
-  - Connecting to a hypervisor whose address drops packets waits for the TCP timeout of the system;
-    libvirt has no connection timeout.
+  - libvirt has no connection timeout; O(connect_timeout) bounds the wait for each hypervisor, so one that stops answering
+    without refusing (powered off, packets dropped, daemon stopped) is listed in group C(unreachable) after that many
+    seconds while the others are read.
   - The guide C(docs/inventory.md) in the collection lists the variables with their units, caching and the model export.
 """
 
@@ -232,6 +236,7 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
     host_uuid,
     libvirt,
     open_connection,
+    resolve_connect_timeout,
 )
 from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import is_active_code, is_active_word, model_state, state_word
 from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import CONSTRAINTS_VAR, OPTIONS_VAR, build_model
@@ -380,8 +385,9 @@ def _details(dom, state, reason=None, addresses=False):
 class _Hypervisor:
     """One hypervisor during a fetch: its connection and the raw record being filled."""
 
-    def __init__(self, spec, username, password, addresses=False):
+    def __init__(self, spec, username, password, addresses=False, connect_timeout=None):
         self.spec = spec
+        self.connect_timeout = connect_timeout
         self.username = username
         self.password = password
         self.addresses = addresses
@@ -391,7 +397,7 @@ class _Hypervisor:
     def first(self):
         raw = self.raw
         try:
-            self.conn = open_connection(self.spec["uri"], self.username, self.password, readonly=True)
+            self.conn = open_connection(self.spec["uri"], self.username, self.password, readonly=True, connect_timeout=self.connect_timeout)
             info = self.conn.getInfo()  # [model, memory MiB, cpus, MHz, nodes, sockets, cores, threads]
             raw["node"] = {"model": info[0], "memory_mib": info[1], "cpus": info[2], "mhz": info[3]}
             raw["host_uuid"] = host_uuid(self.conn)
@@ -433,12 +439,12 @@ class _Hypervisor:
         self.conn = None
 
 
-def fetch(specs, sampling_interval, parallelism, username=None, password=None, guest_addresses=False):
+def fetch(specs, sampling_interval, parallelism, username=None, password=None, guest_addresses=False, connect_timeout=None):
     """Read every hypervisor: sample 1 on all (concurrently), one wait, sample 2 on all.
 
     Returns the raw data (JSON-serializable, no credentials): what the cache stores.
     """
-    workers = [_Hypervisor(spec, username, password, guest_addresses) for spec in specs]
+    workers = [_Hypervisor(spec, username, password, guest_addresses, connect_timeout) for spec in specs]
     started = time.time()
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(workers) or 1))) as pool:
         list(pool.map(lambda w: w.first(), workers))
@@ -678,6 +684,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             parallelism = self.get_option("parallelism")
             if parallelism < 1:
                 raise ValueError("'parallelism' must be at least 1, got %r" % parallelism)
+            resolve_connect_timeout(self.get_option("connect_timeout"))
         except ValueError as exc:
             raise AnsibleParserError("%s: %s" % (path, exc)) from None
         for spec in specs:
@@ -702,24 +709,25 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 raise AnsibleParserError("%s: the Python module 'libvirt' (libvirt-python) is not installed on the controller: "
                                          "pip install libvirt-python" % path)
             raw = fetch(specs, interval, parallelism, self.get_option("auth_username"), self.get_option("auth_password"),
-                        self.get_option("guest_addresses"))
+                        self.get_option("guest_addresses"), self.get_option("connect_timeout"))
             if self.get_option("store_pool"):
-                raw["maintenance"] = self._read_maintenance(raw, path)
+                raw["maintenance"], raw["fenced"] = self._read_store_marks(raw, path)
         if update_cache:
             self._cache[cache_key] = raw
         self._populate(raw, specs, path)
 
-    def _read_maintenance(self, raw, path):
-        """host -> maintenance mark, read from the cluster store through the hypervisors that answered."""
+    def _read_store_marks(self, raw, path):
+        """(host -> maintenance mark, host -> fence record), read from the cluster store through the hypervisors that answered."""
         uris = [h["uri"] for h in raw["hypervisors"] if h.get("reachable")]
         if not uris:
-            return {}
+            return {}, {}
         try:
             with ClusterStore(uris, self.get_option("store_pool"), self.get_option("auth_username"),
-                              self.get_option("auth_password")) as store:
-                return {key: record.data or {} for key, record in store.read_all("maintenance").items()}
+                              self.get_option("auth_password"), connect_timeout=self.get_option("connect_timeout")) as store:
+                return ({key: record.data or {} for key, record in store.read_all("maintenance").items()},
+                        {key: record.data or {} for key, record in store.read_all("fence").items()})
         except StoreError as exc:
-            raise AnsibleParserError("%s: cannot read the maintenance marks: %s" % (path, exc.message)) from None
+            raise AnsibleParserError("%s: cannot read the maintenance marks and fences: %s" % (path, exc.message)) from None
 
     @staticmethod
     def _cache_matches(raw, specs, interval, guest_addresses):
@@ -760,8 +768,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                                                  (OPTIONS_VAR, self.get_option("model_options"))) if value}
         all_vars = {}
         marks = raw.get("maintenance") or {}
+        fences = raw.get("fenced") or {}
         if self.get_option("store_pool"):
             inventory.add_group("maintenance")
+            inventory.add_group("fenced")
         for name, hv in hypervisors.items():
             hv.update(carried)
             inventory.add_host(name, group="hypervisors")
@@ -769,6 +779,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 hv = dict(hv, entropy_maintenance=marks.get(name))
                 if marks.get(name) is not None:
                     inventory.add_host(name, group="maintenance")
+                hv["entropy_fenced"] = fences.get(name)
+                if fences.get(name) is not None:
+                    inventory.add_host(name, group="fenced")
             if not hv["entropy_reachable"]:
                 inventory.add_host(name, group="unreachable")
                 self.display.warning("libvirt_cluster: hypervisor %s is unreachable: %s" % (name, hv["entropy_error"]))

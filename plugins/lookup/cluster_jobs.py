@@ -8,6 +8,7 @@ name: cluster_jobs
 author: entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - entropy.cluster.connection.hypervisor_reads
+  - entropy.cluster.connection.connect_timeout
 short_description: The migrations and other libvirt jobs in flight in the cluster, read live
 version_added: 0.1.0
 description:
@@ -82,7 +83,8 @@ class LookupModule(LookupBase):
         if hypervisors is None:
             hypervisors = inventory_hypervisors(variables)
         jobs, errors = read_hypervisors(hypervisors, host_jobs, "reading the jobs", self.get_option("auth_username"),
-                                        self.get_option("auth_password"), self.get_option("parallelism"))
+                                        self.get_option("auth_password"), self.get_option("parallelism"),
+                                        self.get_option("connect_timeout"))
         if errors and self.get_option("unreachable") == "fail":
             raise AnsibleLookupError("cannot read the jobs of the cluster: " + "; ".join("%s: %s" % item for item in errors.items()))
         for name, error in errors.items():

@@ -8,6 +8,7 @@ name: cluster_placement
 author: entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - entropy.cluster.connection.hypervisor_reads
+  - entropy.cluster.connection.connect_timeout
 short_description: Where every VM of the cluster is defined right now, read live from libvirt
 version_added: 0.1.0
 description:
@@ -78,7 +79,8 @@ class LookupModule(LookupBase):
         if not HAS_LIBVIRT:
             raise AnsibleLookupError("cluster_placement needs the Python module libvirt on the controller: pip install libvirt-python")
         read, errors = read_hypervisors(self.get_option("hypervisors"), vm_states, "listing the VMs", self.get_option("auth_username"),
-                                        self.get_option("auth_password"), self.get_option("parallelism"))
+                                        self.get_option("auth_password"), self.get_option("parallelism"),
+                                        self.get_option("connect_timeout"))
         placement: dict[str, list] = {}
         for host, states in read.items():
             for vm, state in states:

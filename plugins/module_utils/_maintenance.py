@@ -31,7 +31,8 @@ class HostMaintenance:
         if not self.host.strip():
             module.fail("host must name a hypervisor, got an empty string")
         module.result.update(host=self.host, store={"pool": params["pool"], "volume": volume_name("maintenance", self.host), "via": None})
-        self.store = ClusterStore(params["uris"], params["pool"], params["auth_username"], params["auth_password"])
+        self.store = ClusterStore(params["uris"], params["pool"], params["auth_username"], params["auth_password"],
+                                  connect_timeout=params.get("connect_timeout"))
 
     def run(self) -> t.NoReturn:
         module, params, host, result = self.module, self.module.params, self.host, self.module.result

@@ -408,7 +408,8 @@ class ClusterRunLock:
         self.module = module
         params = module.params
         self.name: str = params["name"]
-        self.store = ClusterStore(params["uris"], params["pool"], params["auth_username"], params["auth_password"])
+        self.store = ClusterStore(params["uris"], params["pool"], params["auth_username"], params["auth_password"],
+                                  connect_timeout=params.get("connect_timeout"))
         self.check = module.check_mode
         self.where = "the cluster lock %r (volume %s of storage pool %r)" % (self.name, volume_name("lock", self.name), params["pool"])
         self.result = module.result

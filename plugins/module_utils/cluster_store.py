@@ -35,7 +35,7 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
 
 DEFAULT_POOL = "entropy-cluster"
 # The kinds of record the store keeps; a volume name is "entropy.<kind>.<key>".
-KINDS = ("lock", "maintenance", "takeover", "queue", "checkpoint")
+KINDS = ("lock", "maintenance", "takeover", "queue", "checkpoint", "fence")
 RECORD_FORMAT = 1
 MAX_RECORD_BYTES = 65536
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -112,10 +112,10 @@ class ClusterStore:
     """
 
     def __init__(self, uris: Iterable[str], pool: str = DEFAULT_POOL, username: str | None = None,
-                 password: str | None = None, connect: Callable | None = None) -> None:
+                 password: str | None = None, connect: Callable | None = None, connect_timeout: float | None = None) -> None:
         self.uris = [u for u in uris if u]
         self.pool_name = pool
-        self._connect = connect or (lambda uri: open_connection(uri, username, password))
+        self._connect = connect or (lambda uri: open_connection(uri, username, password, connect_timeout=connect_timeout))
         self.conn = None
         self.pool = None
         self.via: str | None = None

@@ -9,7 +9,9 @@ and look domains up by name.
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 import traceback
 
 from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import state_word
@@ -28,6 +30,11 @@ DEFAULT_URI = "qemu:///system"
 URI_ENV = "LIBVIRT_DEFAULT_URI"
 USERNAME_ENV = "ENTROPY_LIBVIRT_USERNAME"
 PASSWORD_ENV = "ENTROPY_LIBVIRT_PASSWORD"
+CONNECT_TIMEOUT_ENV = "ENTROPY_LIBVIRT_CONNECT_TIMEOUT"
+DEFAULT_CONNECT_TIMEOUT = 10.0
+# An open connection whose hypervisor stops answering is closed by libvirt's keepalive after
+# interval * (count + 1) seconds: about 1.5 x the connect timeout.
+KEEPALIVE_COUNT = 2
 
 
 class EntropyLibvirtError(Exception):
@@ -93,6 +100,8 @@ def describe_error(exc: Exception, action: str, uri: str | None = None) -> Entro
         code = exc.get_error_code()
         text = (exc.get_error_message() or text).strip()
     kind = _error_kind(code)
+    if kind == "other" and "keepalive timeout" in text:
+        kind = "unreachable"  # the hypervisor stopped answering on an open connection
     where = " on %s" % uri if uri else ""
     hint = ERROR_HINTS.get(kind, "")
     return EntropyLibvirtError("%s%s failed: %s.%s" % (action, where, text.rstrip("."), hint), kind=kind, libvirt_code=code)
@@ -112,20 +121,128 @@ def _auth_callback(username: str | None, password: str | None):
     return [[libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_USERNAME, libvirt.VIR_CRED_PASSPHRASE], request, None]
 
 
-def open_connection(uri: str | None = None, username: str | None = None, password: str | None = None, readonly: bool = False):
-    """Open a libvirt connection or raise EntropyLibvirtError naming the URI and the fix."""
+def resolve_connect_timeout(value: float | int | str | None) -> float:
+    """Seconds allowed to open a connection: the option, else ENTROPY_LIBVIRT_CONNECT_TIMEOUT, else 10.
+    0 means no bound (libvirt's own behaviour: the system's TCP timeout). ValueError names the option."""
+    if value is None or value == "":
+        value = os.environ.get(CONNECT_TIMEOUT_ENV) or DEFAULT_CONNECT_TIMEOUT
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("connect_timeout must be a number of seconds, 0 or more (0: no bound), got %r" % (value,))
+    return seconds
+
+
+_EVENT_LOOP_LOCK = threading.Lock()
+_EVENT_LOOP: list = []
+
+
+def ensure_event_loop() -> None:
+    """libvirt's default event loop in a daemon thread, once per process: keepalive needs it.
+
+    Call it before opening the connections that use it; any code of the process that wants libvirt
+    events (domain lifecycle events, say) calls this too instead of running a second loop."""
+    with _EVENT_LOOP_LOCK:
+        if _EVENT_LOOP or libvirt is None:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+        libvirt.virEventAddTimeout(200, lambda *_: None, None)  # wake the loop now and then
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        thread = threading.Thread(target=run, name="libvirt-event-loop", daemon=True)
+        thread.start()
+        _EVENT_LOOP.append(thread)
+
+
+def _bounded(opener, uri: str, timeout: float):
+    """``opener()`` in a thread, waited for at most ``timeout`` seconds.
+
+    libvirt has no connect timeout: a hypervisor that stops answering without refusing (powered off,
+    cable pulled, daemon stopped) holds virConnectOpen for the system's TCP timeout, or for ever
+    when the TCP connection is accepted but nothing answers. Past the timeout the open is left to
+    finish on its own (its thread closes the connection if it ever opens) and the caller gets an
+    'unreachable' error."""
+    box: dict = {}
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            conn = opener()
+        except BaseException as exc:  # pylint: disable=broad-except
+            with lock:
+                box["error"] = exc
+        else:
+            with lock:
+                box["conn"] = conn
+                abandoned = box.get("abandoned", False)
+            if abandoned:
+                close_quietly(conn)
+        done.set()
+
+    threading.Thread(target=run, name="libvirt-open", daemon=True).start()
+    done.wait(timeout)
+    with lock:
+        if "conn" in box:
+            return box["conn"]
+        if "error" in box:
+            raise box["error"]
+        box["abandoned"] = True
+    raise EntropyLibvirtError(
+        "connecting to libvirt on %s failed: no answer within %g s (connect_timeout): the hypervisor is down, "
+        "unreachable or its daemon is stopped.%s Raise connect_timeout (env %s) for a slow link."
+        % (uri, timeout, ERROR_HINTS["unreachable"], CONNECT_TIMEOUT_ENV), kind="unreachable")
+
+
+def set_keepalive(conn, connect_timeout: float) -> None:
+    """Let libvirt close ``conn`` when its hypervisor stops answering (about 1.5 x ``connect_timeout``):
+    a call on it then fails with 'connection closed due to keepalive timeout' instead of waiting for
+    ever. Drivers without keepalive (test:///, local drivers) are left as they are."""
+    if not connect_timeout:
+        return
+    interval = max(1, int(math.ceil(connect_timeout / KEEPALIVE_COUNT)))
+    try:
+        conn.setKeepAlive(interval, KEEPALIVE_COUNT)
+    except libvirt.libvirtError:
+        pass  # not supported by this driver: nothing to bound
+
+
+def open_connection(uri: str | None = None, username: str | None = None, password: str | None = None, readonly: bool = False,
+                    connect_timeout: float | int | str | None = None):
+    """Open a libvirt connection or raise EntropyLibvirtError naming the URI and the fix.
+
+    The open takes at most ``connect_timeout`` seconds (None: env ENTROPY_LIBVIRT_CONNECT_TIMEOUT, else 10;
+    0: no bound), and the connection gets libvirt keepalive, so a hypervisor that stops answering later
+    fails the call in progress instead of holding it."""
     if libvirt is None:
         raise EntropyLibvirtError("the Python module 'libvirt' (libvirt-python) is not installed: pip install libvirt-python", kind="missing_library")
     uri = resolve_uri(uri)
+    try:
+        timeout = resolve_connect_timeout(connect_timeout)
+    except ValueError as exc:
+        raise EntropyLibvirtError("connecting to libvirt on %s: %s" % (uri, exc), kind="config") from None
     username = username or os.environ.get(USERNAME_ENV)
     password = password or os.environ.get(PASSWORD_ENV)
     # libvirt prints every error to stderr by default; we report them ourselves.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     flags = libvirt.VIR_CONNECT_RO if readonly else 0
-    try:
+
+    def opener():
         if username or password:
             return libvirt.openAuth(uri, _auth_callback(username, password), flags)
         return libvirt.openReadOnly(uri) if readonly else libvirt.open(uri)
+
+    try:
+        if timeout:
+            ensure_event_loop()
+            conn = _bounded(opener, uri, timeout)
+        else:
+            conn = opener()
     except libvirt.libvirtError as exc:
         err = describe_error(exc, "connecting to libvirt", uri)
         if err.kind == "other" and exc.get_error_domain() in (libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE):
@@ -134,6 +251,8 @@ def open_connection(uri: str | None = None, username: str | None = None, passwor
                 uri, (exc.get_error_message() or str(exc)).rstrip("."), ERROR_HINTS["unreachable"])
             err.args = (err.message,)
         raise err from None
+    set_keepalive(conn, timeout)
+    return conn
 
 
 def lookup_domain(conn, name: str):

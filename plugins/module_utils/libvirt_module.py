@@ -14,6 +14,7 @@ import typing as t
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
+    CONNECT_TIMEOUT_ENV,
     HAS_LIBVIRT,
     LIBVIRT_IMPORT_ERROR,
     PASSWORD_ENV,
@@ -26,11 +27,15 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
     resolve_uri,
 )
 
+# Keep in sync with plugins/doc_fragments/connection.py (MODULE_CONNECT_TIMEOUT).
+CONNECT_TIMEOUT_SPEC = dict(connect_timeout=dict(type="float", fallback=(env_fallback, [CONNECT_TIMEOUT_ENV])))
+
 # Keep in sync with plugins/doc_fragments/connection.py.
 CONNECTION_ARGUMENT_SPEC = dict(
     uri=dict(type="str", fallback=(env_fallback, [URI_ENV])),
     auth_username=dict(type="str", fallback=(env_fallback, [USERNAME_ENV])),
     auth_password=dict(type="str", no_log=True, fallback=(env_fallback, [PASSWORD_ENV])),
+    **CONNECT_TIMEOUT_SPEC,
 )
 
 
@@ -90,7 +95,8 @@ class LibvirtModule(EntropyModule):
     def open_connection(self, uri: str | None = None, readonly: bool = False):
         """Open a connection that is closed at exit; raises EntropyLibvirtError (naming the URI and the
         fix) for a caller that words the failure itself."""
-        conn = open_connection(uri or self.uri, self.params.get("auth_username"), self.params.get("auth_password"), readonly=readonly)
+        conn = open_connection(uri or self.uri, self.params.get("auth_username"), self.params.get("auth_password"), readonly=readonly,
+                               connect_timeout=self.params.get("connect_timeout"))
         self._connections.append(conn)
         return conn
 

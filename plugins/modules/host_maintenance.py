@@ -22,6 +22,7 @@ author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - entropy.cluster.connection.module_connect_timeout
 attributes:
   check_mode:
     support: full
@@ -163,7 +164,7 @@ from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import DEFAULT_POOL
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import PASSWORD_ENV, USERNAME_ENV
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import EntropyModule
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import CONNECT_TIMEOUT_SPEC, EntropyModule
 from ansible_collections.entropy.cluster.plugins.module_utils._maintenance import HostMaintenance
 
 
@@ -178,6 +179,7 @@ def main() -> None:
             uris=dict(type="list", elements="str", required=True),
             auth_username=dict(type="str", fallback=(env_fallback, [USERNAME_ENV])),
             auth_password=dict(type="str", no_log=True, fallback=(env_fallback, [PASSWORD_ENV])),
+            **CONNECT_TIMEOUT_SPEC,
         ),
         supports_check_mode=True,
     )

@@ -130,6 +130,11 @@ def _online_hosts(hypervisors: Mapping[str, Mapping], warnings: list[str]) -> di
             error = hvars.get("entropy_error") or "unreachable"
             warnings.append("hypervisor %s left out of the model: it was unreachable (%s); its VMs are unknown" % (name, error))
             continue
+        if hvars.get("entropy_fenced") is not None:
+            # fenced (a record in the cluster store, see host_fence): its VMs' copies there are stale even if it answers again
+            warnings.append("hypervisor %s left out of the model with its VMs: it is fenced (entropy.cluster.host_fence state=absent "
+                            "clears the record once it is repaired)" % name)
+            continue
         cpu = hvars.get("entropy_cpu_cores")
         memory = hvars.get("entropy_memory_mib")
         if cpu is None or memory is None:

@@ -17,12 +17,13 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
 T = t.TypeVar("T")
 
 
-def read_one(name: str, uri: str, read: t.Callable[[t.Any], T], what: str, username: str | None, password: str | None) -> T:
+def read_one(name: str, uri: str, read: t.Callable[[t.Any], T], what: str, username: str | None, password: str | None,
+             connect_timeout: float | None = None) -> T:
     """``read(conn)`` on a read-only connection to one hypervisor; any failure becomes an
     EntropyLibvirtError naming the hypervisor, what was being read and the URI."""
     conn = None
     try:
-        conn = open_connection(uri, username, password, readonly=True)
+        conn = open_connection(uri, username, password, readonly=True, connect_timeout=connect_timeout)
         return read(conn)
     except EntropyLibvirtError:
         raise
@@ -33,14 +34,14 @@ def read_one(name: str, uri: str, read: t.Callable[[t.Any], T], what: str, usern
 
 
 def read_hypervisors(hypervisors: t.Mapping[str, str], read: t.Callable[[t.Any], T], what: str, username: str | None,
-                     password: str | None, parallelism: int) -> tuple[dict[str, T], dict[str, str]]:
+                     password: str | None, parallelism: int, connect_timeout: float | None = None) -> tuple[dict[str, T], dict[str, str]]:
     """``read(conn)`` on every hypervisor (name -> URI), ``parallelism`` at a time.
 
     Returns (result by hypervisor name, error message by hypervisor name), both in name order."""
     results: dict[str, T] = {}
     errors: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(hypervisors) or 1))) as pool:
-        futures = {name: pool.submit(read_one, name, uri, read, what, username, password) for name, uri in sorted(hypervisors.items())}
+        futures = {name: pool.submit(read_one, name, uri, read, what, username, password, connect_timeout) for name, uri in sorted(hypervisors.items())}
         for name, future in futures.items():
             try:
                 results[name] = future.result()

@@ -64,23 +64,17 @@ def _migrate_in_background(lab, playbook, tmp_path, vm, source, destination, **o
     return thread, out
 
 
-_EVENT_LOOP: list = []
-
-
 def _event_loop() -> None:
-    """libvirt's default event loop in a daemon thread (once per process, before the connections that use it)."""
-    if _EVENT_LOOP:
-        return
-    libvirt.virEventRegisterDefaultImpl()
-    libvirt.virEventAddTimeout(200, lambda *_: None, None)  # wake the loop now and then
+    """libvirt's default event loop, the one the collection's connections use for keepalive (one per process)."""
+    import sys  # pylint: disable=import-outside-toplevel
 
-    def run() -> None:
-        while True:
-            libvirt.virEventRunDefaultImpl()
+    from conftest import COLLECTIONS  # pylint: disable=import-outside-toplevel
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    _EVENT_LOOP.append(thread)
+    if COLLECTIONS not in sys.path:
+        sys.path.insert(0, COLLECTIONS)
+    from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import ensure_event_loop  # pylint: disable=import-outside-toplevel
+
+    ensure_event_loop()
 
 
 def _wait_for_migration_job(dom, timeout: float = 60) -> dict:

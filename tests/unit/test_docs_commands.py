@@ -89,6 +89,15 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "virsh undefine": (LAB + "test_a_stale_definition_is_refused_until_the_documented_virsh_undefine",),
     "virsh destroy": "not run: the paused incoming copy a killed destination daemon may leave cannot be produced on demand "
                      "(seen in the fault soak only); the refusal that names it is tested in tests/integration/test_runs_that_die.py",
+    # docs/fault-tolerance.md
+    "ENTROPY_LIBVIRT_CONNECT_TIMEOUT=3 ansible-inventory -i prod.libvirt_cluster.yml --graph": (
+        "tests/integration/test_fault_tolerance.py::test_a_stopped_hypervisor_is_unreachable_within_the_timeout_and_the_others_are_read",),
+    "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.fence -e entropy_fence_hook=/path/to/power_off.yml": (
+        "tests/integration/test_fault_tolerance.py::test_a_failed_host_is_fenced_recorded_left_out_and_does_not_restart_its_vms",),
+    ".venv/bin/python tools/lab.py fence hv2": (
+        "tests/integration/test_fault_tolerance.py::test_a_failed_host_is_fenced_recorded_left_out_and_does_not_restart_its_vms",),
+    ".venv/bin/python benchmarks/bench_host_failure.py --rounds 3 --failure stop": (
+        "tests/integration/test_fault_tolerance.py::test_the_failure_benchmark_in_one_round",),
     # docs/inventory.md
     "ansible-doc -t inventory entropy.cluster.libvirt_cluster": (HERE + "test_the_ansible_doc_lines",),
     "ansible-inventory -i cluster.libvirt_cluster.yml --graph": (LAB + "test_the_inventory_md_file_and_its_commands",),

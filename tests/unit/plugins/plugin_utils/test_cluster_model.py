@@ -177,6 +177,17 @@ def test_a_host_in_maintenance_takes_no_vm():
     assert cluster_model.build_model({"hv1": hv(), "hv2": hv()})["constraints"] == []
 
 
+def test_a_fenced_host_and_its_vms_are_left_out_even_when_it_answers():
+    fence = {"since": 1.0, "by": "awx job 2", "method": "ipmi power off"}
+    hostvars = {"hv1": hv(entropy_fenced=fence), "hv2": hv(entropy_fenced=None), "vm1": vm("hv1"), "vm2": vm("hv2")}
+    model = cluster_model.build_model(hostvars)
+    assert [h["name"] for h in model["hosts"]] == ["hv2"]
+    assert [v["name"] for v in model["vms"]] == ["vm2"]
+    assert any("hv1 left out of the model with its VMs: it is fenced" in w for w in model["warnings"])
+    # a fence record still being written (no data yet) counts too
+    assert [h["name"] for h in cluster_model.build_model({"hv1": hv(entropy_fenced={}), "hv2": hv()})["hosts"]] == ["hv2"]
+
+
 @pytest.mark.skipif(load_model is None, reason="the solver is not importable")
 def test_the_solver_moves_vms_off_a_host_in_maintenance_and_never_onto_it():
     from placement import solve  # pylint: disable=import-outside-toplevel

@@ -1,0 +1,195 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The work of entropy.cluster.vm_checkpoint (private: names may change between releases): a consistent
+checkpoint of a group of VMs across hypervisors.
+
+1. every VM of the group is paused, all at once (one thread per VM), and the spread between the first pause and
+   the last (the skew) must stay under a bound, else all are resumed and nothing is captured;
+2. only then is each VM captured: an external snapshot without libvirt metadata - its memory into a file, each
+   disk frozen where it is, with a new qcow2 overlay on top that the VM writes from then on - all in the
+   checkpoint directory, which every hypervisor must see;
+3. only when every capture is done are the VMs resumed (those that were running).
+So no VM of the group runs while another is being captured: messages in flight between them cannot be lost
+between two VMs' states. A manifest (JSON) in the directory lists, per VM, its memory image and its frozen disks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+import typing as t
+import xml.etree.ElementTree as ET
+
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
+    EntropyLibvirtError,
+    close_quietly,
+    describe_error,
+    libvirt,
+    open_connection,
+)
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def file_part(name: str) -> str:
+    """A VM name as part of a file name: untrusted (tenant data), so anything unusual is hex-encoded."""
+    return name if _SAFE.match(name) and not name.startswith("x-") else "x-" + name.encode("utf-8").hex()
+
+
+def manifest_path(directory: str, checkpoint: str) -> str:
+    return os.path.join(directory, "%s.checkpoint.json" % checkpoint)
+
+
+def _parallel(items: list, work: t.Callable[[t.Any], t.Any]) -> list:
+    """work(item) for every item at once, one thread each; returns [(result, exception)] in order."""
+    out: list = [None] * len(items)
+
+    def run(i: int, item: t.Any) -> None:
+        try:
+            out[i] = (work(item), None)
+        except Exception as exc:  # pylint: disable=broad-except
+            out[i] = (None, exc)
+
+    threads = [threading.Thread(target=run, args=(i, item), daemon=True) for i, item in enumerate(items)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return out
+
+
+class Member:
+    """One VM of the group during a checkpoint."""
+
+    def __init__(self, name: str, uri: str) -> None:
+        self.name = name
+        self.uri = uri
+        self.conn = None
+        self.dom = None
+        self.was_running = False
+        self.paused_at: tuple[float, float] | None = None
+        self.captured: tuple[float, float] | None = None
+        self.resumed_at: float | None = None
+        self.memory_file = ""
+        self.disks: list[dict[str, str]] = []
+
+    def snapshot_xml(self, directory: str, checkpoint: str) -> str:
+        """The external snapshot: memory to a file, each file disk frozen under a new overlay; other disks refused."""
+        base = os.path.join(directory, "%s.%s" % (file_part(self.name), checkpoint))
+        self.memory_file = base + ".mem"
+        root = ET.Element("domainsnapshot")
+        ET.SubElement(root, "name").text = checkpoint
+        ET.SubElement(root, "memory", snapshot="external", file=self.memory_file)
+        disks = ET.SubElement(root, "disks")
+        for disk in ET.fromstring(self.dom.XMLDesc(0)).findall("devices/disk"):
+            target = disk.find("target").get("dev")
+            if disk.get("device") in ("cdrom", "floppy"):
+                ET.SubElement(disks, "disk", name=target, snapshot="no")
+                continue
+            source = disk.find("source")
+            if disk.get("type") != "file" or source is None or not source.get("file"):
+                raise EntropyLibvirtError("VM %r: disk %s is not a file disk; vm_checkpoint captures file disks only (qcow2 or raw "
+                                          "files on storage every hypervisor sees)" % (self.name, target), kind="unsupported")
+            overlay = "%s.%s.qcow2" % (base, target)
+            entry = ET.SubElement(disks, "disk", name=target, snapshot="external")
+            ET.SubElement(entry, "driver", type="qcow2")
+            ET.SubElement(entry, "source", file=overlay)
+            self.disks.append({"target": target, "frozen": source.get("file"), "overlay": overlay})
+        return ET.tostring(root, encoding="unicode")
+
+
+class GroupCheckpoint:
+    """A consistent checkpoint of ``vms`` (name -> hypervisor URI) into ``directory``."""
+
+    def __init__(self, vms: t.Mapping[str, str], checkpoint: str, directory: str, max_skew_ms: float,
+                 username: str | None = None, password: str | None = None, connect_timeout: float | None = None) -> None:
+        self.members = [Member(name, uri) for name, uri in sorted(vms.items())]
+        self.checkpoint = checkpoint
+        self.directory = directory
+        self.max_skew = max_skew_ms / 1000.0
+        self.username = username
+        self.password = password
+        self.connect_timeout = connect_timeout
+
+    def connect(self) -> None:
+        for member in self.members:
+            member.conn = open_connection(member.uri, self.username, self.password, connect_timeout=self.connect_timeout)
+            try:
+                member.dom = member.conn.lookupByName(member.name)
+                state = member.dom.state()[0]
+            except libvirt.libvirtError as exc:
+                raise describe_error(exc, "looking up VM %r" % member.name, member.uri) from None
+            if state not in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED):
+                raise EntropyLibvirtError("VM %r on %s is not running or paused; a checkpoint captures active VMs only (start it, or "
+                                          "leave it out of the group)" % (member.name, member.uri), kind="operation_invalid")
+            member.was_running = state == libvirt.VIR_DOMAIN_RUNNING
+
+    def close(self) -> None:
+        for member in self.members:
+            close_quietly(member.conn)
+
+    def _resume(self, members: list[Member]) -> list[str]:
+        def resume(member: Member) -> None:
+            member.dom.resume()
+            member.resumed_at = time.time()
+
+        failures = []
+        for member, (_res, exc) in zip(members, _parallel(members, resume)):
+            if exc is not None:
+                failures.append(describe_error(exc, "resuming VM %r" % member.name, member.uri).message)
+        return failures
+
+    def run(self) -> dict[str, t.Any]:
+        """Pause all, capture all, resume all. Raises EntropyLibvirtError with the VMs resumed when a step fails."""
+        running = [m for m in self.members if m.was_running]
+
+        def pause(member: Member) -> None:
+            started = time.time()
+            member.dom.suspend()
+            member.paused_at = (started, time.time())
+
+        started = time.time()
+        problems = [describe_error(exc, "pausing VM %r" % m.name, m.uri).message
+                    for m, (_r, exc) in zip(running, _parallel(running, pause)) if exc is not None]
+        paused = [m for m in running if m.paused_at is not None]
+        all_paused = time.time()
+        skew = (max(m.paused_at[1] for m in paused) - min(m.paused_at[0] for m in paused)) if paused else 0.0
+        if not problems and skew > self.max_skew:
+            problems.append("the group's VMs were paused over %.0f ms, more than max_skew_ms (%.0f)" % (skew * 1000, self.max_skew * 1000))
+        if problems:
+            problems += self._resume(paused)
+            raise EntropyLibvirtError("checkpoint %r not taken, every VM of the group runs as before: %s"
+                                      % (self.checkpoint, "; ".join(problems)), kind="checkpoint")
+
+        def capture(member: Member) -> None:
+            xml = member.snapshot_xml(self.directory, self.checkpoint)
+            begun = time.time()
+            member.dom.snapshotCreateXML(xml, libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA)
+            member.captured = (begun, time.time())
+
+        outcomes = _parallel(self.members, capture)
+        problems = [describe_error(exc, "capturing VM %r" % m.name, m.uri).message
+                    for m, (_r, exc) in zip(self.members, outcomes) if exc is not None]
+        captured = time.time()
+        problems += self._resume(running)
+        if problems:
+            raise EntropyLibvirtError("checkpoint %r failed (the VMs were resumed; the files of the VMs captured stay in %s): %s"
+                                      % (self.checkpoint, self.directory, "; ".join(problems)), kind="checkpoint")
+        resumed = time.time()
+        vms = {}
+        for member in self.members:
+            sizes = {"memory_bytes": os.path.getsize(member.memory_file) if os.path.exists(member.memory_file) else None}
+            vms[member.name] = {"uri": member.uri, "was_running": member.was_running, "memory_file": member.memory_file,
+                                "disks": member.disks, **sizes}
+        manifest = {"format": 1, "checkpoint": self.checkpoint, "created": started, "vms": vms,
+                    "pause_ms": round((resumed - started) * 1000, 1), "skew_ms": round(skew * 1000, 1)}
+        with open(manifest_path(self.directory, self.checkpoint) + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2, sort_keys=True)
+        os.replace(manifest_path(self.directory, self.checkpoint) + ".tmp", manifest_path(self.directory, self.checkpoint))
+        manifest["timeline"] = {
+            "paused_by": all_paused, "captures_from": min(m.captured[0] for m in self.members),
+            "captured_by": captured, "resumes_from": min((m.resumed_at for m in running if m.resumed_at), default=None)}
+        return manifest
