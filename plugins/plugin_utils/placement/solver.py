@@ -5,7 +5,7 @@ import dataclasses
 import time
 from typing import Any, Callable
 
-from .bounds import hosts_lower_bound
+from .bounds import bound_stats, hosts_lower_bound, strong_hosts_bound
 from .context import SolveContext
 from .cpsat import require_ortools, solve_sub
 from .diagnose import diagnose, raise_if_infeasible
@@ -115,16 +115,17 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
     prob = build_problem(model)
     raise_if_infeasible(prob)
     lb = max(hosts_lower_bound(prob), joint_cover_bound(prob) or 0)
+    strong = max(lb, strong_hosts_bound(prob))
     st, failed = keep_and_repair(prob)
     ctx = SolveContext(model, prob, st, t0, progress)
     dense = prob.n_vms * max(len(ctx.usable), 1) <= DENSE_PAIRS
     if failed or _over_budget(prob, st.host_of):
         _viable_start(ctx, dense, bool(failed))
-    lns = Lns(ctx, lower_bound=lb, max_iterations=ctx.opts.max_iterations if ctx.opts.max_iterations is not None
+    lns = Lns(ctx, lower_bound=strong, max_iterations=ctx.opts.max_iterations if ctx.opts.max_iterations is not None
               else MAX_ITERATIONS)
     proved, hosts_phase = _optimise(ctx, lns, dense)
     target = _keep_if_not_worth_it(ctx, st.placement())
-    plan = _plan(prob, target, lb, t0, proved, lns.iterations)
+    plan = _plan(prob, target, lb, t0, proved, lns.iterations, strong)
     plan["stats"]["hosts_phase_seconds"] = None if hosts_phase is None else round(hosts_phase, 3)
     return plan
 
@@ -256,7 +257,8 @@ def plan_for_target(model_or_dict: Any, target: dict[str, str], **overrides: Any
     return _plan(prob, placement, hosts_lower_bound(prob), t0, False, 0)
 
 
-def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, iterations: int) -> dict:
+def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, iterations: int,
+          strong: int | None = None) -> dict:
     model = prob.model
     solve_s = time.monotonic() - t0
     planner = build_plan(prob, target, model.options.max_parallel_migrations_per_host, model.options.allow_suspend)
@@ -285,6 +287,7 @@ def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, it
         "max_memory_used_mib": max(lm, default=0),
         "max_cpu_used": max(lc, default=0) / CPU_SCALE,
     }
+    stats.update(bound_stats(prob, len(after_hosts), strong, planner.memory_moved))
     return {
         "version": PLAN_VERSION,
         "status": status,
