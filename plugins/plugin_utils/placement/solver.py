@@ -5,7 +5,7 @@ import dataclasses
 import time
 from typing import Any, Callable
 
-from .bounds import bound_stats, hosts_lower_bound, strong_hosts_bound
+from .bounds import bound_stats, hosts_lower_bound, memory_moved_bound, strong_hosts_bound
 from .context import SolveContext
 from .cpsat import require_ortools, solve_sub
 from .diagnose import diagnose, raise_if_infeasible
@@ -14,6 +14,7 @@ from .greedy import drain, host_order, keep_and_repair, place_units
 from .hostset import choose_hosts, joint_cover_bound
 from .pack import home_pass, pack_cosine, relabel
 from .lns import Lns
+from .neighbourhoods import empty_hosts, is_big_vm_mix
 from .model import Model, load_model
 from .planner import build_plan
 from .problem import CPU_SCALE, Problem, build_problem
@@ -85,7 +86,10 @@ def _pack(ctx: SolveContext, lns: Lns) -> None:
         _restore(st, saved)
     relabel(st)
     home_pass(st)
-    lns.consolidate(share=0.5)
+    if is_big_vm_mix(prob):
+        empty_hosts(lns, time.monotonic() + max(ctx.deadline - time.monotonic(), 0) * 0.5)
+    else:
+        lns.consolidate(share=0.5)
     relabel(st)
     home_pass(st)
 
@@ -168,7 +172,8 @@ def _optimise(ctx: SolveContext, lns: Lns, dense: bool) -> tuple[bool, float | N
             else:
                 _pack(ctx, lns)
             hosts_phase = time.monotonic() - ctx.t0
-            lns.reduce_moves("moves")
+            if _moved_above_bound(ctx):
+                lns.reduce_moves("moves")
     elif opts.objective == "repair":
         if dense:
             proved = _dense(ctx, "repair") == "optimal"
@@ -180,6 +185,12 @@ def _optimise(ctx: SolveContext, lns: Lns, dense: bool) -> tuple[bool, float | N
     else:
         lns.balance()
     return proved, hosts_phase
+
+
+def _moved_above_bound(ctx: SolveContext) -> bool:
+    """False once the memory moved meets its lower bound at the current hosts count (stop early)."""
+    placement = ctx.st.placement()
+    return ctx.prob.moved(placement)[1] > memory_moved_bound(ctx.prob, len(set(placement)))
 
 
 def _keep_if_not_worth_it(ctx: SolveContext, target: list[int]) -> list[int]:
