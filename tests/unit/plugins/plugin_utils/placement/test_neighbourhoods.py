@@ -71,11 +71,11 @@ def test_empty_hosts_stops_at_the_lower_bound():
     model = load_model(m)
     prob = build_problem(model)
     st, _failed = keep_and_repair(prob)
-    used = len({h for h in st.host_of})
+    used = len(set(st.host_of))
     lns = Lns(SolveContext(model, prob, st, time.monotonic()), max_iterations=1000, lower_bound=used)
     empty_hosts(lns, time.monotonic() + 5)
     assert lns.iterations == 0
     lns = Lns(SolveContext(model, prob, st, time.monotonic()), max_iterations=40,
               lower_bound=strong_hosts_bound(prob))
     empty_hosts(lns, time.monotonic() + 5)
-    assert len({h for h in st.host_of}) < used
+    assert len(set(st.host_of)) < used
