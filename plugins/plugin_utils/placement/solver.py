@@ -14,7 +14,7 @@ from .greedy import drain, host_order, keep_and_repair, place_units
 from .hostset import choose_hosts, joint_cover_bound
 from .pack import home_pass, pack_cosine, relabel
 from .lns import Lns
-from .neighbourhoods import empty_hosts, is_big_vm_mix
+from .neighbourhoods import balanced_stay, empty_hosts, is_big_vm_mix
 from .model import Model, load_model
 from .planner import build_plan
 from .problem import CPU_SCALE, Problem, build_problem
@@ -74,8 +74,9 @@ def _pack(ctx: SolveContext, lns: Lns) -> None:
     st, prob = ctx.st, ctx.prob
     saved = st.placement()
     keep = choose_hosts(st, seed=ctx.opts.seed)
+    stay = balanced_stay(st, keep) if is_big_vm_mix(prob) else set()
     movable = sorted({st.unit_of[j] for j in range(prob.n_vms)
-                      if all(prob.movable[k] for k in st.units[st.unit_of[j]])})
+                      if all(prob.movable[k] for k in st.units[st.unit_of[j]]) and j not in stay})
     for u in movable:
         for j in st.units[u]:
             st.remove(j)

@@ -11,7 +11,8 @@ from placement.context import SolveContext
 from placement.greedy import keep_and_repair
 from placement.lns import Lns
 from placement.model import load_model
-from placement.neighbourhoods import empty_hosts, is_big_vm_mix, must_move
+from placement.hostset import choose_hosts
+from placement.neighbourhoods import STAY_BALANCE, balanced_stay, empty_hosts, is_big_vm_mix, must_move
 from placement.problem import build_problem
 from synthetic import HEAVY_WEIGHTS, make_cluster
 
@@ -79,3 +80,23 @@ def test_empty_hosts_stops_at_the_lower_bound():
               lower_bound=strong_hosts_bound(prob))
     empty_hosts(lns, time.monotonic() + 5)
     assert len(set(st.host_of)) < used
+
+
+def test_balanced_stay_keeps_balanced_hosts_and_leaves_watched_vms_alone():
+    m = big_mix()
+    names = [v["name"] for v in m["vms"] if v["state"] == "running"]
+    m["constraints"] = [{"type": "spread", "vms": names[0:40]}]
+    model = load_model(m)
+    prob = build_problem(model)
+    st, _failed = keep_and_repair(prob)
+    keep = choose_hosts(st, seed=1)
+    stay = balanced_stay(st, keep)
+    assert stay, "some VMs keep their place"
+    watched = {prob.vm_pos[n] for n in names[0:40]}
+    assert not stay & watched
+    for h in keep:
+        here = [j for j in stay if st.host_of[j] == h]
+        fc = sum(prob.cpu[j] for j in here) / prob.cap_cpu[h]
+        fm = sum(prob.mem[j] for j in here) / prob.cap_mem[h]
+        assert abs(fc - fm) <= STAY_BALANCE + 1e-9 and max(fc, fm) <= 1.0
+    assert all(st.host_of[j] in keep for j in stay)
