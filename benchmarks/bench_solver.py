@@ -59,7 +59,8 @@ def one(n_hosts: int, n_vms: int, objective: str, limit: float, seed: int, heavy
             "solve_s": s["solve_seconds"], "plan_s": s["plan_seconds"], "wall_s": wall, "check_s": check_s,
             "steps": s["steps"], "pivots": s["pivots"], "overloaded": s["overloaded_hosts_before"],
             "violations": len(problems), "iterations": s["lns_iterations"], "hosts_s": s.get("hosts_phase_seconds"),
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "lb_strong": s.get("hosts_lower_bound_strong"), "moved_lb_gib": (s.get("memory_moved_lower_bound_mib") or 0) / 1024}
 
 
 def machine() -> str:
@@ -102,8 +103,9 @@ def main() -> int:
         jobs.append((h, v, "repair", args.repair_limit))
     print(f"machine: {machine()}")
     print("| hosts/VMs | objective | limit s | hosts before | after | LB | gap to LB | FFD | hosts final at s | migrations | "
-          "moved GiB | solve s | plan s | steps | pivots | overloaded before | checker | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "moved GiB | solve s | plan s | steps | pivots | overloaded before | checker | peak RSS MB | strong LB | "
+          "gap to strong LB | moved LB GiB | moved / LB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for h, v, objective, limit in jobs:
         cmd = [sys.executable, __file__, "--one", f"{h}:{v}:{objective}:{limit}", "--seed", str(args.seed)]
         res = subprocess.run(cmd + (["--heavy"] if args.heavy else []), capture_output=True, text=True, check=False)
@@ -112,11 +114,15 @@ def main() -> int:
             continue
         r = json.loads(res.stdout)
         gap = f"{100.0 * (r['after'] - r['lb']) / max(r['lb'], 1):+.1f} %" if objective == "consolidate" else "n/a"
+        strong_gap = (f"{100.0 * (r['after'] - r['lb_strong']) / max(r['lb_strong'], 1):+.1f} %"
+                      if objective == "consolidate" else "n/a")
+        ratio = f"{r['moved_gib'] / r['moved_lb_gib']:.2f}x" if r["moved_lb_gib"] else "n/a"
         check = "ok" if not r["violations"] else f"{r['violations']} violations"
         hosts_s = "n/a" if r["hosts_s"] is None else f"{r['hosts_s']:.1f}"
         print(f"| {h}/{v} | {objective} | {limit:g} | {r['before']} | {r['after']} | {r['lb']} | {gap} | "
               f"{r['ffd']} | {hosts_s} | {r['migrations']} | {r['moved_gib']:.0f} | {r['solve_s']:.1f} | {r['plan_s']:.2f} | "
-              f"{r['steps']} | {r['pivots']} | {r['overloaded']} | {check} | {r['rss_mb']:.0f} |", flush=True)
+              f"{r['steps']} | {r['pivots']} | {r['overloaded']} | {check} | {r['rss_mb']:.0f} | {r['lb_strong']} | "
+              f"{strong_gap} | {r['moved_lb_gib']:.0f} | {ratio} |", flush=True)
     return 0
 
 

@@ -82,6 +82,8 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     # docs/benchmarks.md
     "python benchmarks/bench_solver.py": (HERE + "test_the_solver_benchmark_in_a_short_run",),
     "python benchmarks/bench_schedule.py": (HERE + "test_the_schedule_benchmark_in_a_short_run",),
+    "python benchmarks/bench_solver.py --heavy --sizes 2000x5000,500x1500,2000x6000 --repair '' --time-limit 30": (
+        HERE + "test_the_heavy_solver_benchmark_in_a_short_run",),
     "bash tools/run.sh solve --btrplace tests/data/btrplace/FILE --time-limit 5": (HERE + "test_the_btrplace_lines",),
     # docs/fault-soak.md
     "ENTROPY_LAB_DIR=/var/tmp/entropy-soak ENTROPY_LAB_SUBNET=127.0.9 .venv/bin/python benchmarks/soak_faults.py --min-migrations 50": (
@@ -318,6 +320,16 @@ def test_the_schedule_benchmark_in_a_short_run():
     assert bench.returncode == 0, bench.stdout + bench.stderr
     row = [line for line in bench.stdout.splitlines() if line.startswith("| 100/500 | 0 |")]
     assert len(row) == 1 and "| yes |" in row[0], bench.stdout
+
+
+def test_the_heavy_solver_benchmark_in_a_short_run():
+    """docs/benchmarks.md's heavy-mix command on one small size with a 1 s limit: both bounds reported."""
+    bench = shell("python benchmarks/bench_solver.py --heavy --sizes 150x400 --repair '' --time-limit 1", timeout=120)
+    assert bench.returncode == 0, bench.stderr
+    row = [line for line in bench.stdout.splitlines() if line.startswith("| 150/400 | consolidate |")]
+    assert len(row) == 1 and "| ok |" in row[0], bench.stdout
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    assert int(cells[18]) >= int(cells[5]) and cells[21].endswith("x"), row[0]   # strong LB >= LB; moved / LB
 
 
 def test_the_inventory_benchmark_in_a_short_run():

@@ -106,13 +106,15 @@ class Lns:
                 self.st.add(j, assign[j])
         return changed
 
-    def _solve(self, free: list[int], hosts: list[int], mode: str, targets: frozenset | set = frozenset()) -> bool:
+    def _solve(self, free: list[int], hosts: list[int], mode: str, targets: frozenset | set = frozenset(),
+               dtime: float | None = None) -> bool:
         if not free:
             return False
         self.iterations += 1
+        dtime = SUB_DTIME if dtime is None else dtime
         res = solve_sub(self.st, free, hosts, mode, targets=targets, budgets=self._budgets(free),
-                        seed=self.rng.randrange(1 << 30), workers=self.workers, dtime=SUB_DTIME,
-                        max_time=min(self._time_left(), SUB_WALL_FACTOR * SUB_DTIME + 1), initially_used=self.initially_used)
+                        seed=self.rng.randrange(1 << 30), workers=self.workers, dtime=dtime,
+                        max_time=min(self._time_left(), SUB_WALL_FACTOR * dtime + 1), initially_used=self.initially_used)
         if res.assign is None or (mode != "squeeze" and len(res.assign) != len(free)):
             return False
         return self._apply(free, res.assign) > 0

@@ -5,7 +5,7 @@ import dataclasses
 import time
 from typing import Any, Callable
 
-from .bounds import hosts_lower_bound
+from .bounds import bound_stats, hosts_lower_bound, memory_moved_bound, strong_hosts_bound
 from .context import SolveContext
 from .cpsat import require_ortools, solve_sub
 from .diagnose import diagnose, raise_if_infeasible
@@ -14,6 +14,7 @@ from .greedy import drain, host_order, keep_and_repair, place_units
 from .hostset import choose_hosts, joint_cover_bound
 from .pack import home_pass, pack_cosine, relabel
 from .lns import Lns
+from .neighbourhoods import balanced_stay, empty_hosts, is_big_vm_mix
 from .model import Model, load_model
 from .planner import build_plan
 from .schedule import solve_schedule
@@ -74,21 +75,49 @@ def _pack(ctx: SolveContext, lns: Lns) -> None:
     st, prob = ctx.st, ctx.prob
     saved = st.placement()
     keep = choose_hosts(st, seed=ctx.opts.seed)
+    # big-VM mixes: pack once repacking all, then (time permitting) once keeping balanced VMs in place
+    stays = [set(), balanced_stay(st, keep)] if is_big_vm_mix(prob) else [set()]
+    best: tuple[int, int, list[int]] | None = None
+    began = time.monotonic()
+    for stay in stays:
+        if best is not None:
+            # another packing only if it (as long as the first) ends before 60 % of the time limit
+            if time.monotonic() + 2 * (time.monotonic() - began) > ctx.at(0.6):
+                break
+            _restore(st, saved)
+        _pack_once(st, keep, stay)
+        if len(set(st.host_of)) >= len(set(saved)):
+            _restore(st, saved)
+        relabel(st)
+        home_pass(st)
+        key = (len(set(st.host_of)), prob.moved(st.host_of)[1], st.placement())
+        if best is None or key[:2] < best[:2]:
+            best = key
+    if best is not None and len(stays) > 1:
+        _restore(st, best[2])
+    if is_big_vm_mix(prob):
+        empty_hosts(lns, time.monotonic() + max(ctx.deadline - time.monotonic(), 0) * 0.5)
+    else:
+        lns.consolidate(share=0.5)
+    relabel(st)
+    home_pass(st)
+
+
+def _pack_once(st: State, keep: set[int], stay: set[int]) -> None:
+    """Pack every movable unit but the `stay` VMs into `keep` (cosine rule), leftovers on extra hosts;
+    a unit left unplaced sends the state back to where it was."""
+    prob = st.prob
+    saved = st.placement()
     movable = sorted({st.unit_of[j] for j in range(prob.n_vms)
-                      if all(prob.movable[k] for k in st.units[st.unit_of[j]])})
+                      if all(prob.movable[k] for k in st.units[st.unit_of[j]]) and j not in stay})
     for u in movable:
         for j in st.units[u]:
             st.remove(j)
     left = pack_cosine(st, keep, movable)
     if left:
         left = place_units(st, left, host_order(prob), allow_open=True)
-    if left or len(set(st.host_of)) >= len(set(saved)):
+    if left:
         _restore(st, saved)
-    relabel(st)
-    home_pass(st)
-    lns.consolidate(share=0.5)
-    relabel(st)
-    home_pass(st)
 
 
 def _restore(st: State, placement: list[int]) -> None:
@@ -119,6 +148,7 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
     raise_if_infeasible(prob)
     lb = max(hosts_lower_bound(prob), joint_cover_bound(prob) or 0,
              *(con.hosts_bound(prob, data) for con, data in prob.rules if data is not None))
+    strong = max(lb, strong_hosts_bound(prob))
     st, failed = keep_and_repair(prob)
     ctx = SolveContext(model, prob, st, t0, progress)
     dense = prob.n_vms * max(len(ctx.usable), 1) <= DENSE_PAIRS
@@ -127,14 +157,14 @@ def solve(model_or_dict: Any, progress: Callable[[str], None] | None = None, **o
     improvers = [(con, data) for con, data in prob.rules if data is not None and con.IMPROVE_SHARE]
     keep = ctx.opts.time_limit_s * min(sum(con.IMPROVE_SHARE for con, _d in improvers), 0.5)
     ctx.deadline -= keep
-    lns = Lns(ctx, lower_bound=lb, max_iterations=ctx.opts.max_iterations if ctx.opts.max_iterations is not None
+    lns = Lns(ctx, lower_bound=strong, max_iterations=ctx.opts.max_iterations if ctx.opts.max_iterations is not None
               else MAX_ITERATIONS)
     proved, hosts_phase = _optimise(ctx, lns, dense)
     ctx.deadline += keep
     for con, data in improvers:
         con.improve(ctx, data)   # each constraint's own secondary objective (e.g. network: cross-rack traffic)
     target = _keep_if_not_worth_it(ctx, st.placement())
-    plan = _plan(prob, target, lb, t0, proved, lns.iterations)
+    plan = _plan(prob, target, lb, t0, proved, lns.iterations, strong)
     plan["stats"]["hosts_phase_seconds"] = None if hosts_phase is None else round(hosts_phase, 3)
     return plan
 
@@ -177,7 +207,8 @@ def _optimise(ctx: SolveContext, lns: Lns, dense: bool) -> tuple[bool, float | N
             else:
                 _pack(ctx, lns)
             hosts_phase = time.monotonic() - ctx.t0
-            lns.reduce_moves("moves")
+            if _moved_above_bound(ctx):
+                lns.reduce_moves("moves")
     elif opts.objective == "repair":
         if dense:
             proved = _dense(ctx, "repair") == "optimal"
@@ -189,6 +220,12 @@ def _optimise(ctx: SolveContext, lns: Lns, dense: bool) -> tuple[bool, float | N
     else:
         lns.balance()
     return proved, hosts_phase
+
+
+def _moved_above_bound(ctx: SolveContext) -> bool:
+    """False once the memory moved meets its lower bound at the current hosts count (stop early)."""
+    placement = ctx.st.placement()
+    return ctx.prob.moved(placement)[1] > memory_moved_bound(ctx.prob, len(set(placement)))
 
 
 def _keep_if_not_worth_it(ctx: SolveContext, target: list[int]) -> list[int]:
@@ -266,7 +303,8 @@ def plan_for_target(model_or_dict: Any, target: dict[str, str], **overrides: Any
     return _plan(prob, placement, hosts_lower_bound(prob), t0, False, 0)
 
 
-def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, iterations: int) -> dict:
+def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, iterations: int,
+          strong: int | None = None) -> dict:
     model = prob.model
     solve_s = time.monotonic() - t0
     planner = build_plan(prob, target, model.options.max_parallel_migrations_per_host, model.options.allow_suspend)
@@ -297,6 +335,7 @@ def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, it
     }
     for con in model.constraints:
         stats.update(con.stats(model, {prob.vm_names[j]: prob.host_names[h] for j, h in enumerate(target)}))
+    stats.update(bound_stats(prob, len(after_hosts), strong, planner.memory_moved))
     return {
         "version": PLAN_VERSION,
         "status": status,
