@@ -170,6 +170,7 @@ def test_priority_kept_with_the_vm_and_read_by_the_inventory(lab_reset, playbook
     lab = lab_reset
     hosts = sorted(lab.hosts)
     high, saved_vm = "vm2", "vm4"
+    set_live_metadata(lab, "vm1", None)  # what an earlier, interrupted run may have left
     results = run(playbook, lab, tmp_path, [
         {"module": "vm_priority", "name": high, "host": lab.running_on(high)[0], "priority": None},  # whatever an earlier run left
         {"module": "vm_priority", "name": high, "host": lab.running_on(high)[0], "priority": 10},
@@ -190,13 +191,11 @@ def test_priority_kept_with_the_vm_and_read_by_the_inventory(lab_reset, playbook
     assert model[saved_vm] == {"name": saved_vm, "host": None, "state": "saved", "memory_mib": 64, "vcpus": 1, "cpu": 0.0, "priority": -3}
 
     # A priority written by hand that is no integer: the inventory names the VM and the fix.
-    conn = lab.connect(lab.running_on("vm1")[0])
+    set_live_metadata(lab, "vm1", "<vm><priority>urgent</priority></vm>")
     try:
-        dom = conn.lookupByName("vm1")
-        dom.setMetadata(2, "<vm><priority>urgent</priority></vm>", "entropy", "urn:x-entropy-cluster:vm:1", 1)  # ELEMENT, LIVE
+        proc = inventory_list(lab, check=False)
     finally:
-        conn.close()
-    proc = inventory_list(lab, check=False)
+        set_live_metadata(lab, "vm1", None)
     assert proc.returncode != 0
     assert "VM 'vm1': priority 'urgent' is not an integer; give a whole number such as 0 or 10" in proc.stderr
     assert "entropy.cluster.vm_priority" in proc.stderr and "Traceback" not in proc.stderr
@@ -207,10 +206,19 @@ def test_priority_kept_with_the_vm_and_read_by_the_inventory(lab_reset, playbook
     lab.assert_each_vm_once()
 
 
+def set_live_metadata(lab, vm, element):
+    conn = lab.connect(lab.running_on(vm)[0])
+    try:
+        conn.lookupByName(vm).setMetadata(2, element, "entropy" if element else None, "urn:x-entropy-cluster:vm:1", 1)  # ELEMENT, LIVE
+    finally:
+        conn.close()
+
+
 def inventory_list(lab, check=True):
     from conftest import COLLECTIONS  # pylint: disable=import-outside-toplevel
 
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false")
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+               ANSIBLE_INVENTORY_UNPARSED_FAILED="true")
     proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-inventory"), "-i", lab.inventory, "--list"],
                           capture_output=True, text=True, check=False, env=env, cwd=ROOT)
     if not check:
