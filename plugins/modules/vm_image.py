@@ -9,7 +9,7 @@ module: vm_image
 short_description: Save a libvirt VM to shared storage and restore it on any hypervisor
 version_added: 0.1.0
 description:
-  - Suspends a VM to disk in a directory every hypervisor sees (O(save_dir)), and resumes it on any of them: the
+  - Suspends a VM to disk in a directory every hypervisor sees (O(save_dir)), and resumes it on any of them, the
     cluster-wide context switch of Entropy 2.0. Unlike libvirt's managed save (entropy.cluster.vm_state V(saved)),
     the image is not tied to the host that wrote it.
   - V(saved) writes the memory of a running or paused VM to C(<save_dir>/<name>.save) on the host O(uri)
@@ -22,7 +22,7 @@ description:
     image is removed. It refuses, and changes nothing, when the VM runs on any host of O(uri) and O(uris), when a
     different VM of that name is defined there, when the VM has a managed save image, or when it is defined on several of them.
     A destination that cannot see the image file while another host can is told so (the storage is not shared).
-    A failed restore keeps the image and the definition where they were: the same task run again retries.
+    A failed restore keeps the image and the definition where they were, the same task run again retries.
   - V(absent) removes the image (the saved memory state is lost; the VM's definition stays, shut off) and clears the
     saved mark of its definition on the hosts of O(uri) and O(uris).
   - Files are read and removed through the hypervisors' libvirt (the controller need not see the shared storage);
