@@ -121,8 +121,8 @@ def test_refusals_name_the_vm_and_the_fix(lab_reset, playbook, tmp_path):
     # Saved: vm_state refuses to boot the definition left on the saving host.
     run(playbook, lab, tmp_path, [{"name": vm, "host": home, "state": "saved"}])
     result_file = tmp_path / "state.json"
-    proc = playbook("modules_state_once.yml", extra_vars=dict(vm=vm, uri=lab.uri(home), states=["running", "paused"],
-                                                             result_file=str(result_file)))
+    proc = playbook("modules_state_once.yml",
+                    extra_vars=dict(vm=vm, uri=lab.uri(home), states=["running", "paused"], result_file=str(result_file)))
     assert proc.returncode == 0, proc.stdout[-3000:]
     for refused in json.loads(result_file.read_text()):
         assert refused.get("failed") and refused["error_kind"] == "saved_elsewhere", refused
@@ -311,4 +311,3 @@ def test_a_plan_suspends_on_one_host_and_resumes_on_another(lab_reset, playbook,
     if os.environ.get(FIGURES_ENV):
         with open(os.environ[FIGURES_ENV], "a", encoding="utf-8") as handle:
             handle.write(json.dumps(figures) + "\n")
-
