@@ -46,6 +46,10 @@ HOST_MEMORY_MIB = 320
 LOADED_VM_SHARE = 0.15
 SPIN_PER_TICK_AT_FULL = 9_000_000  # busy-loop iterations per 55 ms timer tick for ~100 % of a core (measured, TCG)
 DIRTY_PAGES_PER_TICK = 128  # 512 KiB x 18.2 ticks/s: about 9 MiB/s of dirty memory on loaded VMs
+# Physical address of the 32-bit tick counter every lab VM keeps (boot_sector): it grows by 18.2 per second
+# from boot and does not wrap for years, so a test can tell a VM that kept its memory (save/restore, migration)
+# from one that booted again.
+TICK_COUNTER_ADDRESS = 0x500
 PASSWD_EXTRA = ["libvirt-qemu:x:64055:64055:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin"]
 GROUP_EXTRA = ["kvm:x:64054:", "libvirt-qemu:x:64055:", "libvirt:x:64056:"]
 
@@ -272,23 +276,27 @@ def stop_daemon(host: dict) -> None:
 # --------------------------------------------------------------------------- VMs
 
 def boot_sector(load: float) -> bytes:
-    """A 512-byte MBR that, at every timer tick, spins ``load`` of the tick, dirties 128 pages of
-    memory when loaded, then halts: a VM with a steady, measurable CPU demand and no operating system.
+    """A 512-byte MBR that, at every timer tick, counts the tick in a 32-bit counter at physical address 0x500
+    (TICK_COUNTER_ADDRESS: 18.2 ticks/s since boot, read by read_tick_counter), spins ``load`` of the tick, dirties
+    128 pages of memory when loaded, then halts: a VM with a steady, measurable CPU demand and no operating system.
     (Under QEMU 7.2's TCG a migration sees those 128 pages dirty only once, so it converges even at
     1 MiB/s: dirtier_boot_sector makes a VM that really does not converge.)"""
     spins = max(1, int(load * SPIN_PER_TICK_AT_FULL))
     pages = DIRTY_PAGES_PER_TICK if load > 0 else 0
-    code = bytes([0xFB])                                       # 0: sti
-    code += bytes([0x66, 0xB9]) + spins.to_bytes(4, "little")  # 1: top: mov ecx, spins
-    code += bytes([0x66, 0x49, 0x75, 0xFC])                    # 7: spin: dec ecx; jnz spin
-    code += bytes([0xB9]) + pages.to_bytes(2, "little")        # 11: mov cx, pages
-    code += bytes([0xE3, 0x0F])                                # 14: jcxz done
-    code += bytes([0xB8, 0x00, 0x10])                          # 16: mov ax, 0x1000 (64 KiB and up: free memory)
-    code += bytes([0x8E, 0xC0])                                # 19: dirty: mov es, ax
-    code += bytes([0x26, 0xFE, 0x06, 0x00, 0x00])              # 21: inc byte [es:0]
-    code += bytes([0x05, 0x00, 0x01])                          # 26: add ax, 0x100 (next 4 KiB page)
-    code += bytes([0xE2, 0xF4])                                # 29: loop dirty
-    code += bytes([0xF4, 0xEB, 0xDF])                          # 31: done: hlt; jmp top
+    code = bytes([0x31, 0xC0, 0x8E, 0xD8])                     # 0: xor ax, ax; mov ds, ax (the counter's segment)
+    code += bytes([0xFB])                                      # 4: sti
+    top = len(code)
+    code += bytes([0x66, 0xFF, 0x06]) + TICK_COUNTER_ADDRESS.to_bytes(2, "little")  # 5: top: inc dword [0x500]
+    code += bytes([0x66, 0xB9]) + spins.to_bytes(4, "little")  # mov ecx, spins
+    code += bytes([0x66, 0x49, 0x75, 0xFC])                    # spin: dec ecx; jnz spin
+    code += bytes([0xB9]) + pages.to_bytes(2, "little")        # mov cx, pages
+    code += bytes([0xE3, 0x0F])                                # jcxz done
+    code += bytes([0xB8, 0x00, 0x10])                          # mov ax, 0x1000 (64 KiB and up: free memory)
+    code += bytes([0x8E, 0xC0])                                # dirty: mov es, ax
+    code += bytes([0x26, 0xFE, 0x06, 0x00, 0x00])              # inc byte [es:0]
+    code += bytes([0x05, 0x00, 0x01])                          # add ax, 0x100 (next 4 KiB page)
+    code += bytes([0xE2, 0xF4])                                # loop dirty
+    code += bytes([0xF4, 0xEB, (top - len(code) - 3) & 0xFF])  # done: hlt; jmp top
     return code + bytes(510 - len(code)) + b"\x55\xAA"
 
 
@@ -344,6 +352,13 @@ def write_boot_disk(path: str, sector: bytes) -> None:
         handle.truncate(64 * 1024 * 1024)
     subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, path], check=True)
     os.unlink(raw)
+
+
+def read_tick_counter(dom) -> int:
+    """The 32-bit tick counter of a running or paused lab VM (boot_sector), read from its guest memory."""
+    import libvirt  # pylint: disable=import-outside-toplevel
+
+    return int.from_bytes(dom.memoryPeek(TICK_COUNTER_ADDRESS, 4, libvirt.VIR_MEMORY_PHYSICAL), "little")
 
 
 def make_disk(vm: dict) -> None:
@@ -444,6 +459,22 @@ def store_dir(state: dict) -> str:
     return os.path.join(state["dir"], "store")
 
 
+def saves_dir(state: dict) -> str:
+    """Where VMs are saved (entropy.cluster.vm_image): one directory every lab host sees, like images/ and store/."""
+    return os.path.join(state["dir"], "saves")
+
+
+def clear_saves(state: dict) -> int:
+    """Remove the saved memory images (a reset starts every VM fresh: an old image would be a second copy)."""
+    removed = 0
+    directory = saves_dir(state)
+    os.makedirs(directory, exist_ok=True)
+    for entry in os.listdir(directory):
+        os.unlink(os.path.join(directory, entry))
+        removed += 1
+    return removed
+
+
 def ensure_store_pool(state: dict, conn) -> None:
     """The cluster store: a dir pool of the same name on every host over one directory (the lab's shared storage)."""
     import libvirt  # pylint: disable=import-outside-toplevel
@@ -519,6 +550,7 @@ def cmd_up(args) -> int:
             wait_ready(host)
             started += 1
         conns = {h["name"]: connect(h) for h in state["hosts"]}
+        os.makedirs(saves_dir(state), exist_ok=True)
         try:
             for conn in conns.values():
                 ensure_store_pool(state, conn)
@@ -632,11 +664,11 @@ def cmd_reset(_args) -> int:
                 rebuilt.append(name)
         conns = {h["name"]: connect(h) for h in state["hosts"]}
         try:
-            cleared = clear_store(state, conns)
+            cleared = clear_store(state, conns) + clear_saves(state)
         finally:
             for conn in conns.values():
                 conn.close()
-    print("lab reset: %d VMs on their home hosts (%d recreated%s), %d store records removed%s" % (
+    print("lab reset: %d VMs on their home hosts (%d recreated%s), %d store records and saved images removed%s" % (
         len(state["vms"]), len(to_create), ", hosts rebuilt: %s" % ", ".join(rebuilt) if rebuilt else "", cleared,
         "; removed what is not a lab VM: %s" % ", ".join(foreign) if foreign else ""))
     return 0
@@ -917,7 +949,9 @@ def write_inventories(state: dict) -> None:
                   "    # the lab's simulated host size (every lab daemon reports the whole machine)",
                   "    cpu: %d" % host["cpu"], "    memory_mib: %d" % host["memory_mib"]]
     lines += ["sampling_interval: 1", "# the cluster store (run lock, maintenance marks) on the lab's shared storage",
-              "store_pool: %s" % STORE_POOL, ""]
+              "store_pool: %s" % STORE_POOL,
+              "# where entropy.cluster.vm_image saves VMs (a directory every lab host sees): saved VMs enter the model",
+              "save_dir: %s" % saves_dir(state), ""]
     with open(os.path.join(base, "lab.libvirt_cluster.yml"), "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
     ini = ["[hypervisors]"] + ["%s entropy_uri=%s entropy_cpu=%d entropy_memory_mib=%d" % (h["name"], h["uri"], h["cpu"], h["memory_mib"])

@@ -65,8 +65,8 @@ def plan_report(plan, actual, failed_step=None, unreadable=None) -> dict:
     return plan_progress(_plan(plan, "plan_report"), actual, failed_step, unreadable)
 
 
-def plan_check(plan, hypervisors=None) -> list:
-    return plan_problems(plan, None if hypervisors is None else list(_hosts(hypervisors, "plan_check")))
+def plan_check(plan, hypervisors=None, resume_anywhere=False) -> list:
+    return plan_problems(plan, None if hypervisors is None else list(_hosts(hypervisors, "plan_check")), bool(resume_anywhere))
 
 
 def plan_hypervisors(plan) -> list:

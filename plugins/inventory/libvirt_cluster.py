@@ -142,6 +142,16 @@ options:
       - When set and no hypervisor that answers can read the store, the inventory fails rather than forget a mark.
     type: str
     version_added: 0.1.0
+  save_dir:
+    description:
+      - The directory on shared storage where entropy.cluster.vm_image saves VMs (its O(entropy.cluster.vm_image#module:save_dir)).
+        Each image there becomes a VM in state C(saved) with no hypervisor (C(entropy_hypervisor=null),
+        C(entropy_save_image) its path, C(entropy_defined_on) the host that keeps its shut-off definition), and enters the
+        solver's model as a saved VM that can resume on any host.
+      - The images are read on the controller (their header holds the VM's XML), so the directory must be mounted there too;
+        when it is not, the inventory warns and lists no saved VM.
+    type: path
+    version_added: 0.1.0
 notes:
   - "O(strict) (from the constructed options) also decides what an unreachable hypervisor does: with
     O(strict=true) it makes the whole inventory fail with an error naming the hypervisor; by default it
@@ -158,7 +168,8 @@ notes:
     C(entropy_memory_max_mib), C(entropy_memory_used_mib) (guest balloon statistics, V(null) where
     the guest reports none), C(entropy_memory_rss_mib) (QEMU process), C(entropy_cpu_demand_cores),
     C(entropy_net_rx_bytes_s), C(entropy_net_tx_bytes_s), C(entropy_snapshot_count),
-    C(entropy_has_managed_save), C(entropy_job) (the libvirt job in flight, such as a migration, or V(null);
+    C(entropy_has_managed_save), C(entropy_priority) (from the VM's metadata, see entropy.cluster.vm_priority; V(null) when unset),
+    C(entropy_save_image) and C(entropy_defined_on) (saved VMs, see O(save_dir)), C(entropy_job) (the libvirt job in flight, such as a migration, or V(null);
     read when the inventory is built, so it may be cached: role P(entropy.cluster.plan#role) checks live with the
     P(entropy.cluster.cluster_jobs#lookup) lookup), for duplicates C(entropy_duplicate_on) and C(entropy_copies), and
     C(ansible_host) when the guest's address is known (O(guest_addresses))."
@@ -228,6 +239,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import ClusterStore, StoreError
+from ansible_collections.entropy.cluster.plugins.module_utils import vm_metadata
 from ansible_collections.entropy.cluster.plugins.module_utils.domain_jobs import domain_job
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
     EntropyLibvirtError,
@@ -372,6 +384,10 @@ def _details(dom, state, reason=None, addresses=False):
         except (libvirt.libvirtError, ET.ParseError):
             entry["addresses"] = None
     entry["job"] = domain_job(dom, state, reason) if active else None
+    try:  # priority as written (checked when the inventory is built, so that one bad VM names itself)
+        entry["priority"] = vm_metadata.read(dom.XMLDesc(0), dom.name(), strict=False)["priority"]
+    except (libvirt.libvirtError, ET.ParseError):
+        entry["priority"] = None
     if active:
         entry["has_managed_save"] = False
     else:
@@ -557,6 +573,7 @@ def _vm_vars(spec, stats, later, detail, seconds):
         "entropy_snapshot_count": detail.get("snapshot_count"),
         "entropy_has_managed_save": detail.get("has_managed_save"),
         "entropy_job": detail.get("job"),
+        "entropy_priority": detail.get("priority"),
     }
     address = _address(detail.get("addresses"))
     if address:
@@ -653,6 +670,56 @@ def _hypervisor_entry(validator, idx, entry):
     return spec
 
 
+SAVE_MAGIC = b"LibvirtQemudSave"
+SAVE_MAGIC_PARTIAL = b"LibvirtQemudPart"  # a save still being written (or one that died half-way)
+SAVE_HEADER_LEN = 92  # magic (16 bytes), then uint32 version, data_len, was_running, compressed, cookieOffset, 14 unused (libvirt 9.0)
+SAVE_XML_MAX = 16 * 1024 * 1024
+
+
+def read_saved_images(save_dir):
+    """One record per ``*.save`` file of entropy.cluster.vm_image in ``save_dir``: name, uuid, sizes and priority from the
+    domain XML in libvirt's QEMU save header, or ``error`` for a file that is no complete libvirt save image."""
+    records = []
+    for entry in sorted(os.listdir(save_dir)):
+        if not entry.endswith(".save"):
+            continue
+        path = os.path.join(save_dir, entry)
+        record = {"path": path}
+        records.append(record)
+        try:
+            with open(path, "rb") as handle:
+                header = handle.read(SAVE_HEADER_LEN)
+                if header[:16] == SAVE_MAGIC_PARTIAL:
+                    record["error"] = "the save is unfinished (still being written, or it failed half-way)"
+                    continue
+                if len(header) < SAVE_HEADER_LEN or header[:16] != SAVE_MAGIC:
+                    record["error"] = "not a libvirt QEMU save image"
+                    continue
+                data_len = int.from_bytes(header[20:24], "little")
+                if not 0 < data_len <= SAVE_XML_MAX:
+                    record["error"] = "its header gives an XML length of %d bytes" % data_len
+                    continue
+                text = handle.read(data_len).split(b"\0", 1)[0].decode("utf-8")
+            root = ET.fromstring(text)
+            memory = _xml_kib(root, "currentMemory") or _xml_kib(root, "memory")
+            record.update(name=root.findtext("name"), uuid=root.findtext("uuid"), vcpus=int(root.findtext("vcpu") or 1),
+                          memory_mib=_mib(memory), memory_max_mib=_mib(_xml_kib(root, "memory") or memory),
+                          priority=vm_metadata.read(text, root.findtext("name") or entry, strict=False)["priority"])
+            if record["name"] + ".save" != entry:
+                record["error"] = "it holds VM %r, not %r" % (record["name"], entry[:-5])
+        except (OSError, ValueError, ET.ParseError) as exc:
+            record["error"] = "unreadable (%s)" % exc
+    return records
+
+
+def _xml_kib(root, tag):
+    node = root.find(tag)
+    if node is None or not (node.text or "").strip().isdigit():
+        return None
+    factor = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "m": 1024, "mib": 1024, "g": 1024 ** 2, "gib": 1024 ** 2}
+    return int(int(node.text) * factor.get((node.get("unit") or "KiB").lower(), 1))
+
+
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     """libvirt hypervisors and VMs with measured load (see DOCUMENTATION)."""
 
@@ -712,6 +779,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                         self.get_option("guest_addresses"), self.get_option("connect_timeout"))
             if self.get_option("store_pool"):
                 raw["maintenance"], raw["fenced"] = self._read_store_marks(raw, path)
+            if self.get_option("save_dir"):
+                raw["saved_images"] = self._read_saved_images(self.get_option("save_dir"))
         if update_cache:
             self._cache[cache_key] = raw
         self._populate(raw, specs, path)
@@ -728,6 +797,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                         {key: record.data or {} for key, record in store.read_all("fence").items()})
         except StoreError as exc:
             raise AnsibleParserError("%s: cannot read the maintenance marks and fences: %s" % (path, exc.message)) from None
+
+    def _read_saved_images(self, save_dir):
+        """The images of entropy.cluster.vm_image in save_dir (read on the controller): one record each."""
+        try:
+            images = read_saved_images(save_dir)
+        except OSError as exc:
+            self.display.warning("libvirt_cluster: save_dir %s cannot be read on the controller (%s): saved VMs are not listed; "
+                                 "mount the shared storage there at the same path" % (save_dir, exc.strerror or exc))
+            return []
+        for image in images:
+            if image.get("error"):
+                self.display.warning("libvirt_cluster: %s is left out: %s" % (image["path"], image["error"]))
+        return [image for image in images if not image.get("error")]
 
     @staticmethod
     def _cache_matches(raw, specs, interval, guest_addresses):
@@ -746,6 +828,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             raise AnsibleParserError("%s: hypervisor %s is unreachable: %s (strict is true; fix the hypervisor or its URI, "
                                      "or set strict: false to list it in group 'unreachable')" % (path, down[0][0], down[0][1]))
         vms = merge_copies(copies)
+        for image in raw.get("saved_images") or []:
+            self._add_saved_vm(vms, image)
+        for name, vm in vms.items():
+            if vm.get("entropy_priority") is not None:
+                try:
+                    vm["entropy_priority"] = vm_metadata.parse_priority(vm["entropy_priority"], name)
+                except vm_metadata.MetadataError as exc:
+                    raise AnsibleParserError("%s: %s (on %s)" % (path, exc, vm.get("entropy_hypervisor") or vm.get("entropy_save_image"))) from None
 
         inventory = self.inventory
         for group in ("hypervisors", "vms", "unreachable", "duplicates"):
@@ -795,7 +885,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                                      "it is left out of the inventory; rename one of them" % (name, vm["entropy_hypervisor"]))
                 continue
             inventory.add_host(name, group="vms")
-            inventory.add_host(name, group=self._group("on_%s" % vm["entropy_hypervisor"]))
+            if vm["entropy_hypervisor"] is not None:
+                inventory.add_host(name, group=self._group("on_%s" % vm["entropy_hypervisor"]))
             inventory.add_host(name, group=self._group("state_%s" % vm["entropy_state"]))
             if "entropy_duplicate_on" in vm:
                 inventory.add_host(name, group="duplicates")
@@ -820,6 +911,25 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         model_file = self.get_option("model_file")
         if model_file:
             self._write_model(model_file, model)
+
+    def _add_saved_vm(self, vms, image):
+        """A VM saved to shared storage: state saved, on no hypervisor. Its shut-off definition on the host that saved it
+        is that same VM (entropy_defined_on); a copy that runs makes the image stale (a warning, the running copy wins)."""
+        name = image["name"]
+        known = vms.get(name)
+        if known is not None and is_active_word(known["entropy_state"]):
+            self.display.warning("libvirt_cluster: VM %s runs on %s and also has a saved image %s: the image is stale (remove it with "
+                                 "entropy.cluster.vm_image state=absent)" % (name, known["entropy_hypervisor"], image["path"]))
+            return
+        vms[name] = {
+            "entropy_kind": "vm", "entropy_hypervisor": None, "entropy_hypervisor_uri": None, "entropy_uuid": image["uuid"],
+            "entropy_state": "saved", "entropy_vcpus": image["vcpus"], "entropy_memory_mib": image["memory_mib"],
+            "entropy_memory_max_mib": image["memory_max_mib"], "entropy_memory_used_mib": None, "entropy_memory_rss_mib": None,
+            "entropy_cpu_demand_cores": 0.0, "entropy_net_rx_bytes_s": None, "entropy_net_tx_bytes_s": None,
+            "entropy_snapshot_count": None, "entropy_has_managed_save": False, "entropy_job": None,
+            "entropy_priority": image["priority"], "entropy_save_image": image["path"],
+            "entropy_defined_on": known["entropy_hypervisor"] if known is not None else None,
+        }
 
     def _group(self, name):
         # the inventory base's sanitising (what constructed's keyed_groups use): every character that is not a letter,

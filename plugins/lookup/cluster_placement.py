@@ -13,7 +13,8 @@ short_description: Where every VM of the cluster is defined right now, read live
 version_added: 0.1.0
 description:
   - Connects to every hypervisor given in O(hypervisors) (in parallel) and returns, for each VM, the hypervisors where it is
-    defined and its state there - V(running), V(paused), V(saved) or V(stopped) as in the solver's model, or V(crashed)
+    defined and its state there - V(running), V(paused), V(saved) (a managed save, or a definition that
+    entropy.cluster.vm_image marked as saved to shared storage) or V(stopped) as in the solver's model, or V(crashed)
     (it holds its memory like a paused VM, but its guest is dead and no plan expects it).
   - Used by role P(entropy.cluster.apply_plan#role) to refuse stale plans and to check the cluster after every step; unlike inventory
     variables it is never cached.
@@ -62,14 +63,23 @@ from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import HAS_LIBVIRT, domain_state
+from ansible_collections.entropy.cluster.plugins.module_utils import vm_metadata
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import HAS_LIBVIRT, domain_state, libvirt
 from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import live_state
 from ansible_collections.entropy.cluster.plugins.plugin_utils.hypervisor_reads import read_hypervisors
 
 
 def vm_states(conn) -> list[tuple[str, str]]:
-    """(vm, live state) for every domain defined on one hypervisor."""
-    return [(dom.name(), live_state(domain_state(dom), bool(dom.hasManagedSaveImage()))) for dom in conn.listAllDomains()]
+    """(vm, live state) for every domain defined on one hypervisor. A shut-off definition marked as saved to shared storage
+    (entropy.cluster.vm_image) reads saved, like a managed save."""
+    return [(dom.name(), live_state(domain_state(dom), bool(dom.hasManagedSaveImage()) or saved_to_shared_storage(dom)))
+            for dom in conn.listAllDomains()]
+
+
+def saved_to_shared_storage(dom) -> bool:
+    if dom.isActive() or not dom.isPersistent():
+        return False
+    return bool(vm_metadata.read_domain(dom, libvirt, inactive=True, strict=False)["saved"])
 
 
 class LookupModule(LookupBase):

@@ -87,10 +87,19 @@ options:
       - Other solver options (C(workers), C(bandwidth_mib_s), C(max_parallel_migrations_per_host), ...); each one given
         here replaces the model's own.
       - C(allow_suspend) defaults to the model's own option, else V(false) - a migration cycle with no pivot host is then
-        reported instead of being broken by a suspend to disk. With V(true), suspends are run as managed saves, and a plan
-        that would resume a VM on another host than the one that saved it is refused.
+        reported instead of being broken by a suspend to disk. With V(true) and no O(save_dir), suspends are run as managed
+        saves, and a plan that would resume a VM on another host than the one that saved it is refused.
     type: dict
     default: {}
+  save_dir:
+    description:
+      - The directory on shared storage where role P(entropy.cluster.apply_plan#role) saves suspended VMs with
+        entropy.cluster.vm_image (variable C(entropy_save_dir)). When set, a plan may resume a VM on another host than the one
+        that suspended it.
+    type: str
+    vars:
+      - name: entropy_save_dir
+    version_added: 0.1.0
   ansible_lookup_hostvars:
     description:
       - Inventory host variables to build the model from. Defaults to the play's C(hostvars); hosts are told apart by
@@ -187,10 +196,12 @@ class LookupModule(LookupBase):
                 exc, " (the model builder: %s)" % "; ".join(warnings) if warnings else "")) from None
         except PlacementError as exc:
             raise AnsibleLookupError("the placement solver failed: %s" % exc) from None
-        unrunnable = cross_host_resumes(plan)
+        # with a save directory on shared storage (entropy.cluster.vm_image) a VM resumes on any host
+        unrunnable = [] if self.get_option("save_dir") else cross_host_resumes(plan)
         if unrunnable:
-            raise AnsibleLookupError("the plan resumes suspended VMs on another host, which the actuators cannot do (%s); "
-                                     "leave solver_options.allow_suspend false" % "; ".join(unrunnable))
+            raise AnsibleLookupError("the plan resumes suspended VMs on another host, which managed saves cannot do (%s); "
+                                     "set entropy_save_dir (a directory every hypervisor sees) so that suspends go to shared "
+                                     "storage, or leave solver_options.allow_suspend false" % "; ".join(unrunnable))
         plan["initial"] = initial_placement(model)
         plan["model_warnings"] = warnings
         return [plan]

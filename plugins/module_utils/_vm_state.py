@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import NoReturn
 
+from ansible_collections.entropy.cluster.plugins.module_utils import vm_metadata
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
     describe_error,
     find_domain,
@@ -74,6 +75,7 @@ class VmState:
             self.finish(before, before)
             return
         self.check_possible(before)
+        self.check_not_saved_elsewhere(dom, before)
         self.result["changed"] = True
         if self.module.check_mode:
             self.finish(before, RESULT_STATE[self.target])
@@ -99,6 +101,18 @@ class VmState:
             self.fail("VM %r on %s is saved (its memory is in a managed save image). A graceful shutdown would need to "
                       "restore it first: start it (state: running) and shut it down, or discard the saved memory with "
                       "force: true or state: destroyed." % (self.name, self.uri))
+
+    def check_not_saved_elsewhere(self, dom, before: str) -> None:
+        """Refuse to boot the definition a VM left on the host that saved it to shared storage (entropy.cluster.vm_image):
+        its memory state would be lost, and a later restore of the image would run a second copy."""
+        if self.target not in ("running", "paused") or before != "shutoff" or not dom.isPersistent():
+            return
+        saved = vm_metadata.read_domain(dom, libvirt, inactive=True, strict=False)["saved"]
+        if saved:
+            self.fail("VM %r on %s is saved to %s (entropy.cluster.vm_image): booting it would lose its memory state and a "
+                      "restore of that image would then run a second copy. Restore it (entropy.cluster.vm_image state=restored, on "
+                      "any host) or discard the image (entropy.cluster.vm_image state=absent). Nothing was done."
+                      % (self.name, self.uri, saved), error_kind="saved_elsewhere")
 
     # ------------------------------------------------------------------ transitions
 

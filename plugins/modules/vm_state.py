@@ -20,6 +20,8 @@ description:
   - V(shutdown) asks the guest to shut down (ACPI) and waits up to O(shutdown_timeout) seconds;
     with O(force=true) a VM still running after that is destroyed, otherwise the module fails.
   - V(destroyed) stops the VM at once (pulls the plug).
+  - V(running) and V(paused) refuse to boot a definition that entropy.cluster.vm_image marked as saved to shared storage
+    (the memory state would be lost and a later restore would run a second copy); restore it with entropy.cluster.vm_image.
 author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:

@@ -148,6 +148,8 @@ def _online_hosts(hypervisors: Mapping[str, Mapping], warnings: list[str]) -> di
 def _vm_entry(name: str, vvars: Mapping, online: Mapping[str, dict], hypervisors: Mapping[str, Mapping], warnings: list[str]) -> dict | None:
     """The model's entry for one VM, or None (with a warning) when it is left out."""
     host = vvars.get("entropy_hypervisor")
+    if vvars.get("entropy_save_image"):
+        return _saved_vm_entry(name, vvars, warnings)
     if host not in online:
         if host not in hypervisors:
             warnings.append("VM %s left out of the model: its hypervisor %r is not in the inventory" % (name, host))
@@ -158,6 +160,8 @@ def _vm_entry(name: str, vvars: Mapping, online: Mapping[str, dict], hypervisors
         warnings.append("VM %s left out of the model: its memory size is unknown" % name)
         return None
     entry: dict = {"name": name, "host": host, "state": state, "memory_mib": int(memory)}
+    if vvars.get("entropy_priority") is not None:
+        entry["priority"] = int(vvars["entropy_priority"])
     vcpus = vvars.get("entropy_vcpus")
     if vcpus:
         entry["vcpus"] = int(vcpus)
@@ -183,6 +187,21 @@ def _net_rate(name: str, vvars: Mapping, entry: dict, warnings: list[str]) -> No
         warnings.append("VM %s: network rates not measured (sampling_interval 0 or no network card): net_mbps left out" % name)
         return
     entry["net_mbps"] = _round((float(rx or 0) + float(tx or 0)) * 8 / 1e6)
+
+
+def _saved_vm_entry(name: str, vvars: Mapping, warnings: list[str]) -> dict | None:
+    """A VM saved to shared storage (entropy.cluster.vm_image, the inventory's save_dir): saved, on no host, so that
+    it may resume on any host."""
+    memory = vvars.get("entropy_memory_mib")
+    if memory is None:
+        warnings.append("VM %s (saved in %s) left out of the model: its memory size is unknown" % (name, vvars.get("entropy_save_image")))
+        return None
+    entry: dict = {"name": name, "host": None, "state": "saved", "memory_mib": int(memory), "cpu": 0.0}
+    if vvars.get("entropy_vcpus"):
+        entry["vcpus"] = int(vvars["entropy_vcpus"])
+    if vvars.get("entropy_priority") is not None:
+        entry["priority"] = int(vvars["entropy_priority"])
+    return entry
 
 
 def _take_off_other_copies(name: str, vvars: Mapping, online: Mapping[str, dict], warnings: list[str]) -> None:

@@ -98,6 +98,11 @@ def placement_differences(actual: Mapping[str, list], expected: Mapping[str, Map
         where = [entry for entry in actual.get(vm) or [] if (vm, entry.get("host")) not in skip]
         hosts = sorted(entry["host"] for entry in where)
         active = [entry["host"] for entry in where if entry.get("state") in ACTIVE_STATES]
+        if want.get("host") is None and want.get("state") == "saved":
+            # saved to shared storage, on no host: at most its saved definition on one host, nothing active
+            if active or len(where) > 1 or any(entry.get("state") != "saved" for entry in where):
+                problems.append("VM %r: expected saved on shared storage, found %s" % (vm, describe_placement(where)))
+            continue
         if want["host"] in unreadable and not where:
             problems.append("VM %r: expected on %s, which could not be read" % (vm, want["host"]))
             continue
@@ -136,8 +141,9 @@ def plan_hosts(plan: Mapping) -> set[str]:
     return {host for host in hosts if isinstance(host, str)}
 
 
-def _action_problems(label: str, action, where: Mapping | None) -> list[str]:
-    """What is wrong with one action, ``where`` being the VM's placement before its step."""
+def _action_problems(label: str, action, where: Mapping | None, resume_anywhere: bool = False) -> list[str]:
+    """What is wrong with one action, ``where`` being the VM's placement before its step. With ``resume_anywhere`` (saves on
+    shared storage, entropy.cluster.vm_image) a saved VM may resume on any host."""
     if not isinstance(action, Mapping):
         return ["%s: not an action (a dictionary with action and vm)" % label]
     kind, vm = action.get("action"), action.get("vm")
@@ -156,17 +162,20 @@ def _action_problems(label: str, action, where: Mapping | None) -> list[str]:
         return ["%s: VM %r is not in the plan's initial placement, so the plan cannot be checked against the cluster" % (label, vm)]
     if kind == "migrate" and action["from"] == action["to"]:
         return ["%s: migrates from %s to itself" % (label, action["from"])]
+    if kind == "resume" and where.get("state") == "saved" and (resume_anywhere or where.get("host") is None):
+        return []
     if action_host(action) != where.get("host"):
         return ["%s: runs on %s, but the plan has VM %r on %s at that step" % (label, action_host(action), vm, where.get("host"))]
     return []
 
 
-def plan_problems(plan, known_hosts=None) -> list[str]:
+def plan_problems(plan, known_hosts=None, resume_anywhere: bool = False) -> list[str]:
     """Everything that keeps a plan from being applied, one line each (empty: the plan can run).
 
     Checked before anything moves: the shape of the plan, known action names and their fields,
     every VM of every step in the initial placement and on the host the step says, no VM twice in
-    one step, and (with ``known_hosts``) every hypervisor the plan names has a libvirt URI.
+    one step, and (with ``known_hosts``) every hypervisor the plan names has a libvirt URI. A saved VM on no host (saved to
+    shared storage) and, with ``resume_anywhere``, any saved VM may resume on any host.
     """
     if not isinstance(plan, Mapping):
         return ["the plan is a %s, not a dictionary with initial, target and steps" % type(plan).__name__]
@@ -181,7 +190,8 @@ def plan_problems(plan, known_hosts=None) -> list[str]:
         problems.append("the plan has no 'steps' list")
         steps = []
     for vm, where in initial.items():
-        if not isinstance(where, Mapping) or not isinstance(where.get("host"), str) or where.get("state", "running") not in VM_STATES:
+        saved_nowhere = isinstance(where, Mapping) and where.get("host") is None and where.get("state") == "saved"
+        if not isinstance(where, Mapping) or not (isinstance(where.get("host"), str) or saved_nowhere) or where.get("state", "running") not in VM_STATES:
             problems.append("initial placement of VM %r: expected {host, state} with state one of %s, got %r" % (vm, ", ".join(VM_STATES), where))
     if problems:
         return problems
@@ -194,7 +204,7 @@ def plan_problems(plan, known_hosts=None) -> list[str]:
         for index, action in enumerate(step, start=1):
             label = "step %d, action %d" % (number, index)
             vm = action.get("vm") if isinstance(action, Mapping) else None
-            found = _action_problems(label, action, current.get(vm) if isinstance(vm, str) else None)
+            found = _action_problems(label, action, current.get(vm) if isinstance(vm, str) else None, resume_anywhere)
             if not found and vm in seen:
                 found = ["%s (%s %s): VM %r has another action in the same step" % (label, action["action"], vm, vm)]
             seen.add(vm)
