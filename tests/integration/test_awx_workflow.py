@@ -97,6 +97,11 @@ def test_a_plan_job_hands_its_plan_to_an_apply_job_and_a_second_apply_changes_no
     job_b = ansible_runner.run(**job(tmp_path, "apply-job", "apply.yml", lab.inventory, dict(published)))
     assert job_b.rc == 0, output(job_b)[-4000:]
     assert changed(job_b) > 0
+    # The wait reads as progress: how many actions, each one's outcome, i of n; no "FAILED - RETRYING".
+    text = output(job_b)
+    assert "RETRYING" not in text and "FAILED" not in text, text[-4000:]
+    assert re.search(r"step 1 of \d+: waiting for \d+ action\(s\)", text), text[-4000:]
+    assert re.search(r"step 1 of \d+: migrate %s %s -> hv\d: done \(changed\) \(\d of \d finished\)" % (on_hv1[0], hv1), text), text[-4000:]
     for vm in on_hv1:
         assert lab.running_on(vm) and hv1 not in lab.running_on(vm), (vm, lab.placement())
     lab.assert_each_vm_once()
