@@ -263,3 +263,19 @@ def test_the_plan_role_fails_with_the_solvers_words_first_and_alone(tmp_path):
     assert '"msg": "no placement satisfies the request: constraint #' in fatal[0], fatal[0]
     for wrapper in ("Finalization of task args", "Error while resolving value", "The lookup plugin", "set_fact"):
         assert wrapper not in res.stdout, res.stdout[-3000:]
+
+
+def test_the_plan_role_takes_survey_answers_as_text(tmp_path):
+    """As an AWX survey passes them: hosts as "hv1,hv2", constraints and solver options as JSON / YAML text."""
+    path = write(tmp_path, model())
+    _res, plan = plan_playbook(tmp_path, {
+        "entropy_model_file": path, "entropy_objective": "repair", "entropy_evacuate_hosts": "hv1, hv2",
+        "entropy_constraints": '[{"type": "spread", "vms": ["vm1", "vm2"]}]',
+        "entropy_solver_options": "max_parallel_migrations_per_host: 1\n"})
+    assert not {host for host in plan["target"].values()} & {"hv1", "hv2"}, plan["target"]
+    assert plan["target"]["vm1"] != plan["target"]["vm2"]
+    _res, listed = plan_playbook(tmp_path, {"entropy_model_file": path, "entropy_objective": "repair",
+                                            "entropy_evacuate_hosts": ["hv1", "hv2"],
+                                            "entropy_constraints": [{"type": "spread", "vms": ["vm1", "vm2"]}],
+                                            "entropy_solver_options": {"max_parallel_migrations_per_host": 1}})
+    assert listed["target"] == plan["target"]
