@@ -9,7 +9,7 @@ module: wait_actions
 short_description: Wait for the async actions of a plan step, printing their progress
 version_added: 0.1.0
 description:
-  - Waits until every async job in O(jobs) (the registered results of tasks started with C(async) and C(poll: 0)) has
+  - Waits until every async job in O(jobs) (the registered results of tasks started with C(async) and C(poll=0)) has
     finished, reading each job's results file as M(ansible.builtin.async_status) does, and returns their results.
   - While it waits it prints progress, not failures - a line when it starts (how many actions), one per running
     migration whose progress changed (percent of the memory sent and MiB left, read from the libvirt job on the
@@ -19,7 +19,7 @@ description:
   - Fails when an action failed or did not finish within O(timeout) seconds; RV(results) then says which, and the
     others' results are complete (it never stops waiting early).
   - The P(entropy.cluster.apply_plan#role) role waits for every step with it. It runs on the controller only
-    (C(delegate_to: localhost)), where the plan's actions run; this module's code is an action plugin.
+    (with C(delegate_to) V(localhost)), where the plan's actions run; this module's code is an action plugin.
 author: entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -44,7 +44,7 @@ attributes:
 options:
   jobs:
     description:
-      - The start results of the async tasks, for example C(started.results) of a loop with C(async) and C(poll: 0).
+      - The start results of the async tasks, for example C(started.results) of a loop with C(async) and C(poll=0).
         Each needs C(ansible_job_id) and C(results_file); C(item), the plan action, names it in the progress lines
         (C(action), C(vm), and for a migration C(from) and C(to)).
       - A start result without C(ansible_job_id) (a start that failed) is left out.
