@@ -10,14 +10,18 @@ dirs, HOME and TMPDIR, and (with bubblewrap) their own PID namespace and an empt
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 
 import pytest
 
 from conftest import COLLECTIONS, ROOT
+from test_consolidate import INJECTION, _define_diskless
 
 ansible_runner = pytest.importorskip("ansible_runner")
 
@@ -81,7 +85,17 @@ def ansible_runner_stats(runner) -> dict:
 def test_a_plan_job_hands_its_plan_to_an_apply_job_and_a_second_apply_changes_nothing(lab_reset, tmp_path, playbook):
     lab = lab_reset
     hv1 = sorted(lab.hosts)[0]
-    on_hv1 = sorted(vm for vm, where in lab.placement().items() if any(h == hv1 for h, _s in where))
+    # A tenant's VM named with template code: the plan carries it through the artifact and extra vars as a name.
+    assert _define_diskless(lab, hv1, INJECTION) == INJECTION
+    try:
+        handed_over(lab, hv1, tmp_path, playbook)
+    finally:
+        lab.remove_vm(INJECTION)
+
+
+def handed_over(lab, hv1: str, tmp_path, playbook) -> None:
+    uid_line = subprocess.run(["id"], capture_output=True, text=True, check=True).stdout.strip()
+    on_hv1 = sorted(vm for vm, where in lab.placement().items() if any(h == hv1 for h, _s in where) and vm != INJECTION)
     assert on_hv1
 
     # Job A: plan an evacuation of hv1 (nothing moves); the plan is the job's artifact.
@@ -91,6 +105,8 @@ def test_a_plan_job_hands_its_plan_to_an_apply_job_and_a_second_apply_changes_no
     published = artifact(job_a)
     assert set(published) == {"entropy_plan_base64"}, published
     assert re.fullmatch(r"[A-Za-z0-9+/=]+", published["entropy_plan_base64"])
+    plan = json.loads(base64.b64decode(published["entropy_plan_base64"]))
+    assert plan["initial"][INJECTION]["host"] == hv1 and plan["target"][INJECTION] != hv1, plan
     assert sorted(lab.placement()) == sorted(lab.vms) and [vm for vm in on_hv1 if lab.running_on(vm) == [hv1]] == on_hv1
 
     # (the approval node) then job B gets the artifact as its extra vars, as AWX passes it, and applies it.
@@ -102,9 +118,10 @@ def test_a_plan_job_hands_its_plan_to_an_apply_job_and_a_second_apply_changes_no
     assert "RETRYING" not in text and "FAILED" not in text, text[-4000:]
     assert re.search(r"step 1 of \d+: waiting for \d+ action\(s\)", text), text[-4000:]
     assert re.search(r"step 1 of \d+: migrate %s %s -> hv\d: done \(changed\) \(\d of \d finished\)" % (on_hv1[0], hv1), text), text[-4000:]
-    for vm in on_hv1:
+    for vm in on_hv1 + [INJECTION]:
         assert lab.running_on(vm) and hv1 not in lab.running_on(vm), (vm, lab.placement())
-    lab.assert_each_vm_once()
+    lab.assert_each_vm_once(extra=(INJECTION,))
+    assert uid_line not in output(job_a) + output(job_b), "a VM name was templated"
     after = lab.placement()
 
     # A retried job (or a second cron run) with the same plan: ok, nothing changes.
