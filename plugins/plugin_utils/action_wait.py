@@ -81,4 +81,3 @@ def outcome(result: t.Mapping[str, t.Any]) -> str:
 def timed_out(start: t.Mapping[str, t.Any], timeout: float) -> dict[str, t.Any]:
     return {"ansible_job_id": start.get("ansible_job_id"), "finished": 0, "failed": True,
             "msg": "still running after %d s, when the wait ended" % timeout}
-
