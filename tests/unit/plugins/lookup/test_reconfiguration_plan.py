@@ -272,7 +272,7 @@ def test_the_plan_role_takes_survey_answers_as_text(tmp_path):
         "entropy_model_file": path, "entropy_objective": "repair", "entropy_evacuate_hosts": "hv1\nhv2\n",  # an AWX multiple-select answer
         "entropy_constraints": '[{"type": "spread", "vms": ["vm1", "vm2"]}]',
         "entropy_solver_options": "max_parallel_migrations_per_host: 1\n"})
-    assert not {host for host in plan["target"].values()} & {"hv1", "hv2"}, plan["target"]
+    assert not set(plan["target"].values()) & {"hv1", "hv2"}, plan["target"]
     assert plan["target"]["vm1"] != plan["target"]["vm2"]
     _res, listed = plan_playbook(tmp_path, {"entropy_model_file": path, "entropy_objective": "repair",
                                             "entropy_evacuate_hosts": ["hv1", "hv2"],
