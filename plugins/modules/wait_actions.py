@@ -32,6 +32,16 @@ attributes:
     support: none
   bypass_host_loop:
     support: none
+  become:
+    support: none
+  connection:
+    support: partial
+    details:
+      - Only the local connection - it reads the jobs' results files on the controller, where the plan's actions run.
+  delegation:
+    support: full
+    details:
+      - Run it with C(delegate_to) V(localhost), as the actions it waits for.
   check_mode:
     support: full
     details:
