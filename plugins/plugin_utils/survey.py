@@ -15,7 +15,7 @@ import typing as t
 import yaml
 
 KINDS = {"list": list, "dict": dict}
-EXAMPLES = {"list": "[{type: spread, vms: [db1, db2]}]", "dict": "{max_parallel_migrations_per_host: 2}"}
+SHOWN = {"list": "[{type: spread, vms: [db1, db2]}]", "dict": "{max_parallel_migrations_per_host: 2}"}
 
 
 def survey_names(value: t.Any) -> list:
@@ -38,7 +38,7 @@ def survey_value(value: t.Any, kind: str, name: str) -> tuple[t.Any, str]:
     """(the value as a ``kind``, "") or (None, a one-line error naming the variable and the fix).
     A structure of that kind is returned as it is; text is parsed as YAML (JSON is YAML); empty text is empty."""
     wanted = KINDS[kind]
-    fix = "give a %s, as data or as YAML/JSON text, e.g. %s" % (kind, EXAMPLES[kind])
+    fix = "give a %s, as data or as YAML/JSON text, e.g. %s" % (kind, SHOWN[kind])
     if value is None:
         return wanted(), ""
     if isinstance(value, str):

@@ -98,16 +98,16 @@ def handed_over(lab, hv1: str, tmp_path, playbook) -> None:
     on_hv1 = sorted(vm for vm, where in lab.placement().items() if any(h == hv1 for h, _s in where) and vm != INJECTION)
     assert on_hv1
 
-    # Job A: plan an evacuation of hv1 (nothing moves); the plan is the job's artifact.
+    # Job A: plan an evacuation of hv1 (nothing moves); the plan is the job's artifact. The host as a survey passes it: text.
     job_a = ansible_runner.run(**job(tmp_path, "plan-job", "plan.yml", lab.inventory,
-                                     {"entropy_objective": "repair", "entropy_evacuate_hosts": [hv1]}))
+                                     {"entropy_objective": "repair", "entropy_evacuate_hosts": hv1 + ","}))
     assert job_a.rc == 0, output(job_a)[-4000:]
     published = artifact(job_a)
     assert set(published) == {"entropy_plan_base64"}, published
     assert re.fullmatch(r"[A-Za-z0-9+/=]+", published["entropy_plan_base64"])
     plan = json.loads(base64.b64decode(published["entropy_plan_base64"]))
     assert plan["initial"][INJECTION]["host"] == hv1 and plan["target"][INJECTION] != hv1, plan
-    assert sorted(lab.placement()) == sorted(lab.vms) and [vm for vm in on_hv1 if lab.running_on(vm) == [hv1]] == on_hv1
+    assert sorted(lab.placement()) == sorted(list(lab.vms) + [INJECTION]) and [vm for vm in on_hv1 if lab.running_on(vm) == [hv1]] == on_hv1
 
     # (the approval node) then job B gets the artifact as its extra vars, as AWX passes it, and applies it.
     job_b = ansible_runner.run(**job(tmp_path, "apply-job", "apply.yml", lab.inventory, dict(published)))
