@@ -85,10 +85,10 @@ def plan_failed_actions(results) -> list:
     return failed_actions(results)
 
 
-def plan_load(content, path, encoding="base64") -> dict:
+def plan_load(content, path, encoding="base64", variable="") -> dict:
     if not isinstance(content, str):
         raise AnsibleFilterError("plan_load: expects the plan file's content (a string)")
-    return load_plan(content, str(path), encoding)
+    return load_plan(content, str(path), encoding, str(variable or ""))
 
 
 def plan_action_state(action) -> str:

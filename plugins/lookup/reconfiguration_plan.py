@@ -99,6 +99,16 @@ options:
     type: str
     vars:
       - name: entropy_save_dir
+  on_error:
+    description:
+      - V(raise) fails the task that uses the lookup; Ansible then wraps the message in its own (the task, the variable,
+        the lookup).
+      - V(return) returns a dictionary with the key C(error) instead of a plan, holding the message alone (what the
+        solver wrote, such as C(no placement satisfies the request) and the constraint it names), for a playbook to fail
+        with it as it is. The P(entropy.cluster.plan#role) role does so.
+    type: str
+    choices: [raise, return]
+    default: raise
     version_added: 0.1.0
   ansible_lookup_hostvars:
     description:
@@ -154,6 +164,9 @@ _raw:
       description: What the model builder left out or assumed (unreachable hypervisors, unmeasured CPU demand).
       type: list
       elements: str
+    error:
+      description: With O(on_error=return), the only key when no plan could be computed - why, in one message.
+      type: str
 """
 
 import json
@@ -177,8 +190,19 @@ LOOKUP_DEFAULTS = {"time_limit_s": 10.0, "min_gain_hosts": 1, "allow_suspend": F
 class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
-        self.set_options(var_options=variables, direct=kwargs)
-        model = self._model(variables or {})
+        on_error = kwargs.get("on_error", "raise")
+        if on_error not in ("raise", "return"):
+            raise AnsibleLookupError("reconfiguration_plan: on_error must be raise or return, not %r" % (on_error,))
+        try:
+            self.set_options(var_options=variables, direct=kwargs)
+            return [self._plan(variables or {})]
+        except AnsibleError as exc:
+            if on_error == "return":
+                return [{"error": " ".join(str(exc.message).split())}]
+            raise
+
+    def _plan(self, variables: Mapping) -> dict:
+        model = self._model(variables)
         model = dict(model)
         # The model's own constraints (the inventory file's model_constraints, or the model file's), then the caller's.
         evacuate = self.get_option("evacuate") or []
@@ -204,7 +228,7 @@ class LookupModule(LookupBase):
                                      "storage, or leave solver_options.allow_suspend false" % "; ".join(unrunnable))
         plan["initial"] = initial_placement(model)
         plan["model_warnings"] = warnings
-        return [plan]
+        return plan
 
     def _overrides(self, own: object) -> dict:
         """Options for the solver: given here > the model's own (they stay in the model) > LOOKUP_DEFAULTS."""

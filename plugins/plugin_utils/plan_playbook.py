@@ -512,20 +512,29 @@ def _action_where(action: Mapping) -> str:
     return " on %s" % action_host(action)
 
 
-def load_plan(content: str, path: str, encoding: str = "base64") -> dict:
+def load_plan(content: str, path: str, encoding: str = "base64", variable: str = "") -> dict:
     """A plan file's content (base64 as ansible.builtin.slurp returns it, or text) -> {"plan", "error"}:
-    the parsed plan, or a one-line error naming the file and the fix (the plan's fields are checked later)."""
-    fix = "pass the plan JSON that entropy.cluster.plan wrote (-e entropy_plan_file=<plan>.json)"
+    the parsed plan, or a one-line error naming the file and the fix (the plan's fields are checked later).
+    With ``variable`` (e.g. entropy_plan_base64) the content is that variable's value, the plan artifact a job
+    published with ansible.builtin.set_stats, and the message names the variable instead of a file."""
+    if variable:
+        source = "the plan in %s" % variable
+        fix = "pass the %s artifact that entropy.cluster.plan published (set_stats), unchanged" % variable
+        not_text = "%s is not base64 of a plan JSON: %s" % (source, fix)
+    else:
+        source = "the plan file %s" % path
+        fix = "pass the plan JSON that entropy.cluster.plan wrote (-e entropy_plan_file=<plan>.json)"
+        not_text = "%s is not UTF-8 text: %s" % (source, fix)
     try:
         text = base64.b64decode(content, validate=True).decode("utf-8") if encoding == "base64" else content
     except (binascii.Error, ValueError, TypeError):
-        return {"plan": None, "error": "the plan file %s is not UTF-8 text: %s" % (path, fix)}
+        return {"plan": None, "error": not_text}
     try:
         plan = json.loads(text)
     except ValueError as exc:
         where = (" (line %d, column %d: %s)" % (exc.lineno, exc.colno, exc.msg)) if isinstance(exc, json.JSONDecodeError) else ""
-        return {"plan": None, "error": "the plan file %s is not valid JSON%s: %s" % (path, where, fix)}
+        return {"plan": None, "error": "%s is not valid JSON%s: %s" % (source, where, fix)}
     if not isinstance(plan, dict):
-        return {"plan": None, "error": "the plan file %s holds a JSON %s, not a plan (an object with initial, target and steps): %s"
-                % (path, {list: "array", str: "string"}.get(type(plan), "value"), fix)}
+        return {"plan": None, "error": "%s holds a JSON %s, not a plan (an object with initial, target and steps): %s"
+                % (source, {list: "array", str: "string"}.get(type(plan), "value"), fix)}
     return {"plan": plan, "error": ""}

@@ -71,7 +71,10 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     ".venv/bin/python benchmarks/soak_faults.py": (LAB + "test_the_fault_soak_in_one_short_round",),
     "bash tools/run.sh units | lint | sanity | build | integration | oldest": CI,
     "ansible-test sanity --venv": CI + ": `bash tools/run.sh sanity`",
+    "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.apply -e entropy_plan_base64=<the artifact>": (
+        "tests/integration/test_awx_workflow.py::test_a_plan_job_hands_its_plan_to_an_apply_job_and_a_second_apply_changes_nothing",),
     # docs/awx.md
+    "ansible-doc -t role entropy.cluster.apply_plan": (HERE + "test_the_ansible_doc_lines",),
     "bash tools/run.sh ee": CI + ": `bash tools/run.sh lint` ends with it",
     "bash tools/run.sh lint": CI,
     "bash tools/run.sh changelog": "not run: it rewrites changelogs/ and CHANGELOG.rst in the checkout (a release step); "

@@ -260,3 +260,44 @@ def test_the_plan_role_accepts_objective_schedule(tmp_path):
     data["vms"].append({"name": "waiting", "state": "saved", "cpu": 0.5, "memory_mib": 1024, "priority": 1})
     _res, plan = plan_playbook(tmp_path, {"entropy_model_file": write(tmp_path, data), "entropy_objective": "schedule"})
     assert plan["objective"] == "schedule" and plan["saved"] == [] and "waiting" in plan["target"]
+
+
+def test_on_error_return_gives_the_message_alone():
+    assert run(model=model(), evacuate=["hv1", "hv2", "hv3", "hv4"], on_error="return")["error"].startswith(
+        "no placement satisfies the request: ")
+    assert run(model=model(), objective="fastest", on_error="return")["error"].count("\n") == 0
+    with pytest.raises(AnsibleError, match="on_error must be raise or return"):
+        run(model=model(), on_error="ignore")
+
+
+def test_the_plan_role_fails_with_the_solvers_words_first_and_alone(tmp_path):
+    path = write(tmp_path, model())
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "entropy.cluster.plan",
+           "-e", json.dumps({"entropy_model_file": path, "entropy_plan_file": str(tmp_path / "p.json"),
+                             "entropy_constraints": [{"type": "fence", "vms": ["vm1"], "hosts": ["hv1"]},
+                                                     {"type": "ban", "vms": ["vm1"], "hosts": ["hv1"]}]})]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False, timeout=300)
+    assert res.returncode == 2, res.stdout[-3000:]
+    fatal = [line for line in res.stdout.splitlines() if line.startswith("fatal: ")]
+    assert len(fatal) == 1, res.stdout[-3000:]
+    assert '"msg": "no placement satisfies the request: constraint #' in fatal[0], fatal[0]
+    for wrapper in ("Finalization of task args", "Error while resolving value", "The lookup plugin", "set_fact"):
+        assert wrapper not in res.stdout, res.stdout[-3000:]
+
+
+def test_the_plan_role_takes_survey_answers_as_text(tmp_path):
+    """As an AWX survey passes them: hosts as "hv1,hv2", constraints and solver options as JSON / YAML text."""
+    path = write(tmp_path, model())
+    _res, plan = plan_playbook(tmp_path, {
+        "entropy_model_file": path, "entropy_objective": "repair", "entropy_evacuate_hosts": "hv1\nhv2\n",  # an AWX multiple-select answer
+        "entropy_constraints": '[{"type": "spread", "vms": ["vm1", "vm2"]}]',
+        "entropy_solver_options": "max_parallel_migrations_per_host: 1\n"})
+    assert not set(plan["target"].values()) & {"hv1", "hv2"}, plan["target"]
+    assert plan["target"]["vm1"] != plan["target"]["vm2"]
+    _res, listed = plan_playbook(tmp_path, {"entropy_model_file": path, "entropy_objective": "repair",
+                                            "entropy_evacuate_hosts": ["hv1", "hv2"],
+                                            "entropy_constraints": [{"type": "spread", "vms": ["vm1", "vm2"]}],
+                                            "entropy_solver_options": {"max_parallel_migrations_per_host": 1}})
+    assert listed["target"] == plan["target"]

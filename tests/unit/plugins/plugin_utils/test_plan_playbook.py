@@ -418,3 +418,15 @@ def test_a_plan_as_ansible_hands_it_to_the_filter_renders(tmp_path):
 
     embedded = load_as_a_playbook(render_playbook(wrap(plan)), tmp_path)[0]["vars"]["entropy_plan"]
     assert {key: embedded[key] for key in ("initial", "target", "steps", "stats")} == {key: plan[key] for key in ("initial", "target", "steps", "stats")}
+
+
+@pytest.mark.parametrize("content, error", [
+    ("not base64!", "the plan in entropy_plan_base64 is not base64 of a plan JSON: pass the entropy_plan_base64 artifact that "
+                    "entropy.cluster.plan published (set_stats), unchanged"),
+    (base64.b64encode(b'{"steps": [').decode(), "the plan in entropy_plan_base64 is not valid JSON (line 1, column 12: Expecting value): "),
+    (base64.b64encode(b'"x"').decode(), "the plan in entropy_plan_base64 holds a JSON string, not a plan"),
+])
+def test_load_plan_from_a_variable_names_the_variable(content, error):
+    loaded = load_plan(content, "", "base64", "entropy_plan_base64")
+    assert loaded["plan"] is None and loaded["error"].startswith(error) and "\n" not in loaded["error"]
+    assert load_plan(base64.b64encode(b'{"steps": []}').decode(), "", "base64", "entropy_plan_base64") == {"plan": {"steps": []}, "error": ""}
