@@ -55,8 +55,7 @@ def run_action(variables: dict, timeout: int = 600) -> dict:
         env = {"ANSIBLE_COLLECTIONS_PATH": collections_path(), "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false", "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_RETRY_FILES_ENABLED": "false",
                "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
-        runner = ansible_runner.run(private_data_dir=work, playbook=PLAYBOOK, quiet=True, envvars=env, timeout=timeout,
-                                    binary=os.path.join(os.path.dirname(sys.executable), "ansible-playbook"))
+        runner = ansible_runner.run(private_data_dir=work, playbook=PLAYBOOK, quiet=True, envvars=env, timeout=timeout)
         if runner.status == "successful" and runner.rc == 0:
             return {"ok": True, "changed": _changed(runner), "message": "done" if _changed(runner) else "nothing to do (already so)"}
         return {"ok": False, "changed": _changed(runner), "message": _failure_message(runner)}

@@ -106,10 +106,10 @@ def create_app(collector: t.Any, config: Config, runner: t.Callable[[dict], dict
         role = users.role(name)  # the file decides: a removed user or a changed role counts at once
         return (name, role) if role else None
 
-    def render(request: Request, name: str, status: int = 200, **context: t.Any) -> HTMLResponse:
+    def render(request: Request, template: str, status: int = 200, **context: t.Any) -> HTMLResponse:
         user = current_user(request)
         context.update(request=request, user=user, csrf=csrf_token(request), operator=bool(user and user[1] == "operator"))
-        response = templates.TemplateResponse(request, name, context, status_code=status)
+        response = templates.TemplateResponse(request, template, context, status_code=status)
         return response
 
     def page(role: str = "viewer", post: bool = False):
