@@ -15,7 +15,6 @@ Readers take ``snapshot()`` (an immutable view) and watch ``version``, which gro
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 import typing as t
@@ -111,6 +110,7 @@ class Collector:
         self._threads: list[threading.Thread] = []
         self._event_conns: dict = {}
         self._specs = {s["name"]: s for s in settings.specs}
+        self._view: dict | None = None
 
     # ------------------------------------------------------------------ the inventory's read
     def refresh(self) -> None:
@@ -146,12 +146,22 @@ class Collector:
 
     # ------------------------------------------------------------------ views
     def snapshot(self) -> dict:
-        """A deep copy of the current view: hosts (config order) each with its VMs, VMs by name, totals."""
+        """The current view: hosts (config order) each with its VMs, VMs by name, totals. Built once per version
+        (readers must not change it)."""
         with self.lock:
-            hypervisors = copy.deepcopy(self.hypervisors)
-            copies = copy.deepcopy(self.copies)
-            model = copy.deepcopy(self.model)
+            cached = self._view
+            if cached is not None and cached["version"] == self.version:
+                return cached
+            hypervisors = {name: dict(hv) for name, hv in self.hypervisors.items()}
+            copies = {host: {name: dict(vm) for name, vm in row.items()} for host, row in self.copies.items()}
+            model = {"warnings": list(self.model.get("warnings", []))}
             taken_at, version = self.taken_at, self.version
+        view = self._build_view(hypervisors, copies, model, taken_at, version)
+        with self.lock:
+            self._view = view
+        return view
+
+    def _build_view(self, hypervisors: dict, copies: dict, model: dict, taken_at: float, version: int) -> dict:
         hosts, vms = [], {}
         migrating_in = {}
         for host, row in copies.items():
