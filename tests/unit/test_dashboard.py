@@ -244,3 +244,10 @@ def test_action_runs_the_playbook_with_names_as_data(cluster):
     assert "suspend" in response.text and "done" in response.text
     entry = json.loads(open(cluster["dir"] / "audit.log", encoding="utf-8").read().splitlines()[-1])
     assert entry["vm"] == TEMPLATED and entry["outcome"] == "changed" and entry["user"] == "olga"
+
+
+def test_the_dashboard_benchmark_in_a_short_run():
+    done = subprocess.run([sys.executable, "benchmarks/bench_dashboard.py", "--sizes", "4x20", "--repeat", "2"], cwd=ROOT,
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^\| 4 \| 20 \| [0-9.]+ \| [0-9]+ \| [0-9]+ \| [0-9]+ \| [0-9]+ \|$", done.stdout, re.M), done.stdout
