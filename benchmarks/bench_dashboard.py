@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: entropy.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Page load of the web dashboard for big clusters on libvirt's test driver: one node XML per hypervisor.
@@ -60,7 +59,7 @@ def bench(hosts: int, vms: int, repeat: int) -> dict:
         client.post("/login", data={"username": "bench", "password": "bench password", "csrf_token": token})
         times = {"/": [], "/partials/map": []}
         size = 0
-        for _ in range(repeat):
+        for _round in range(repeat):
             for path, found in times.items():
                 started = time.perf_counter()
                 response = client.get(path)
@@ -80,8 +79,9 @@ def main() -> int:
     for size in args.sizes.split(","):
         hosts, vms = (int(x) for x in size.split("x"))
         r = bench(hosts, vms, args.repeat)
-        print("| %d | %d | %.2f | %.0f | %.0f | %.0f | %d |" % (r["hosts"], r["vms"], r["read_s"], 1000 * statistics.median(r["page"]),
-                                                          1000 * max(r["page"]), 1000 * statistics.median(r["partial"]), r["bytes"] // 1024))
+        cells = (r["hosts"], r["vms"], r["read_s"], 1000 * statistics.median(r["page"]), 1000 * max(r["page"]),
+                 1000 * statistics.median(r["partial"]), r["bytes"] // 1024)
+        print("| %d | %d | %.2f | %.0f | %.0f | %.0f | %d |" % cells)
     return 0
 
 

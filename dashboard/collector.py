@@ -267,8 +267,7 @@ class Collector:
                 self._event_conns.pop(spec["name"], None)
             try:
                 conn = open_connection(spec["uri"], self.settings.username, self.settings.password, readonly=True)
-                conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                                            lambda c, d, e, det, opaque: self._on_lifecycle(c, d, e, det, opaque), spec["name"])
+                conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, spec["name"])
                 conn.setKeepAlive(5, 3)
             except Exception:  # pylint: disable=broad-except
                 continue  # unreachable: the refresh marks it; retried on the next round

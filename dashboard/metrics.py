@@ -29,13 +29,16 @@ def render_metrics(collector: t.Any, counters: dict) -> str:
             out.append("%s%s %s" % (name, _labels(**labels), repr(float(value)) if isinstance(value, float) else int(value)))
 
     hosts, vms = view["hosts"], list(view["vms"].values())
-    family("entropy_host_reachable", "gauge", "1 when the hypervisor answered the last read", [({"host": h["name"]}, int(bool(h.get("entropy_reachable")))) for h in hosts])
+    family("entropy_host_reachable", "gauge", "1 when the hypervisor answered the last read",
+           [({"host": h["name"]}, int(bool(h.get("entropy_reachable")))) for h in hosts])
     family("entropy_host_cpu_cores", "gauge", "CPU capacity in cores", [({"host": h["name"]}, h.get("entropy_cpu_cores")) for h in hosts])
-    family("entropy_host_cpu_used_cores", "gauge", "CPU cores busy on the hypervisor (measured)", [({"host": h["name"]}, h.get("entropy_cpu_used_cores")) for h in hosts])
+    family("entropy_host_cpu_used_cores", "gauge", "CPU cores busy on the hypervisor (measured)",
+           [({"host": h["name"]}, h.get("entropy_cpu_used_cores")) for h in hosts])
     family("entropy_host_memory_mib", "gauge", "memory capacity in MiB", [({"host": h["name"]}, h.get("entropy_memory_mib")) for h in hosts])
     family("entropy_host_vm_memory_mib", "gauge", "memory of the active VMs in MiB", [({"host": h["name"]}, h.get("entropy_vm_memory_mib")) for h in hosts])
     family("entropy_host_vms", "gauge", "VMs defined on the hypervisor", [({"host": h["name"]}, h.get("entropy_vm_count")) for h in hosts])
-    family("entropy_vm_cpu_demand_cores", "gauge", "CPU cores the VM uses (measured)", [({"vm": v["name"], "host": v["host"]}, v.get("entropy_cpu_demand_cores")) for v in vms])
+    family("entropy_vm_cpu_demand_cores", "gauge", "CPU cores the VM uses (measured)",
+           [({"vm": v["name"], "host": v["host"]}, v.get("entropy_cpu_demand_cores")) for v in vms])
     family("entropy_vm_memory_mib", "gauge", "memory of the VM in MiB", [({"vm": v["name"], "host": v["host"]}, v.get("entropy_memory_mib")) for v in vms])
     family("entropy_vm_state", "gauge", "1 for the VM's current state (running, paused, shutoff, migrating, ...)",
            [({"vm": v["name"], "host": v["host"], "state": v["badge"]}, 1) for v in vms])

@@ -44,9 +44,9 @@ def _domain(name: str, memory_kib: int) -> str:
 def fixture_cluster(tmp_path):
     """Two test-driver hypervisors from node XML files, one unreachable; an inventory file; users."""
     node1 = tmp_path / "node1.xml"
+    domains = _domain("web01", 524288) + _domain(HOSTILE, 262144) + _domain(TEMPLATED, 262144) + _domain(QUOTED, 131072)
     node1.write_text("<node><cpu><mhz>2000</mhz><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads></cpu>"
-                     "<memory>8388608</memory>%s%s%s%s</node>" % (_domain("web01", 524288), _domain(HOSTILE, 262144),
-                                                                 _domain(TEMPLATED, 262144), _domain(QUOTED, 131072)))
+                     "<memory>8388608</memory>%s</node>" % domains)
     node2 = tmp_path / "node2.xml"
     node2.write_text("<node><cpu><mhz>2000</mhz><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads></cpu>"
                      "<memory>8388608</memory>%s</node>" % _domain("db01", 1048576))
@@ -144,7 +144,7 @@ def test_serve_binds_loopback_by_default():
 
 def test_login_rate_limited(cluster):
     client = TestClient(_app(cluster, login_limit=3, login_window=60))
-    for _ in range(3):
+    for _attempt in range(3):
         assert _login(client, "olga", "nope").status_code == 401
     refused = _login(client, "olga")  # the right password, but too many failures just before
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
