@@ -251,3 +251,14 @@ def test_the_dashboard_benchmark_in_a_short_run():
                           capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr
     assert re.search(r"^\| 4 \| 20 \| [0-9.]+ \| [0-9]+ \| [0-9]+ \| [0-9]+ \| [0-9]+ \|$", done.stdout, re.M), done.stdout
+
+
+def test_audit_page_shows_refused_and_done_entries(cluster):
+    client = TestClient(_app(cluster, runner=lambda v: {"ok": True, "changed": True, "message": "done"}))
+    _login(client, "victor")
+    client.post("/vm/web01/suspend", headers={"X-CSRF-Token": _session_token(client)})  # refused: no host in the entry
+    _login(client, "olga")
+    client.post("/vm/%s/suspend" % quote(HOSTILE, safe=""), headers={"X-CSRF-Token": _session_token(client)})
+    page = client.get("/audit")
+    assert page.status_code == 200 and "refused" in page.text and "changed" in page.text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page.text and "<img" not in page.text
