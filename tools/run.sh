@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for developers, CI and the README:
 #   setup | demo | test | units | lint | sanity | integration | oldest | build | ee | changelog | solve | lab-up | lab-down | lab-status | lab-reset
+#   dashboard (the web dashboard on the lab, http://127.0.0.1:8080)
 # Everything it needs (Debian packages from bindep.txt and tests/bindep.txt, a venv from requirements.txt,
 # the lint tools' venv from tests/lint/requirements.txt) it installs itself.
 set -euo pipefail
@@ -81,6 +82,17 @@ make_lint_venv() {
   echo "$want" > "$stamp"
 }
 
+dashboard_deps() {
+  # The web dashboard's packages (dashboard/requirements.txt) in the venv, installed again only when that file changes.
+  local stamp=$VENV/.entropy-dashboard-requirements
+  local want
+  want=$(sha256sum < "$ROOT/dashboard/requirements.txt" | cut -d' ' -f1)
+  [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  say "installing the dashboard's packages into $VENV"
+  "$VENV/bin/python" -m pip install -q -r "$ROOT/dashboard/requirements.txt"
+  echo "$want" > "$stamp"
+}
+
 link_collection() {
   # Ansible finds collections only under .../ansible_collections/<namespace>/<name>.
   mkdir -p "$(dirname "$COLLECTION_LINK")"
@@ -90,6 +102,7 @@ link_collection() {
 setup() {
   install_packages
   make_venv "$VENV"
+  dashboard_deps
   make_lint_venv
   link_collection
 }
@@ -259,6 +272,21 @@ changelog() {
   (cd "$ROOT" && ANSIBLE_COLLECTIONS_PATH=$COLLECTIONS lint_tools antsibull-changelog release --update-existing)
 }
 
+dashboard() {
+  # The web dashboard on the lab (docs/dashboard.md). Users live in $ENTROPY_LAB_DIR/dashboard-users.json: the first
+  # start adds the operator 'admin' with the password in $ENTROPY_DASHBOARD_PASSWORD (or a new one, printed once).
+  lab up
+  local users=$ENTROPY_LAB_DIR/dashboard-users.json
+  if [ ! -f "$users" ]; then
+    local password=${ENTROPY_DASHBOARD_PASSWORD:-}
+    [ -n "$password" ] || { password=$(python -c 'import secrets; print(secrets.token_urlsafe(12))'); echo "dashboard user admin, password $password"; }
+    (cd "$ROOT" && ENTROPY_DASHBOARD_PASSWORD=$password python -m dashboard adduser --users "$users" admin --role operator)
+  fi
+  # The lab's disks sit on a directory every lab host sees, which libvirt cannot detect as shared: --migrate-unsafe.
+  (cd "$ROOT" && exec python -m dashboard serve -i "$ENTROPY_LAB_DIR/lab.libvirt_cluster.yml" --users "$users" \
+    --audit-log "$ENTROPY_LAB_DIR/dashboard-audit.log" --migrate-unsafe --port "${ENTROPY_DASHBOARD_PORT:-8080}" "$@")
+}
+
 demo() {
   local start=$SECONDS
   say "bringing the lab up (real libvirtd hypervisors in namespaces, tiny TCG VMs)"
@@ -296,6 +324,7 @@ case "$cmd" in
   lab-down) need_root lab-down; setup; lab down "$@" ;;
   lab-status) setup; lab status "$@" ;;
   lab-reset) need_root lab-reset; setup; lab reset "$@" ;;
-  help|-h|--help) sed -n '2,5p' "$0" ;;
-  *) die "unknown command '$cmd' (try: setup demo test units lint sanity integration build ee changelog solve lab-up lab-down lab-status lab-reset)" ;;
+  dashboard) need_root dashboard; setup; activate; dashboard "$@" ;;
+  help|-h|--help) sed -n '2,6p' "$0" ;;
+  *) die "unknown command '$cmd' (try: setup demo test units lint sanity integration build ee changelog solve lab-up lab-down lab-status lab-reset dashboard)" ;;
 esac

@@ -143,6 +143,17 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "python3 tools/entropy_solve.py": (
         "tests/unit/plugins/plugin_utils/placement/test_cli_and_import.py::test_documented_entry_python3_without_ortools_uses_the_venv",),
     "ansible-test sanity": CI + ": `bash tools/run.sh sanity`",
+    # docs/dashboard.md and README.md (web dashboard)
+    "bash tools/run.sh dashboard": ("tests/integration/test_dashboard_browser.py::test_dashboard_in_a_browser",),
+    "python -m dashboard adduser --users users.json alice --role operator": ("tests/unit/test_dashboard.py::test_adduser_command",),
+    "python -m dashboard serve -i prod.libvirt_cluster.yml --users users.json": (
+        "tests/integration/test_dashboard_browser.py::test_dashboard_in_a_browser",),
+    "python -m dashboard serve -i prod.libvirt_cluster.yml --users users.json --audit-log audit.jsonl": (
+        "tests/integration/test_dashboard_browser.py::test_dashboard_in_a_browser",),
+    "python benchmarks/bench_dashboard.py": ("tests/unit/test_dashboard.py::test_the_dashboard_benchmark_in_a_short_run",),
+    "bash tools/run.sh units tests/unit/test_dashboard.py": ("tests/unit/test_dashboard.py::test_login_and_cookie_flags",),
+    "bash tools/run.sh integration tests/integration/test_dashboard_browser.py": (
+        "tests/integration/test_dashboard_browser.py::test_dashboard_in_a_browser",),
 }
 
 

@@ -1,0 +1,323 @@
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Starlette application: pages, htmx partials, server-sent events, actions, /metrics.
+
+Security: every page but /login needs a session (signed cookie, HttpOnly, SameSite=Strict); every POST carries the
+session's CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``) or is refused with 403; actions need the
+role ``operator``, checked here on the server; failed logins are rate-limited per client address and per user name;
+templates autoescape everything (VM and host names are tenant data), and the Content-Security-Policy allows no
+inline script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import secrets
+import time
+import typing as t
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from . import HERE
+from .actions import ACTIONS, AuditLog, run_action
+from .auth import RateLimiter, Users, csrf_ok, new_csrf_token
+from .metrics import render_metrics
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+class Config(t.NamedTuple):
+    users_file: str
+    audit_file: str | None = None
+    secret_key: str | None = None
+    https_only: bool = False
+    migrate_unsafe: bool = False
+    metrics_token: str | None = None
+    login_limit: int = 5
+    login_window: float = 60.0
+    sse_poll: float = 0.2
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["load_colour"] = load_colour
+    env.filters["block_height"] = block_height
+    env.filters["sparkline"] = sparkline
+    return env
+
+
+def load_colour(vm: dict) -> str:
+    """A VM block's colour: green (idle) to red (every vCPU busy), grey when not running."""
+    if vm.get("entropy_state") not in ("running", "blocked"):
+        return "hsl(0, 0%, 75%)"
+    demand, vcpus = vm.get("entropy_cpu_demand_cores") or 0.0, vm.get("entropy_vcpus") or 1
+    load = max(0.0, min(1.0, float(demand) / float(vcpus)))
+    return "hsl(%d, 70%%, 55%%)" % int(round(120 * (1.0 - load)))
+
+
+def block_height(vm: dict, host: dict) -> int:
+    """A VM block's height in pixels, proportional to its memory in its host's capacity (a column is 480 px)."""
+    capacity = (host.get("entropy_memory_mib") or 0) or 1
+    memory = vm.get("entropy_memory_mib") or 0
+    return max(22, min(480, int(480.0 * memory / capacity)))
+
+
+def sparkline(points: list, width: int = 300, height: int = 60) -> str:
+    """SVG polyline points for a list of numbers (None skipped), scaled to the box; '' when fewer than two."""
+    values = [float(v) for v in points if v is not None]
+    if len(values) < 2:
+        return ""
+    top = max(values) or 1.0
+    step = width / (len(values) - 1)
+    return " ".join("%.1f,%.1f" % (i * step, height - (v / top) * (height - 2) - 1) for i, v in enumerate(values))
+
+
+def create_app(collector: t.Any, config: Config, runner: t.Callable[[dict], dict] = run_action) -> Starlette:
+    """The dashboard over a started (or startable) Collector. ``runner`` runs one action (vm_action.yml by default)."""
+    templates = Jinja2Templates(env=_environment())
+    users = Users(config.users_file)
+    limiter = RateLimiter(config.login_limit, config.login_window)
+    audit = AuditLog(config.audit_file)
+    counters = {"actions": {}, "logins_failed": 0, "logins_refused": 0, "csrf_refused": 0, "role_refused": 0}
+
+    def csrf_token(request: Request) -> str:
+        token = request.session.get("csrf")
+        if not token:
+            token = request.session["csrf"] = new_csrf_token()
+        return token
+
+    def current_user(request: Request) -> tuple[str, str] | None:
+        name = request.session.get("user")
+        if not name:
+            return None
+        role = users.role(name)  # the file decides: a removed user or a changed role counts at once
+        return (name, role) if role else None
+
+    def render(request: Request, template: str, status: int = 200, **context: t.Any) -> HTMLResponse:
+        user = current_user(request)
+        context.update(request=request, user=user, csrf=csrf_token(request), operator=bool(user and user[1] == "operator"))
+        response = templates.TemplateResponse(request, template, context, status_code=status)
+        return response
+
+    def page(role: str = "viewer", post: bool = False):
+        """Login (and for ``role='operator'`` the operator role) required; for ``post`` the CSRF token too."""
+        def wrap(handler):
+            @functools.wraps(handler)
+            async def inner(request: Request) -> Response:
+                if post:
+                    form = await request.form()
+                    given = request.headers.get("x-csrf-token") or form.get("csrf_token")
+                    if not csrf_ok(request.session.get("csrf"), given):
+                        counters["csrf_refused"] += 1
+                        return PlainTextResponse("refused: missing or wrong CSRF token (reload the page)", status_code=403)
+                user = current_user(request)
+                if user is None:
+                    if post or request.headers.get("hx-request"):
+                        return PlainTextResponse("log in first", status_code=401)
+                    return RedirectResponse("/login", status_code=303)
+                if role == "operator" and user[1] != "operator":
+                    counters["role_refused"] += 1
+                    if post:
+                        audit.write(user=user[0], role=user[1], action=request.path_params.get("action") or "post",
+                                    vm=request.path_params.get("name"), outcome="refused", message="the operator role is needed")
+                    return PlainTextResponse("refused: user %s has the role %s; this needs operator" % (user[0], user[1]), status_code=403)
+                return await handler(request)
+            return inner
+        return wrap
+
+    async def login_page(request: Request) -> Response:
+        return render(request, "login.html", error=None)
+
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        if not csrf_ok(request.session.get("csrf"), form.get("csrf_token")):
+            counters["csrf_refused"] += 1
+            return PlainTextResponse("refused: missing or wrong CSRF token (reload the login page)", status_code=403)
+        name, password = str(form.get("username") or ""), str(form.get("password") or "")
+        client = request.client.host if request.client else "?"
+        keys = ("addr:" + client, "user:" + name)
+        wait = limiter.blocked(*keys)
+        if wait > 0:
+            counters["logins_refused"] += 1
+            response = render(request, "login.html", status=429, error="Too many failed logins: try again in %d s." % (int(wait) + 1))
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            return response
+        role = await run_in_threadpool(users.authenticate, name, password)
+        if role is None:
+            limiter.failed(*keys)
+            counters["logins_failed"] += 1
+            return render(request, "login.html", status=401, error="Wrong user name or password.")
+        request.session.clear()  # a new session (and CSRF token) after login: no fixation
+        request.session["user"] = name
+        request.session["csrf"] = new_csrf_token()
+        return RedirectResponse("/", status_code=303)
+
+    @page(post=True)
+    async def logout(request: Request) -> Response:
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    @page()
+    async def index(request: Request) -> Response:
+        started = time.perf_counter()
+        response = render(request, "cluster.html", view=collector.snapshot())
+        response.headers["Server-Timing"] = "render;dur=%.1f" % ((time.perf_counter() - started) * 1000)
+        return response
+
+    @page()
+    async def map_partial(request: Request) -> Response:
+        return render(request, "_map.html", view=collector.snapshot())
+
+    @page()
+    async def host_page(request: Request) -> Response:
+        view = collector.snapshot()
+        name = request.path_params["name"]
+        host = next((h for h in view["hosts"] if h["name"] == name), None)
+        if host is None:
+            return render(request, "error.html", status=404, message="no hypervisor named %s" % name)
+        history = collector.host_history(name)
+        return render(request, "host.html", view=view, host=host,
+                      cpu=[h[0] if h else None for _ts, h in history], memory=[h[1] if h else None for _ts, h in history])
+
+    def _vm_context(name: str) -> dict | None:
+        view = collector.snapshot()
+        vm = view["vms"].get(name)
+        if vm is None:
+            return None
+        history = collector.vm_history(name)
+        return {"view": view, "vm": vm, "destinations": [h["name"] for h in view["hosts"] if h["name"] != vm["host"] and h.get("entropy_reachable")],
+                "cpu": [h[0] if h else None for _ts, h in history], "memory": [h[1] if h else None for _ts, h in history],
+                "rx": [h[2] if h else None for _ts, h in history], "tx": [h[3] if h else None for _ts, h in history]}
+
+    @page()
+    async def vm_page(request: Request) -> Response:
+        context = _vm_context(request.path_params["name"])
+        if context is None:
+            return render(request, "error.html", status=404, message="no VM named %s" % request.path_params["name"])
+        return render(request, "vm.html", **context)
+
+    @page()
+    async def vm_panel(request: Request) -> Response:
+        context = _vm_context(request.path_params["name"])
+        if context is None:
+            return render(request, "_result.html", status=404, result={"ok": False, "message": "no VM named %s" % request.path_params["name"]})
+        return render(request, "_vm_panel.html", **context)
+
+    @page(role="operator", post=True)
+    async def vm_action(request: Request) -> Response:
+        user = current_user(request)
+        name, action = request.path_params["name"], request.path_params["action"]
+        form = await request.form()
+        view = collector.snapshot()
+        vm = view["vms"].get(name)
+        hosts = {h["name"]: h for h in view["hosts"]}
+        destination = str(form.get("destination") or "") or None
+        error = None
+        if action not in ACTIONS:
+            error = "unknown action %s: choose one of %s" % (action, ", ".join(ACTIONS))
+        elif vm is None:
+            error = "no VM named %s in the cluster (reload the page)" % name
+        elif action == "migrate" and (destination not in hosts or destination == vm["host"]):
+            error = "migrate %s: choose a destination hypervisor other than %s" % (name, vm["host"])
+        if error:
+            audit.write(user=user[0], role=user[1], action=action, vm=name, destination=destination, outcome="refused", message=error)
+            return render(request, "_result.html", status=400, result={"ok": False, "message": error})
+        variables = {"entropy_action": action, "entropy_vm": name, "entropy_uri": hosts[vm["host"]]["uri"],
+                     "entropy_migrate_unsafe": config.migrate_unsafe}
+        if action == "migrate":
+            variables["entropy_destination_uri"] = hosts[destination]["uri"]
+        result = await run_in_threadpool(runner, variables)
+        outcome = ("changed" if result.get("changed") else "ok") if result["ok"] else "failed"
+        counters["actions"][(action, outcome)] = counters["actions"].get((action, outcome), 0) + 1
+        audit.write(user=user[0], role=user[1], action=action, vm=name, host=vm["host"], destination=destination, outcome=outcome,
+                    message=result.get("message"))
+        return render(request, "_result.html", status=200 if result["ok"] else 502, result=result, action=action, name=name)
+
+    @page()
+    async def audit_page(request: Request) -> Response:
+        return render(request, "audit.html", entries=list(reversed(audit.recent))[:200])
+
+    @page()
+    async def events(request: Request) -> Response:
+        async def stream():
+            seen = None
+            last_ping = time.monotonic()
+            while True:
+                if await request.is_disconnected():
+                    return
+                version = collector.version
+                if version != seen:
+                    seen = version
+                    yield "event: update\ndata: %d\n\n" % version
+                elif time.monotonic() - last_ping > 15:
+                    last_ping = time.monotonic()
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(config.sse_poll)
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    async def metrics(request: Request) -> Response:
+        authorization = request.headers.get("authorization", "")
+        token_ok = bool(config.metrics_token) and secrets.compare_digest(authorization, "Bearer " + config.metrics_token)
+        if not token_ok and current_user(request) is None:
+            return PlainTextResponse("log in first, or send the metrics token (Authorization: Bearer ...)", status_code=401)
+        return PlainTextResponse(render_metrics(collector, counters), media_type="text/plain; version=0.0.4")
+
+    async def security_headers(scope, receive, send, app):
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY"),
+                            (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
+                message = dict(message, headers=headers)
+            await send(message)
+        await app(scope, receive, send_with_headers)
+
+    class SecurityHeaders:
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] != "http":
+                await self.app(scope, receive, send)
+                return
+            await security_headers(scope, receive, send, self.app)
+
+    routes = [
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/", index),
+        Route("/partials/map", map_partial),
+        Route("/host/{name}", host_page),
+        Route("/vm/{name}", vm_page),
+        Route("/partials/vm/{name}", vm_panel),
+        Route("/vm/{name}/{action}", vm_action, methods=["POST"]),
+        Route("/audit", audit_page),
+        Route("/events", events),
+        Route("/metrics", metrics),
+        Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
+    ]
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(SessionMiddleware, secret_key=config.secret_key or secrets.token_urlsafe(32), session_cookie="entropy_dashboard",
+                   max_age=8 * 3600, same_site="strict", https_only=config.https_only),
+    ]
+    app = Starlette(routes=routes, middleware=middleware)
+    app.state.collector = collector
+    app.state.audit = audit
+    app.state.limiter = limiter
+    app.state.counters = counters
+    return app
