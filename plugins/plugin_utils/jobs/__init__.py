@@ -8,6 +8,7 @@ Pure Python, no Ansible import; importable as a collection plugin_utils package 
 from __future__ import annotations
 
 from .admission import check_room
+from .placing import job_plan, place_job, real_model, waiting_model
 from .schema import JOB_FIELDS, Job, JobConstraint, JobError, load_job_file, parse_job
 
-__all__ = ["Job", "JobConstraint", "JobError", "JOB_FIELDS", "parse_job", "load_job_file", "check_room"]
+__all__ = ["Job", "JobConstraint", "JobError", "JOB_FIELDS", "parse_job", "load_job_file", "check_room", "place_job", "waiting_model", "job_plan", "real_model"]
