@@ -3,11 +3,17 @@ pseudo-host the solver must empty; the job plan starts each VM on its host after
 from __future__ import annotations
 
 import copy
+import os
+import sys
 
 import pytest
 
-from jobs import JobError, parse_job, place_job, real_model, waiting_model
-from placement import check_plan
+# plugins/plugin_utils on sys.path: the packages import standalone as `jobs` and `placement` (no conftest of our
+# own here: a second module named conftest would shadow the one other unit tests import from)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), *([os.pardir] * 5), "plugins", "plugin_utils"))
+
+from jobs import JobError, parse_job, place_job, real_model, waiting_model  # noqa: E402  pylint: disable=wrong-import-position
+from placement import check_plan  # noqa: E402  pylint: disable=wrong-import-position
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGwxrhaxd0mbyHjRwqQ4LGtl2AHMwHwMXBEjld3BfmMk alice@laptop"
 SOLVE = {"time_limit_s": 10, "workers": 1}

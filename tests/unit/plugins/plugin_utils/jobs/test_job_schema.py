@@ -3,11 +3,19 @@ fix; tenant strings kept literally; the admission check with the numbers."""
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 
-from jobs import JOB_FIELDS, JobError, check_room, load_job_file, parse_job
+# plugins/plugin_utils on sys.path: the packages import standalone as `jobs` and `placement` (no conftest of our
+# own here: a second module named conftest would shadow the one other unit tests import from)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), *([os.pardir] * 5), "plugins", "plugin_utils"))
+
+from jobs import JOB_FIELDS, JobError, check_room, load_job_file, parse_job  # noqa: E402  pylint: disable=wrong-import-position
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGwxrhaxd0mbyHjRwqQ4LGtl2AHMwHwMXBEjld3BfmMk alice@laptop"
 GOOD = {"name": "analysis", "owner": "alice", "vms": 3, "vcpus": 1, "memory_mib": 64, "cpu": 0.5,
@@ -185,11 +193,6 @@ def test_one_vm_larger_than_any_host_and_cpu_and_spread_limits():
 def test_documented_entry_entropy_job_check(tmp_path):
     """docs/jobs.md: `.venv/bin/python tools/entropy_job.py check job.yml [--model model.json]` prints the job, or one line
     naming the field and exits 2."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     tool = os.path.join(os.path.dirname(__file__), *([os.pardir] * 5), "tools", "entropy_job.py")
     good = tmp_path / "job.yml"
     good.write_text(yaml.safe_dump(job(name="it's {{ x }}")), encoding="utf-8")
