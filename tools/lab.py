@@ -620,13 +620,16 @@ class Locked:
 def cmd_up(args) -> int:
     preflight()
     base = lab_dir()
+    old = load_state(base)
+    if old is not None and old.get("version") != LAB_VERSION:
+        # a lab of test VMs only: rebuilt rather than upgraded in place
+        print("lab: the lab in %s was made by an older lab.py (VM NICs on SLIRP, daemons reached over TCP): taking it down "
+              "and building it again" % base)
+        cmd_down(args)
     with Locked(base):
         state = load_state(base)
         if state is None:
             state = new_state(base, args.hosts, args.vms_per_host, args.subnet)
-        elif state.get("version") != LAB_VERSION:
-            raise LabError("the lab in %s was made by an older lab.py (VM NICs on SLIRP, TCP URIs): run 'lab.py down' "
-                           "(bash tools/run.sh lab-down) and 'lab.py up' again" % base)
         elif args.hosts_given and args.hosts != len(state["hosts"]):
             raise LabError("the lab in %s has %d hosts; run 'lab.py down' first to change its size" % (base, len(state["hosts"])))
         save_state(base, state)
@@ -981,10 +984,19 @@ def cmd_status(args) -> int:
                 row["error"] = str(exc)
         all_ok = all_ok and row["alive"]
         rows.append(row)
+    network = None
+    if state.get("network"):
+        network = dict(state["network"], namespace_exists=os.path.exists(netns_path(state["network"]["netns"])),
+                       dnsmasq_pid=dnsmasq_pid(state))
+        all_ok = all_ok and network["namespace_exists"] and network["dnsmasq_pid"] is not None
     if args.json:
-        print(json.dumps({"up": all_ok, "dir": base, "hosts": rows}, indent=2))
+        print(json.dumps({"up": all_ok, "dir": base, "hosts": rows, "network": network}, indent=2))
     else:
         print("lab %s (%s)" % (base, "up" if all_ok else "DEGRADED"))
+        if network:
+            print("  network namespace %s%s, bridge %s %s, dnsmasq pid %s" % (
+                network["netns"], "" if network["namespace_exists"] else " (MISSING)", network["bridge"], network["address"],
+                network["dnsmasq_pid"] or "DOWN"))
         for row in rows:
             load = " ".join("%s(%s)" % (n, s) for n, s in sorted(row["vms"].items())) or "-"
             print("  %-4s %-26s %-6s pid %-8s VMs: %s" % (row["host"], row["uri"], "up" if row["alive"] else "DOWN", row["pid"], load))
