@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: entropy.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Check a job file (docs/jobs.md) before submitting it, optionally against a cluster's placement model.

@@ -198,8 +198,8 @@ def parse_job(data: Any, source: str = "job file") -> Job:
     if unknown:
         key = str(unknown[0])
         close = difflib.get_close_matches(key, list(JOB_FIELDS), n=1)
-        raise JobError("%s: unknown field %r: %s" % (where, key, "did you mean %r?" % close[0] if close else
-                                                      "the fields are %s" % ", ".join(JOB_FIELDS)), key)
+        hint = "did you mean %r?" % close[0] if close else "the fields are %s" % ", ".join(JOB_FIELDS)
+        raise JobError("%s: unknown field %r: %s" % (where, key, hint), key)
     missing = [k for k, (required, _what) in JOB_FIELDS.items() if required and k not in data]
     if missing:
         raise JobError("%s: field '%s' is missing: add it (%s)" % (where, missing[0], JOB_FIELDS[missing[0]][1]), missing[0])
