@@ -837,8 +837,8 @@ mount -t devtmpfs dev /dev
 for m in %s; do insmod /lib/$m.ko; done
 ip link set lo up
 ip link set eth0 up
-# An address from the lab's dnsmasq (inside the lab's network namespace), in the background.
-udhcpc -i eth0 -s /bin/dhcp-event -t 30 -T 2 -n -q >/dev/null 2>&1 &
+# An address from the lab's dnsmasq (inside the lab's network namespace), in the background, retried until it comes.
+udhcpc -i eth0 -s /bin/dhcp-event -t 10 -T 3 -b -q >/dev/null 2>&1 &
 echo "entropy lab guest up"
 # Link-scoped traffic only (IPv6 all-nodes multicast on this link): it never leaves the tap.
 while true; do ping -6 -q -c 20 -i 0.2 -s 1000 -I eth0 ff02::1 >/dev/null 2>&1; done &
@@ -868,7 +868,11 @@ def build_guest(base: str) -> dict:
     """Kernel + busybox initramfs of a small Linux guest, from Debian's linux-image-cloud-amd64 and
     busybox-static packages (downloaded, extracted, never installed). Cached in the lab directory."""
     gdir = os.path.join(base, "guest")
-    kernel, initrd = os.path.join(gdir, "vmlinuz"), os.path.join(gdir, "initrd.gz")
+    import hashlib  # pylint: disable=import-outside-toplevel
+
+    # the initrd's name follows its init scripts: a lab keeps no initrd built from an older init
+    tag = hashlib.sha256((GUEST_INIT + GUEST_DHCP_EVENT).encode()).hexdigest()[:8]
+    kernel, initrd = os.path.join(gdir, "vmlinuz"), os.path.join(gdir, "initrd-%s.gz" % tag)
     if os.path.exists(kernel) and os.path.exists(initrd):
         return {"kernel": kernel, "initrd": initrd}
     depends = subprocess.run(["apt-cache", "depends", "linux-image-cloud-amd64"], capture_output=True, text=True, check=False).stdout
