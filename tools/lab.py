@@ -5,7 +5,12 @@
 Each hypervisor is a real libvirtd in its own mount + UTS namespace, with private
 /etc/libvirt, /run/libvirt, /var/lib|cache|log/libvirt, its own host UUID, hostname,
 loopback address (127.0.S.2, .3, ...) and migration ports, so live migration between
-them is real. VM disks sit in one lab directory every host sees (shared storage
+them is real. Every daemon of a lab runs inside the lab's own network namespace (named after the
+lab directory, `ip netns list`), which holds the bridge every lab VM NIC sits on and the servers
+the guests need (dnsmasq for DHCP/DNS, its pidfile and leases in <lab>/net/). The controller
+reaches each daemon through its unix socket (the `uri` of lab.json and of the inventories);
+migrations between the daemons use their loopback addresses inside the namespace. Nothing is added
+to the machine's own network namespace. VM disks sit in one lab directory every host sees (shared storage
 that libvirt cannot recognise as shared: migrations pass VIR_MIGRATE_UNSAFE, which the
 generated group_vars set). A libvirt dir pool "entropy-cluster" over <lab>/store, defined on every host,
 is the cluster store (run lock, maintenance marks): the generated inventory and group_vars name it.
@@ -35,7 +40,10 @@ import sys
 import time
 import uuid
 
-LAB_VERSION = 1
+LAB_VERSION = 2  # 2: the lab's network namespace, bridge and dnsmasq; unix-socket URIs (1: SLIRP NICs, TCP URIs)
+BRIDGE = "entropy0"
+# The guests' subnet, inside the lab's network namespace only (every lab has its own namespace).
+GUEST_NET = "10.77.0"
 DEFAULT_DIR = "/var/tmp/entropy-lab"
 VM_MEMORY_MIB = 64
 # The lab's simulated host size: what the solver sees as capacity (every lab daemon
@@ -102,9 +110,11 @@ def new_state(base: str, hosts: int, vms_per_host: int, subnet: str) -> dict:
         host_list.append({
             "name": name,
             "address": address,
-            "uri": "qemu+tcp://%s/system" % address,
-            "socket_uri": "qemu+unix:///system?socket=%s/run/libvirt/libvirt-sock" % hdir,
+            # the daemon listens on its loopback address inside the lab's network namespace only:
+            # the controller, in the machine's namespace, uses the unix socket
+            "uri": "qemu+unix:///system?socket=%s/run/libvirt/libvirt-sock" % hdir,
             "dir": hdir,
+            "netns": netns_name(base),
             "host_uuid": str(uuid.uuid4()),
             "migration_ports": [port_base + i * 10, port_base + i * 10 + 9],
             "cpu": HOST_CPU,
@@ -120,7 +130,114 @@ def new_state(base: str, hosts: int, vms_per_host: int, subnet: str) -> dict:
             vm_list.append({"name": "vm%d" % n, "home": host["name"], "memory_mib": VM_MEMORY_MIB,
                             "load": LOADED_VM_SHARE if n % 2 == 1 else 0.0,
                             "disk": os.path.join(base, "images", "vm%d.qcow2" % n)})
-    return {"version": LAB_VERSION, "dir": base, "subnet": subnet, "hosts": host_list, "vms": vm_list}
+    return {"version": LAB_VERSION, "dir": base, "subnet": subnet, "hosts": host_list, "vms": vm_list,
+            "network": {"netns": netns_name(base), "bridge": BRIDGE, "address": GUEST_NET + ".1/24",
+                        "dhcp_range": [GUEST_NET + ".10", GUEST_NET + ".250"]}}
+
+
+# --------------------------------------------------------------------------- the lab's network namespace
+
+def netns_name(base: str) -> str:
+    """The lab's network namespace: named after the lab directory (several labs coexist), at most 40 characters."""
+    import hashlib  # pylint: disable=import-outside-toplevel
+
+    tail = "".join(c if c.isalnum() or c in "-_" else "-" for c in os.path.basename(base.rstrip("/")))[:24]
+    return "%s-%s" % (tail or "entropy-lab", hashlib.sha256(base.encode()).hexdigest()[:8])
+
+
+def netns_path(name: str) -> str:
+    return os.path.join("/run/netns", name)
+
+
+def net_dir(state: dict) -> str:
+    return os.path.join(state["dir"], "net")
+
+
+def in_netns(state: dict, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command inside the lab's network namespace (never in the machine's own)."""
+    return subprocess.run(["nsenter", "--net=%s" % netns_path(state["network"]["netns"]), "--", *argv],
+                          capture_output=True, text=True, check=check)
+
+
+def _ns_inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def pid_in_netns(pid: int, state: dict) -> bool:
+    own = _ns_inode(netns_path(state["network"]["netns"]))
+    return own is not None and _ns_inode("/proc/%d/ns/net" % pid) == own
+
+
+def dnsmasq_pid(state: dict) -> int | None:
+    """The PID of the lab's dnsmasq from its pidfile, when that process is a dnsmasq inside the lab's namespace."""
+    try:
+        with open(os.path.join(net_dir(state), "dnsmasq.pid"), encoding="utf-8") as handle:
+            pid = int(handle.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            program = os.path.basename(handle.read().split(b"\0")[0].decode())
+    except (OSError, ValueError):
+        return None
+    return pid if program == "dnsmasq" and process_running(pid) and pid_in_netns(pid, state) else None
+
+
+def ensure_network(state: dict) -> list[str]:
+    """The lab's network namespace with loopback up (the daemons' addresses), the bridge and dnsmasq;
+    what was missing is created (idempotent). Returns what it created."""
+    net = state["network"]
+    created = []
+    if not os.path.exists(netns_path(net["netns"])):
+        subprocess.run(["ip", "netns", "add", net["netns"]], capture_output=True, text=True, check=True)
+        created.append("namespace %s" % net["netns"])
+    in_netns(state, "ip", "link", "set", "lo", "up")
+    if in_netns(state, "ip", "link", "show", net["bridge"], check=False).returncode != 0:
+        in_netns(state, "ip", "link", "add", net["bridge"], "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        created.append("bridge %s" % net["bridge"])
+    if net["address"] not in in_netns(state, "ip", "-o", "addr", "show", "dev", net["bridge"]).stdout:
+        in_netns(state, "ip", "addr", "add", net["address"], "dev", net["bridge"])
+    in_netns(state, "ip", "link", "set", net["bridge"], "up")
+    if dnsmasq_pid(state) is None:
+        start_dnsmasq(state)
+        created.append("dnsmasq")
+    return created
+
+
+def start_dnsmasq(state: dict) -> None:
+    net = state["network"]
+    ndir = net_dir(state)
+    os.makedirs(ndir, exist_ok=True)
+    pidfile = os.path.join(ndir, "dnsmasq.pid")
+    if os.path.exists(pidfile):
+        os.unlink(pidfile)
+    address = net["address"].split("/")[0]
+    in_netns(state, shutil.which("dnsmasq", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") or "/usr/sbin/dnsmasq",
+             "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
+             "--interface=%s" % net["bridge"], "--except-interface=lo", "--listen-address=%s" % address,
+             "--dhcp-range=%s,%s,255.255.255.0,1h" % tuple(net["dhcp_range"]), "--dhcp-authoritative",
+             "--domain=lab", "--local=/lab/", "--user=root", "--group=root",
+             "--pid-file=%s" % pidfile, "--dhcp-leasefile=%s" % os.path.join(ndir, "dnsmasq.leases"),
+             "--log-facility=%s" % os.path.join(ndir, "dnsmasq.log"), "--log-dhcp")
+    for _tick in range(50):
+        if dnsmasq_pid(state):
+            return
+        time.sleep(0.1)
+    raise LabError("dnsmasq did not start in the lab's namespace %s; see %s/dnsmasq.log" % (net["netns"], ndir))
+
+
+def remove_network(state: dict) -> None:
+    """Stop the lab's dnsmasq (by its pidfile) and delete the lab's network namespace (its bridge and taps go with it)."""
+    pid = dnsmasq_pid(state)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        for _tick in range(50):
+            if not process_running(pid):
+                break
+            time.sleep(0.1)
+    name = state["network"]["netns"]
+    if os.path.exists(netns_path(name)):
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, text=True, check=False)
 
 
 # --------------------------------------------------------------------------- preflight
@@ -129,7 +246,7 @@ def preflight() -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root: it starts libvirtd in mount namespaces (run: sudo bash tools/run.sh lab-up)")
     search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    missing = [b for b in ("libvirtd", "qemu-system-x86_64", "qemu-img", "unshare") if not shutil.which(b, path=search)]
+    missing = [b for b in ("libvirtd", "qemu-system-x86_64", "qemu-img", "unshare", "nsenter", "ip", "dnsmasq") if not shutil.which(b, path=search)]
     if missing:
         raise LabError("missing programs: %s. Install the Debian packages of bindep.txt and tests/bindep.txt (bash tools/run.sh setup)." % ", ".join(missing))
     probe = subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "true"], capture_output=True, text=True, check=False)
@@ -187,6 +304,8 @@ def daemon_alive(host: dict) -> bool:
     except OSError:
         return False
     # Only a libvirtd we started: same PID, libvirtd binary, running in this host's namespace.
+    if host.get("netns") and _ns_inode("/proc/%d/ns/net" % pid) != _ns_inode(netns_path(host["netns"])):
+        return False  # not in the lab's network namespace (a PID reused, or a namespace made again)
     return bool(cmdline) and os.path.basename(cmdline[0].decode()) == "libvirtd" and _ns_hostname(pid) == host["name"]
 
 
@@ -221,10 +340,11 @@ def start_daemon(host: dict) -> int:
     lines.append("exec %s --listen --pid-file /run/libvirt/libvirtd.pid" % libvirtd_path())
     log = open(os.path.join(hdir, "libvirtd.stdout.log"), "ab")  # pylint: disable=consider-using-with
     proc = subprocess.Popen(  # pylint: disable=consider-using-with
-        ["unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", "\n".join(lines)],
+        ["nsenter", "--net=%s" % netns_path(host["netns"]), "--",
+         "unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", "\n".join(lines)],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
     log.close()
-    return proc.pid  # unshare and sh exec in place: this is libvirtd's PID
+    return proc.pid  # nsenter, unshare and sh exec in place: this is libvirtd's PID
 
 
 def wait_ready(host: dict, timeout: float = 90.0) -> None:
@@ -385,14 +505,15 @@ def domain_xml(vm: dict) -> str:
       <source file='{disk}'/>
       <target dev='hda' bus='ide'/>
     </disk>
-    <interface type='user'>
+    <interface type='bridge'>
+      <source bridge='{bridge}'/>
       <model type='e1000'/>
       <rom enabled='no'/>
     </interface>
     <memballoon model='virtio'/>
   </devices>
 </domain>
-""".format(name=vm["name"], mem=vm["memory_mib"], disk=vm["disk"])
+""".format(name=vm["name"], mem=vm["memory_mib"], disk=vm["disk"], bridge=BRIDGE)
 
 
 def connect(host: dict):
@@ -533,12 +654,22 @@ class Locked:
 def cmd_up(args) -> int:
     preflight()
     base = lab_dir()
+    old = load_state(base)
+    if old is not None and old.get("version") != LAB_VERSION:
+        # a lab of test VMs only: rebuilt rather than upgraded in place
+        print("lab: the lab in %s was made by an older lab.py (VM NICs on SLIRP, daemons reached over TCP): taking it down "
+              "and building it again" % base)
+        cmd_down(args)
     with Locked(base):
         state = load_state(base)
         if state is None:
             state = new_state(base, args.hosts, args.vms_per_host, args.subnet)
         elif args.hosts_given and args.hosts != len(state["hosts"]):
             raise LabError("the lab in %s has %d hosts; run 'lab.py down' first to change its size" % (base, len(state["hosts"])))
+        save_state(base, state)
+        made = ensure_network(state)
+        if made:
+            print("lab network: created %s" % ", ".join(made))
         started = 0
         for host in state["hosts"]:
             if daemon_alive(host):
@@ -694,8 +825,11 @@ def cmd_down(_args) -> int:
                     print("warning: could not clean the VMs of %s: %s" % (host["name"], exc), file=sys.stderr)
             stop_daemon(host)
         kill_leftover_qemu(base)
+        if state.get("network"):
+            remove_network(state)
     shutil.rmtree(base, ignore_errors=True)
-    print("lab down: daemons stopped, %s removed" % base)
+    print("lab down: daemons stopped, %s removed%s" % (
+        base, ", network namespace %s deleted" % state["network"]["netns"] if state.get("network") else ""))
     return 0
 
 
@@ -796,10 +930,20 @@ mount -t devtmpfs dev /dev
 for m in %s; do insmod /lib/$m.ko; done
 ip link set lo up
 ip link set eth0 up
+# An address from the lab's dnsmasq (inside the lab's network namespace), in the background, retried until it comes.
+udhcpc -i eth0 -s /bin/dhcp-event -t 10 -T 3 -b -q >/dev/null 2>&1 &
 echo "entropy lab guest up"
 # Link-scoped traffic only (IPv6 all-nodes multicast on this link): it never leaves the tap.
 while true; do ping -6 -q -c 20 -i 0.2 -s 1000 -I eth0 ff02::1 >/dev/null 2>&1; done &
 while true; do sleep 3600; done
+"""
+
+
+GUEST_DHCP_EVENT = """#!/bin/busybox sh
+# udhcpc's event script: apply the lease (the variables are udhcpc's).
+case "$1" in
+  bound|renew) ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" ;;
+esac
 """
 
 
@@ -817,7 +961,11 @@ def build_guest(base: str) -> dict:
     """Kernel + busybox initramfs of a small Linux guest, from Debian's linux-image-cloud-amd64 and
     busybox-static packages (downloaded, extracted, never installed). Cached in the lab directory."""
     gdir = os.path.join(base, "guest")
-    kernel, initrd = os.path.join(gdir, "vmlinuz"), os.path.join(gdir, "initrd.gz")
+    import hashlib  # pylint: disable=import-outside-toplevel
+
+    # the initrd's name follows its init scripts: a lab keeps no initrd built from an older init
+    tag = hashlib.sha256((GUEST_INIT + GUEST_DHCP_EVENT).encode()).hexdigest()[:8]
+    kernel, initrd = os.path.join(gdir, "vmlinuz"), os.path.join(gdir, "initrd-%s.gz" % tag)
     if os.path.exists(kernel) and os.path.exists(initrd):
         return {"kernel": kernel, "initrd": initrd}
     depends = subprocess.run(["apt-cache", "depends", "linux-image-cloud-amd64"], capture_output=True, text=True, check=False).stdout
@@ -850,6 +998,9 @@ def build_guest(base: str) -> dict:
     with open(os.path.join(root, "init"), "w", encoding="utf-8") as handle:
         handle.write(GUEST_INIT % " ".join(GUEST_MODULES))
     os.chmod(os.path.join(root, "init"), 0o755)
+    with open(os.path.join(root, "bin", "dhcp-event"), "w", encoding="utf-8") as handle:
+        handle.write(GUEST_DHCP_EVENT)
+    os.chmod(os.path.join(root, "bin", "dhcp-event"), 0o755)
     listing = subprocess.run(["find", "."], cwd=root, capture_output=True, text=True, check=True).stdout
     archive = subprocess.run([busybox, "cpio", "-o", "-H", "newc"], cwd=root, input=listing.encode(), capture_output=True, check=True).stdout
     with open(initrd + ".tmp", "wb") as handle:
@@ -871,11 +1022,11 @@ def guest_xml(files: dict) -> str:
   <features><acpi/><tcg><tb-cache unit='MiB'>32</tb-cache></tcg></features>
   <on_poweroff>destroy</on_poweroff>
   <devices>
-    <interface type='ethernet'><model type='virtio'/><rom enabled='no'/></interface>
+    <interface type='bridge'><source bridge='{bridge}'/><model type='virtio'/><rom enabled='no'/></interface>
     <memballoon model='virtio'><stats period='2'/></memballoon>
   </devices>
 </domain>
-""".format(name=GUEST_NAME, mem=GUEST_MEMORY_MIB, **files)
+""".format(name=GUEST_NAME, mem=GUEST_MEMORY_MIB, bridge=BRIDGE, **files)
 
 
 def cmd_guest(args) -> int:
@@ -930,10 +1081,19 @@ def cmd_status(args) -> int:
                 row["error"] = str(exc)
         all_ok = all_ok and row["alive"]
         rows.append(row)
+    network = None
+    if state.get("network"):
+        network = dict(state["network"], namespace_exists=os.path.exists(netns_path(state["network"]["netns"])),
+                       dnsmasq_pid=dnsmasq_pid(state))
+        all_ok = all_ok and network["namespace_exists"] and network["dnsmasq_pid"] is not None
     if args.json:
-        print(json.dumps({"up": all_ok, "dir": base, "hosts": rows}, indent=2))
+        print(json.dumps({"up": all_ok, "dir": base, "hosts": rows, "network": network}, indent=2))
     else:
         print("lab %s (%s)" % (base, "up" if all_ok else "DEGRADED"))
+        if network:
+            print("  network namespace %s%s, bridge %s %s, dnsmasq pid %s" % (
+                network["netns"], "" if network["namespace_exists"] else " (MISSING)", network["bridge"], network["address"],
+                network["dnsmasq_pid"] or "DOWN"))
         for row in rows:
             load = " ".join("%s(%s)" % (n, s) for n, s in sorted(row["vms"].items())) or "-"
             print("  %-4s %-26s %-6s pid %-8s VMs: %s" % (row["host"], row["uri"], "up" if row["alive"] else "DOWN", row["pid"], load))

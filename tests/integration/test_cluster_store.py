@@ -85,10 +85,13 @@ def job(base, name: str, lab, uris: list[str], hold: bool = False):
                   extravars={"pool": POOL, "uris": uris, "owner": name, "hold": hold,
                              "release_file": os.path.join(private, "release")})
     if shutil.which("bwrap"):
-        # Own PID namespace, an empty /tmp, only the system, Python, the venv and this checkout visible (read-only).
+        # Own PID namespace, an empty /tmp, only the system, Python, the venv and this checkout visible (read-only),
+        # and the directories of the lab daemons' unix sockets (the lab's URIs; a socket connects on a read-only mount).
         venv = os.path.dirname(os.path.dirname(sys.executable))
+        sockets = {os.path.join(h["dir"], "run", "libvirt") for h in lab.hosts.values()}
         kwargs.update(process_isolation=True, process_isolation_executable="bwrap",
-                      process_isolation_ro_paths=sorted({venv, os.path.realpath(venv), os.path.realpath(sys.base_prefix), ROOT, COLLECTIONS}))
+                      process_isolation_ro_paths=sorted({venv, os.path.realpath(venv), os.path.realpath(sys.base_prefix), ROOT, COLLECTIONS}
+                                                        | sockets))
     return kwargs
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -208,13 +209,13 @@ def test_after_kill_9_the_migration_goes_on_and_the_next_run_refuses_to_plan(lab
         out = refused.stdout
         assert "nothing was planned: 1 VM(s) have a libvirt job in flight" in out, out[-4000:]
         assert "%s: migration from %s to %s, running for " % (GUEST, src, dst) in out, out[-4000:]
-        assert "virsh -c %s domjobabort %s" % (lab.uri(src), GUEST) in out, out[-4000:]
+        abort = "virsh -c %s domjobabort %s" % (shlex.quote(lab.uri(src)), GUEST)  # a shell line (the lab's URI has a '?')
+        assert abort in out, out[-4000:]
         assert "Compute the plan" not in out, out[-4000:]
         assert lab.placement() == before and migration_job(dom), "the refused run changed something"
 
         # a migration aborted on its source, with the command the refusal prints, leaves the VM running there, once
-        abort = "virsh -c %s domjobabort %s" % (lab.uri(src), GUEST)  # printed as such, asserted above
-        aborted = subprocess.run(abort.split(), capture_output=True, text=True, check=False, timeout=60)
+        aborted = subprocess.run(shlex.split(abort), capture_output=True, text=True, check=False, timeout=60)  # as printed
         assert aborted.returncode == 0, aborted.stdout + aborted.stderr
         wait_until(lambda: settled_placement(lab).get(GUEST) == [(src, "running")], 120, "%s to run on %s only" % (GUEST, src))
         # the orphaned module process notices and writes its result where nobody reads it any more

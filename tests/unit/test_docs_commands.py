@@ -125,8 +125,13 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "virsh domjobabort": ("tests/integration/test_migrate_paths.py::test_a_job_aborted_by_another_client_is_reported_and_the_vm_stays",),
     ".venv/bin/python -m pytest -q tests/unit/plugins/modules/test_vm_*.py": (HERE + "test_the_pytest_lines_select_tests",),
     "ENTROPY_LAB_DIR=... .venv/bin/python -m pytest -q tests/integration/test_modules_*.py": (HERE + "test_the_pytest_lines_select_tests",),
+    # docs/jobs.md
+    ".venv/bin/python tools/entropy_job.py check job.yml": (
+        "tests/unit/plugins/plugin_utils/jobs/test_job_schema.py::test_documented_entry_entropy_job_check",),
+    ".venv/bin/python tools/entropy_job.py check job.yml --model model.json": (
+        "tests/unit/plugins/plugin_utils/jobs/test_job_schema.py::test_documented_entry_entropy_job_check",),
     # docs/playbooks.md
-    "virsh -c qemu+tcp://127.0.3.2/system domjobabort osvm": (
+    "virsh -c 'qemu+unix:///system?socket=/var/tmp/entropy-lab/hosts/hv1/run/libvirt/libvirt-sock' domjobabort osvm": (
         "tests/integration/test_runs_that_die.py::test_after_kill_9_the_migration_goes_on_and_the_next_run_refuses_to_plan",),
     "virsh -c <destination> destroy <vm>": "not run: see `virsh destroy` (docs/fault-soak.md)",
     # docs/solver.md
