@@ -23,6 +23,40 @@ options:
     version_added: 0.1.0
 """
 
+    # The credentials of the modules that reach several hypervisors (host_probe, host_fence, host_maintenance,
+    # vm_checkpoint); the argument spec is CREDENTIALS_SPEC in plugins/module_utils/libvirt_module.py.
+    MODULE_CREDENTIALS = r"""
+options:
+  auth_username:
+    description:
+      - User name for libvirt authentication (SASL).
+      - If not set, the value of the E(ENTROPY_LIBVIRT_USERNAME) environment variable is used.
+    type: str
+  auth_password:
+    description:
+      - Password for libvirt authentication (SASL).
+      - If not set, the value of the E(ENTROPY_LIBVIRT_PASSWORD) environment variable is used.
+    type: str
+"""
+
+    # Where the modules that keep records in the cluster store reach it (host_fence, host_maintenance); the
+    # argument spec is STORE_SPEC in plugins/module_utils/libvirt_module.py.
+    CLUSTER_STORE = r"""
+options:
+  pool:
+    description:
+      - The libvirt storage pool of the cluster store; it must be defined and active on the hypervisors over one shared
+        directory (see the collection's docs/playbooks.md, "The cluster store").
+    type: str
+    default: entropy-cluster
+  uris:
+    description:
+      - libvirt URIs of the hypervisors through which the store is reached, tried in this order until one answers.
+    type: list
+    elements: str
+    required: true
+"""
+
     # Connection options shared by every module (plugins/module_utils/libvirt_module.py).
     DOCUMENTATION = r"""
 options:

@@ -34,6 +34,12 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
 )
 
 DEFAULT_POOL = "entropy-cluster"
+# The options of the modules that keep records in the store; keep in sync with plugins/doc_fragments/connection.py
+# (CLUSTER_STORE).
+STORE_SPEC = dict(
+    pool=dict(type="str", default=DEFAULT_POOL),
+    uris=dict(type="list", elements="str", required=True),
+)
 # The kinds of record the store keeps; a volume name is "entropy.<kind>.<key>".
 KINDS = ("lock", "maintenance", "takeover", "queue", "checkpoint", "fence")
 RECORD_FORMAT = 1

@@ -30,11 +30,16 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
 # Keep in sync with plugins/doc_fragments/connection.py (MODULE_CONNECT_TIMEOUT).
 CONNECT_TIMEOUT_SPEC = dict(connect_timeout=dict(type="float", fallback=(env_fallback, [CONNECT_TIMEOUT_ENV])))
 
+# Keep in sync with plugins/doc_fragments/connection.py (MODULE_CREDENTIALS, and the auth options of DOCUMENTATION).
+CREDENTIALS_SPEC = dict(
+    auth_username=dict(type="str", fallback=(env_fallback, [USERNAME_ENV])),
+    auth_password=dict(type="str", no_log=True, fallback=(env_fallback, [PASSWORD_ENV])),
+)
+
 # Keep in sync with plugins/doc_fragments/connection.py.
 CONNECTION_ARGUMENT_SPEC = dict(
     uri=dict(type="str", fallback=(env_fallback, [URI_ENV])),
-    auth_username=dict(type="str", fallback=(env_fallback, [USERNAME_ENV])),
-    auth_password=dict(type="str", no_log=True, fallback=(env_fallback, [PASSWORD_ENV])),
+    **CREDENTIALS_SPEC,
     **CONNECT_TIMEOUT_SPEC,
 )
 

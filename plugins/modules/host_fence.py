@@ -24,6 +24,8 @@ author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - entropy.cluster.connection.module_credentials
+  - entropy.cluster.connection.cluster_store
   - entropy.cluster.connection.module_connect_timeout
 attributes:
   check_mode:
@@ -66,28 +68,6 @@ options:
     description:
       - Who fenced it, for example C(awx job {{ awx_job_id }}). Only used with O(state=present).
       - Defaults to C(<user>@<hostname>).
-    type: str
-  pool:
-    description:
-      - The libvirt storage pool of the cluster store; it must be defined and active on the hypervisors over one shared
-        directory (see the collection's docs/playbooks.md, "The cluster store").
-    type: str
-    default: entropy-cluster
-  uris:
-    description:
-      - libvirt URIs of the hypervisors through which the store is reached, tried in this order until one answers.
-    type: list
-    elements: str
-    required: true
-  auth_username:
-    description:
-      - User name for libvirt authentication (SASL).
-      - If not set, the value of the E(ENTROPY_LIBVIRT_USERNAME) environment variable is used.
-    type: str
-  auth_password:
-    description:
-      - Password for libvirt authentication (SASL).
-      - If not set, the value of the E(ENTROPY_LIBVIRT_PASSWORD) environment variable is used.
     type: str
 requirements:
   - libvirt-python on the host that runs the module (usually the controller)
@@ -188,11 +168,8 @@ store:
       type: str
 """
 
-from ansible.module_utils.basic import env_fallback
-
-from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import DEFAULT_POOL
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import PASSWORD_ENV, USERNAME_ENV
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import CONNECT_TIMEOUT_SPEC, EntropyModule
+from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import STORE_SPEC
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import CONNECT_TIMEOUT_SPEC, CREDENTIALS_SPEC, EntropyModule
 from ansible_collections.entropy.cluster.plugins.module_utils._fence import HostFence
 
 
@@ -205,10 +182,8 @@ def main() -> None:
             method=dict(type="str"),
             reason=dict(type="str"),
             by=dict(type="str"),
-            pool=dict(type="str", default=DEFAULT_POOL),
-            uris=dict(type="list", elements="str", required=True),
-            auth_username=dict(type="str", fallback=(env_fallback, [USERNAME_ENV])),
-            auth_password=dict(type="str", no_log=True, fallback=(env_fallback, [PASSWORD_ENV])),
+            **STORE_SPEC,
+            **CREDENTIALS_SPEC,
             **CONNECT_TIMEOUT_SPEC,
         ),
         supports_check_mode=True,

@@ -23,6 +23,7 @@ author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - entropy.cluster.connection.module_credentials
 attributes:
   check_mode:
     support: full
@@ -59,16 +60,6 @@ options:
     description: Seconds one probe may take (connection and call); a probe that takes longer has failed.
     type: float
     default: 5
-  auth_username:
-    description:
-      - User name for libvirt authentication (SASL).
-      - If not set, the value of the E(ENTROPY_LIBVIRT_USERNAME) environment variable is used.
-    type: str
-  auth_password:
-    description:
-      - Password for libvirt authentication (SASL).
-      - If not set, the value of the E(ENTROPY_LIBVIRT_PASSWORD) environment variable is used.
-    type: str
 requirements:
   - libvirt-python on the host that runs the module (usually the controller)
 notes:
@@ -159,10 +150,8 @@ elapsed_seconds:
 
 import time
 
-from ansible.module_utils.basic import env_fallback
-
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import HAS_LIBVIRT, PASSWORD_ENV, USERNAME_ENV
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import EntropyModule
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import HAS_LIBVIRT
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import CREDENTIALS_SPEC, EntropyModule
 from ansible_collections.entropy.cluster.plugins.module_utils._host_probe import FAILED, UP, check_settings, watch
 
 
@@ -174,8 +163,7 @@ def main() -> None:
             interval=dict(type="float", default=2),
             grace=dict(type="float", default=10),
             probe_timeout=dict(type="float", default=5),
-            auth_username=dict(type="str", fallback=(env_fallback, [USERNAME_ENV])),
-            auth_password=dict(type="str", no_log=True, fallback=(env_fallback, [PASSWORD_ENV])),
+            **CREDENTIALS_SPEC,
         ),
         supports_check_mode=True,
     )

@@ -354,11 +354,8 @@ held_by:
     owner_alive: true
 """
 
-from ansible.module_utils.basic import env_fallback
-
 from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import DEFAULT_POOL
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import PASSWORD_ENV, USERNAME_ENV
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import CONNECT_TIMEOUT_SPEC
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import CONNECT_TIMEOUT_SPEC, CREDENTIALS_SPEC
 from ansible_collections.entropy.cluster.plugins.module_utils._run_lock import ClusterRunLock, LockModule, RunLock
 
 
@@ -376,8 +373,7 @@ def main() -> None:
             name=dict(type="str", default="run"),
             pool=dict(type="str", default=DEFAULT_POOL),
             uris=dict(type="list", elements="str"),
-            auth_username=dict(type="str", fallback=(env_fallback, [USERNAME_ENV])),
-            auth_password=dict(type="str", no_log=True, fallback=(env_fallback, [PASSWORD_ENV])),
+            **CREDENTIALS_SPEC,
             **CONNECT_TIMEOUT_SPEC,
         ),
         required_if=[("backend", "file", ["path"]), ("backend", "cluster", ["uris"])],

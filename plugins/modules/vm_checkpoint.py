@@ -23,6 +23,7 @@ author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - entropy.cluster.connection.module_credentials
   - entropy.cluster.connection.module_connect_timeout
 attributes:
   check_mode:
@@ -56,16 +57,6 @@ options:
     description: Largest spread, in milliseconds, between the first VM paused and the last.
     type: float
     default: 1000
-  auth_username:
-    description:
-      - User name for libvirt authentication (SASL).
-      - If not set, the value of the E(ENTROPY_LIBVIRT_USERNAME) environment variable is used.
-    type: str
-  auth_password:
-    description:
-      - Password for libvirt authentication (SASL).
-      - If not set, the value of the E(ENTROPY_LIBVIRT_PASSWORD) environment variable is used.
-    type: str
 requirements:
   - libvirt-python on the host that runs the module (usually the controller)
 notes:
@@ -131,10 +122,8 @@ import json
 import os
 import re
 
-from ansible.module_utils.basic import env_fallback
-
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import HAS_LIBVIRT, PASSWORD_ENV, USERNAME_ENV, EntropyLibvirtError
-from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import CONNECT_TIMEOUT_SPEC, EntropyModule
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import HAS_LIBVIRT, EntropyLibvirtError
+from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import CONNECT_TIMEOUT_SPEC, CREDENTIALS_SPEC, EntropyModule
 from ansible_collections.entropy.cluster.plugins.module_utils._checkpoint import GroupCheckpoint, manifest_path
 
 
@@ -145,8 +134,7 @@ def main() -> None:
             checkpoint=dict(type="str", required=True),
             directory=dict(type="path", required=True),
             max_skew_ms=dict(type="float", default=1000),
-            auth_username=dict(type="str", fallback=(env_fallback, [USERNAME_ENV])),
-            auth_password=dict(type="str", no_log=True, fallback=(env_fallback, [PASSWORD_ENV])),
+            **CREDENTIALS_SPEC,
             **CONNECT_TIMEOUT_SPEC,
         ),
         supports_check_mode=True,
