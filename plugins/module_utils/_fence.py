@@ -8,23 +8,11 @@ VMs may be active (else the hook did not stop them, and a copy started elsewhere
 
 from __future__ import annotations
 
-import time
 import typing as t
 
-from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import ClusterStore, StoreError, volume_name
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import EntropyLibvirtError, close_quietly, open_connection
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import EntropyModule
-from ansible_collections.entropy.cluster.plugins.module_utils._run_lock import iso, user_at_host
-
-KIND = "fence"
-
-
-def shown(data: dict[str, t.Any] | None) -> dict[str, t.Any] | None:
-    """The fence record as returned; one still being written shows as such."""
-    if data is None:
-        return None
-    return {"since": data.get("since"), "since_iso": data.get("since_iso"), "by": data.get("by", "(being written)"),
-            "reason": data.get("reason"), "method": data.get("method"), "host_answered": data.get("host_answered")}
+from ansible_collections.entropy.cluster.plugins.module_utils._host_record import HostRecord
 
 
 def active_vms(uri: str, username: str | None, password: str | None, timeout: float | None) -> list[str] | None:
@@ -41,18 +29,16 @@ def active_vms(uri: str, username: str | None, password: str | None, timeout: fl
         close_quietly(conn)
 
 
-class HostFence:
+class HostFence(HostRecord):
     """Record (state=present) or clear (state=absent) the fence of one hypervisor; check mode reads only."""
 
+    KIND = "fence"
+    OPTIONS = ("reason", "method")
+    SHOWN = ("reason", "method", "host_answered")
+
     def __init__(self, module: EntropyModule) -> None:
-        self.module = module
-        params = module.params
-        self.host: str = params["host"]
-        if not self.host.strip():
-            module.fail("host must name a hypervisor, got an empty string", "config")
-        module.result.update(host=self.host, store={"pool": params["pool"], "volume": volume_name(KIND, self.host), "via": None})
-        self.store = ClusterStore(params["uris"], params["pool"], params["auth_username"], params["auth_password"],
-                                  connect_timeout=params.get("connect_timeout"))
+        super().__init__(module)
+        module.result["host_answered"] = None
 
     def verify_stopped(self) -> bool | None:
         """None when no check was asked; False when the host does not answer; True when it answers with no VM
@@ -67,34 +53,7 @@ class HostFence:
                              % (self.host, params["uri"], ", ".join(running)), "not_fenced", active_vms=running)
         return running is not None
 
-    def run(self) -> t.NoReturn:
-        module, params, host, result = self.module, self.module.params, self.host, self.module.result
-        answered = self.verify_stopped() if params["state"] == "present" else None
-        result["host_answered"] = answered
-        try:
-            self.store.open()
-            result["store"]["via"] = self.store.via
-            record = self.store.read(KIND, host)
-            before = None if record is None else (record.data or {})
-            after = before
-            if params["state"] == "present" and before is None:
-                since = time.time()
-                after = {"host": host, "since": since, "since_iso": iso(since), "by": params["by"] or user_at_host(),
-                         "reason": params["reason"], "method": params["method"], "host_answered": answered}
-                result["changed"] = True
-                if not module.check_mode and not self.store.create(KIND, host, after):
-                    again = self.store.read(KIND, host)  # fenced by another job meanwhile: keep its record
-                    after = None if again is None else (again.data or {})
-                    result["changed"] = False
-            elif params["state"] == "absent" and before is not None:
-                after = None
-                result["changed"] = True
-                if not module.check_mode:
-                    self.store.delete(KIND, host)
-        except StoreError as exc:
-            self.store.close()
-            module.fail("%s (hypervisor %s)" % (exc.message, host), exc.kind)
-        self.store.close()
-        result.update(fence=shown(after), previous=shown(before))
-        module.set_diff({"fence": shown(before)}, {"fence": shown(after)})
-        module.exit()
+    def before_writing(self) -> dict[str, t.Any]:
+        answered = self.verify_stopped()
+        self.module.result["host_answered"] = answered
+        return {"host_answered": answered}
