@@ -9,6 +9,8 @@ on its target.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 from .errors import PlacementError
 from .problem import Problem
 
@@ -122,25 +124,32 @@ class Planner:
             guard -= 1
             if guard < 0:
                 raise PlacementError("plan building did not converge (internal error)")
-            step = _Step(prob.n_hosts)
-            blocked: list[int] = []
-            for j in pending:
-                d, s = self.target[j], self.cur[j]
-                if self._fits(step, j, d, s):
-                    self._add(step, j, "migrate", s, d)
-                else:
-                    blocked.append(j)
-            for j in sorted(self.suspended):
-                if self._fits(step, j, self.target[j], None):
-                    self._add(step, j, "resume", None, self.target[j])
-            if not step.actions:
-                self._break_deadlock(step, blocked)
-            moved = {a["_j"] for a in step.actions}
-            self._commit(step)
-            pending = [j for j in pending if self.cur[j] != self.target[j] and j not in self.suspended]
-            if not moved:
-                raise PlacementError("plan building is stuck: no action can run (a continuous constraint "
-                                     "or the per-host migration cap blocks every move)")
+            pending = self._one_step(pending, sorted(self.suspended))
+
+    def _one_step(self, pending: list[int], resumable: list[int], suspends: Iterable[int] = ()) -> list[int]:
+        """One step: the ``suspends``, every pending migration and every resume that fits now (a deadlock broken
+        when nothing fits); returns the migrations still pending."""
+        step = _Step(self.prob.n_hosts)
+        for j in suspends:
+            self._add(step, j, "suspend", self.cur[j], self.cur[j])
+        blocked: list[int] = []
+        for j in pending:
+            d, s = self.target[j], self.cur[j]
+            if self._fits(step, j, d, s):
+                self._add(step, j, "migrate", s, d)
+            else:
+                blocked.append(j)
+        for j in resumable:
+            if self._fits(step, j, self.target[j], None):
+                self._add(step, j, "resume", None, self.target[j])
+        if not step.actions:
+            self._break_deadlock(step, blocked)
+        moved = {a["_j"] for a in step.actions}
+        self._commit(step)
+        if not moved:
+            raise PlacementError("plan building is stuck: no action can run (a continuous constraint "
+                                 "or the per-host migration cap blocks every move)")
+        return [j for j in pending if self.cur[j] != self.target[j] and j not in self.suspended]
 
     def _break_deadlock(self, step: _Step, blocked: list[int]) -> None:
         prob = self.prob

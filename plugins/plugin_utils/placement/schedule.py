@@ -337,36 +337,13 @@ class SchedulePlanner(Planner):
         pending = sorted((j for j in range(prob.n_vms) if self.target[j] >= 0 and self.cur[j] >= 0
                           and self.target[j] != self.cur[j]), key=lambda j: (-prob.mem[j], j))
         guard = 4 * (len(pending) + len(self._to_resume())) + 10
-        first = True
-        while pending or self._to_resume() or first:
+        suspends = evict   # all in the first step: their memory is free one step later
+        while pending or self._to_resume() or suspends:
             guard -= 1
             if guard < 0:
                 raise PlacementError("plan building did not converge (internal error)")
-            step = _Step(prob.n_hosts)
-            if first:
-                for j in evict:
-                    self._add(step, j, "suspend", self.cur[j], self.cur[j])
-            first = False
-            blocked: list[int] = []
-            for j in pending:
-                d, s = self.target[j], self.cur[j]
-                if self._fits(step, j, d, s):
-                    self._add(step, j, "migrate", s, d)
-                else:
-                    blocked.append(j)
-            for j in self._to_resume():
-                if self._fits(step, j, self.target[j], None):
-                    self._add(step, j, "resume", None, self.target[j])
-            if not step.actions:
-                if not pending and not self._to_resume():
-                    return
-                self._break_deadlock(step, blocked)
-            moved = {a["_j"] for a in step.actions}
-            self._commit(step)
-            pending = [j for j in pending if self.cur[j] != self.target[j] and j not in self.suspended]
-            if not moved:
-                raise PlacementError("plan building is stuck: no action can run (a continuous constraint "
-                                     "or the per-host migration cap blocks every move)")
+            pending = self._one_step(pending, self._to_resume(), suspends)
+            suspends = []
 
     def _break_deadlock(self, step: _Step, blocked: list[int]) -> None:
         if blocked:
