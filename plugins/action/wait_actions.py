@@ -16,18 +16,11 @@ from ansible.utils.display import Display
 
 from ansible_collections.entropy.cluster.plugins.module_utils.domain_jobs import domain_job
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import HAS_LIBVIRT, close_quietly, find_domain, open_connection
+from ansible_collections.entropy.cluster.plugins.module_utils._wait_actions import ARGUMENT_SPEC
 from ansible_collections.entropy.cluster.plugins.plugin_utils.action_wait import describe, job_state, migration_progress, outcome, timed_out
 
 display = Display()
 LOCAL_TRANSPORTS = ("local", "ansible.builtin.local")
-ARGUMENT_SPEC = {
-    "jobs": {"type": "list", "elements": "dict", "required": True},
-    "uris": {"type": "dict", "default": {}},
-    "timeout": {"type": "int", "default": 420},
-    "poll_interval": {"type": "float", "default": 1.0},
-    "progress_interval": {"type": "float", "default": 5.0},
-    "label": {"type": "str", "default": ""},
-}
 
 
 class ActionModule(ActionBase):

@@ -135,17 +135,12 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.entropy.cluster.plugins.module_utils._wait_actions import ARGUMENT_SPEC
+
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "jobs": {"type": "list", "elements": "dict", "required": True},
-            "uris": {"type": "dict", "default": {}},
-            "timeout": {"type": "int", "default": 420},
-            "poll_interval": {"type": "float", "default": 1.0},
-            "progress_interval": {"type": "float", "default": 5.0},
-            "label": {"type": "str", "default": ""},
-        },
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     module.fail_json(msg="entropy.cluster.wait_actions runs in its action plugin on the controller; this module file only documents it")
