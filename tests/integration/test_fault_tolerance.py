@@ -134,22 +134,24 @@ def test_a_stopped_host_is_declared_failed_after_the_grace_not_before(lab, playb
     assert result["hosts"]["hv1"]["probes"] == 1 and result["hosts"]["hv1"]["status"] == "up"
 
 
-def clients_of(address: str) -> int:
-    """TCP connections to a lab daemon's libvirt port (a stopped daemon's kernel still completes handshakes)."""
-    out = subprocess.run(["ss", "-Htn", "state", "established", "( dst %s and dport = :16509 )" % address],
+def clients_of(lab, host: str) -> int:
+    """Connections waiting on a stopped lab daemon's libvirt socket (the kernel still queues them on the listening
+    socket: its Recv-Q), seen from inside the lab's network namespace where the daemon runs."""
+    pid = daemon_pid(lab, host)
+    out = subprocess.run(["ip", "netns", "exec", lab.state["network"]["netns"], "ss", "-Hxlnp"],
                          capture_output=True, text=True, check=True)
-    return len([line for line in out.stdout.splitlines() if line.strip()])
+    return sum(int(line.split()[2]) for line in out.stdout.splitlines()
+               if "pid=%d," % pid in line and line.split()[4].endswith("/libvirt-sock"))
 
 
 def test_a_host_that_comes_back_within_the_grace_is_not_declared_failed(lab, playbook, tmp_path):
     pid = daemon_pid(lab, "hv3")
-    address = lab.hosts["hv3"]["address"]
     os.kill(pid, signal.SIGSTOP)
 
     def resume_after_failed_probes() -> None:
         # wait for the module's first probe to reach the stopped daemon, then let one more probe fail
         deadline = time.monotonic() + 120
-        while clients_of(address) == 0 and time.monotonic() < deadline:
+        while clients_of(lab, "hv3") == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(3)
         os.kill(pid, signal.SIGCONT)
@@ -201,7 +203,8 @@ def restore_lab(lab) -> None:
 
 
 @pytest.mark.lab_vms_may_stop
-def test_a_failed_host_is_fenced_recorded_left_out_and_does_not_restart_its_vms(lab, playbook):
+def test_a_failed_host_is_fenced_recorded_left_out_and_does_not_restart_its_vms(lab_reset, playbook):
+    lab = lab_reset  # every VM on its home host: vm3 and vm4 on hv2
     assert lab_cmd("up").returncode == 0  # the lab's group_vars carry the fencing hook
     victims = sorted(qemu_pids(lab, "hv2"))
     assert victims == ["vm3", "vm4"]
