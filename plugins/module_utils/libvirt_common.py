@@ -9,6 +9,7 @@ and look domains up by name.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import threading
@@ -136,27 +137,85 @@ def resolve_connect_timeout(value: float | int | str | None) -> float:
 
 
 _EVENT_LOOP_LOCK = threading.Lock()
-_EVENT_LOOP: list = []
+# registered: virEventRegisterDefaultImpl done (once per process); thread/stop/timer: the running loop;
+# holders: ids of the open connections whose keepalive needs it; pinned: asked for by ensure_event_loop
+# (events), so it runs until stop_event_loop or exit.
+_EVENT_LOOP: dict = {"registered": False, "thread": None, "stop": None, "timer": None, "holders": set(), "pinned": False,
+               "atexit": False}
 
 
 def ensure_event_loop() -> None:
-    """libvirt's default event loop in a daemon thread, once per process: keepalive needs it.
+    """libvirt's default event loop in a daemon thread: keepalive needs it. It runs until the last
+    connection that needs it is closed with :func:`close_quietly`, or :func:`stop_event_loop`, or exit.
 
     Call it before opening the connections that use it; any code of the process that wants libvirt
     events (domain lifecycle events, say) calls this too instead of running a second loop."""
     with _EVENT_LOOP_LOCK:
-        if _EVENT_LOOP or libvirt is None:
-            return
+        _EVENT_LOOP["pinned"] = True
+        _start_event_loop_locked()
+
+
+def _start_event_loop_locked() -> None:
+    if libvirt is None or _EVENT_LOOP["thread"] is not None:
+        return
+    if not _EVENT_LOOP["registered"]:
         libvirt.virEventRegisterDefaultImpl()
-        libvirt.virEventAddTimeout(200, lambda *_: None, None)  # wake the loop now and then
+        _EVENT_LOOP["registered"] = True
+    stop = threading.Event()
+    # wakes the loop now and then, so it sees ``stop`` within 0.2 s
+    _EVENT_LOOP["timer"] = libvirt.virEventAddTimeout(200, lambda *_: None, None)
 
-        def run() -> None:
-            while True:
-                libvirt.virEventRunDefaultImpl()
+    def run() -> None:
+        while not stop.is_set():
+            libvirt.virEventRunDefaultImpl()
 
-        thread = threading.Thread(target=run, name="libvirt-event-loop", daemon=True)
-        thread.start()
-        _EVENT_LOOP.append(thread)
+    thread = threading.Thread(target=run, name="libvirt-event-loop", daemon=True)
+    _EVENT_LOOP.update(thread=thread, stop=stop)
+    if not _EVENT_LOOP["atexit"]:
+        # A loop thread still running while the interpreter shuts down calls back into a finalizing
+        # Python and can kill the process (SIGSEGV after the work is done): stop it before that.
+        atexit.register(stop_event_loop)
+        _EVENT_LOOP["atexit"] = True
+    thread.start()
+
+
+def _detach_event_loop_locked() -> tuple:
+    running = (_EVENT_LOOP["thread"], _EVENT_LOOP["stop"], _EVENT_LOOP["timer"])
+    _EVENT_LOOP.update(thread=None, stop=None, timer=None, pinned=False)
+    _EVENT_LOOP["holders"].clear()
+    return running
+
+
+def _join_event_loop(running: tuple, timeout: float) -> None:
+    thread, stop, timer = running
+    if thread is None:
+        return
+    stop.set()
+    thread.join(timeout)
+    if timer is not None and not thread.is_alive():
+        try:
+            libvirt.virEventRemoveTimeout(timer)
+        except Exception:  # pylint: disable=broad-except
+            pass
+
+
+def stop_event_loop(timeout: float = 2.0) -> None:
+    """Stop the event loop thread, if one runs, and wait for it (at most ``timeout`` seconds)."""
+    with _EVENT_LOOP_LOCK:
+        running = _detach_event_loop_locked()
+    _join_event_loop(running, timeout)
+
+
+def _forget_event_loop_in_child() -> None:
+    # a forked child has no loop thread, whatever the parent had, and no other thread holding the lock
+    global _EVENT_LOOP_LOCK  # pylint: disable=global-statement
+    _EVENT_LOOP_LOCK = threading.Lock()
+    _EVENT_LOOP.update(thread=None, stop=None, timer=None, pinned=False)
+    _EVENT_LOOP["holders"] = set()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_event_loop_in_child)
 
 
 def _bounded(opener, uri: str, timeout: float):
@@ -239,7 +298,8 @@ def open_connection(uri: str | None = None, username: str | None = None, passwor
 
     try:
         if timeout:
-            ensure_event_loop()
+            with _EVENT_LOOP_LOCK:
+                _start_event_loop_locked()  # before the open, so the connection starts its keepalive
             conn = _bounded(opener, uri, timeout)
         else:
             conn = opener()
@@ -252,6 +312,10 @@ def open_connection(uri: str | None = None, username: str | None = None, passwor
             err.args = (err.message,)
         raise err from None
     set_keepalive(conn, timeout)
+    if timeout:
+        with _EVENT_LOOP_LOCK:
+            _EVENT_LOOP["holders"].add(id(conn))
+            _start_event_loop_locked()  # again: the last other holder may have stopped it meanwhile
     return conn
 
 
@@ -295,9 +359,18 @@ def host_uuid(conn) -> str | None:
 
 
 def close_quietly(conn) -> None:
+    """Close ``conn`` (None is fine); the event loop stops with the last connection that needed it."""
     if conn is None:
         return
     try:
         conn.close()
     except Exception:  # pylint: disable=broad-except
         pass  # closing a dead connection must not hide the error being reported
+    running: tuple = (None, None, None)
+    with _EVENT_LOOP_LOCK:
+        holders = _EVENT_LOOP["holders"]
+        if id(conn) in holders:
+            holders.discard(id(conn))
+            if not holders and not _EVENT_LOOP["pinned"]:
+                running = _detach_event_loop_locked()
+    _join_event_loop(running, 2.0)

@@ -234,7 +234,8 @@ def run_playbook(playbook: str, inventory: str | None = None, extra_vars: dict |
     cmd += extra_args or []
     run_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_NOCOLOR="1",
                    ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_RETRY_FILES_ENABLED="false",
-                   ENTROPY_LAB_DIR=LAB_DIR, ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+                   ENTROPY_LAB_DIR=LAB_DIR, ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+                   PYTHONFAULTHANDLER="1")  # a crash of ansible-playbook prints where each thread was
     run_env.update(env or {})
     return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False, env=run_env, cwd=cwd or ROOT)
 

@@ -101,3 +101,49 @@ def test_the_modules_document_connect_timeout_once():
     shared = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]["connect_timeout"]
     alone = yaml.safe_load(ModuleDocFragment.MODULE_CONNECT_TIMEOUT)["options"]["connect_timeout"]
     assert shared == alone and shared["type"] == CONNECT_TIMEOUT_SPEC["connect_timeout"]["type"]
+
+
+def _loop_threads() -> list:
+    import threading  # pylint: disable=import-outside-toplevel
+
+    return [th for th in threading.enumerate() if th.name == "libvirt-event-loop" and th.is_alive()]
+
+
+def test_the_event_loop_stops_with_the_last_connection_that_needs_it():
+    """A loop thread left running is what killed ansible-playbook at exit (rc -11 after a clean recap):
+    it runs only while a connection with keepalive is open."""
+    lc.stop_event_loop()
+    first = lc.open_connection("test:///default", connect_timeout=5)
+    second = lc.open_connection("test:///default", connect_timeout=5)
+    assert len(_loop_threads()) == 1
+    lc.close_quietly(first)
+    assert len(_loop_threads()) == 1, "the second connection still needs the loop"
+    lc.close_quietly(second)
+    assert not _loop_threads()
+    unbounded = lc.open_connection("test:///default", connect_timeout=0)
+    assert not _loop_threads(), "connect_timeout=0: no keepalive, no loop"
+    lc.close_quietly(unbounded)
+
+
+def test_an_event_loop_asked_for_runs_until_stopped():
+    lc.stop_event_loop()
+    lc.ensure_event_loop()
+    conn = lc.open_connection("test:///default", connect_timeout=5)
+    lc.close_quietly(conn)
+    assert len(_loop_threads()) == 1, "asked for by ensure_event_loop (events): closing a connection keeps it"
+    lc.stop_event_loop()
+    assert not _loop_threads()
+
+
+def test_the_event_loop_is_stopped_before_the_interpreter_shuts_down():
+    """A process that leaves its connection open exits with no loop thread running into finalization."""
+    code = ("import atexit, sys, threading\n"
+            "sys.path.insert(0, %r)\n"
+            # registered first, so it runs after the module's own exit handler (atexit is last in, first out)
+            "atexit.register(lambda: print('loop threads at exit:', sum(th.name == 'libvirt-event-loop' and th.is_alive()"
+            " for th in threading.enumerate())))\n"
+            "from ansible_collections.entropy.cluster.plugins.module_utils import libvirt_common as lc\n"
+            "conn = lc.open_connection('test:///default', connect_timeout=5)\n" % sys.path[0])
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30, check=False)
+    assert proc.returncode == 0 and "loop threads at exit: 0" in proc.stdout, proc.stdout
