@@ -309,8 +309,12 @@ case "$cmd" in
   demo) need_root demo; setup; activate; demo "$@" ;;
   test)
     need_root test; setup; activate
-    units; lint; sanity; build; integration; oldest
-    say "all test layers passed" ;;
+    for layer in units lint sanity build integration oldest; do
+      start=$SECONDS
+      "$layer"
+      echo "-- $layer layer: $((SECONDS - start)) s"
+    done
+    say "all test layers passed in $SECONDS s" ;;
   units) setup; activate; units "$@" ;;
   lint) setup; activate; lint ;;
   ee) setup; activate; ee ;;

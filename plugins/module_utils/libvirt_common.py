@@ -140,8 +140,9 @@ _EVENT_LOOP_LOCK = threading.Lock()
 # registered: virEventRegisterDefaultImpl done (once per process); thread/stop/timer: the running loop;
 # holders: ids of the open connections whose keepalive needs it; pinned: asked for by ensure_event_loop
 # (events), so it runs until stop_event_loop or exit.
-_EVENT_LOOP: dict = {"registered": False, "thread": None, "stop": None, "timer": None, "holders": set(), "pinned": False,
-               "atexit": False}
+_EVENT_LOOP: dict = {
+    "registered": False, "thread": None, "stop": None, "timer": None, "holders": set(), "pinned": False, "atexit": False,
+}
 
 
 def ensure_event_loop() -> None:
