@@ -75,6 +75,7 @@ class Member:
         self.resumed_at: float | None = None
         self.memory_file = ""
         self.disks: list[dict[str, str]] = []
+        self.definition = ""  # the VM's persistent definition when captured: what a recovery restores or cold-boots
 
     def snapshot_xml(self, directory: str, checkpoint: str) -> str:
         """The external snapshot: memory to a file, each file disk frozen under a new overlay; other disks refused."""
@@ -126,6 +127,7 @@ class GroupCheckpoint:
                 raise EntropyLibvirtError("VM %r on %s is not running or paused; a checkpoint captures active VMs only (start it, or "
                                           "leave it out of the group)" % (member.name, member.uri), kind="operation_invalid")
             member.was_running = state == libvirt.VIR_DOMAIN_RUNNING
+            member.definition = member.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
 
     def close(self) -> None:
         for member in self.members:
@@ -183,7 +185,7 @@ class GroupCheckpoint:
         for member in self.members:
             sizes = {"memory_bytes": os.path.getsize(member.memory_file) if os.path.exists(member.memory_file) else None}
             vms[member.name] = {"uri": member.uri, "was_running": member.was_running, "memory_file": member.memory_file,
-                                "disks": member.disks, **sizes}
+                                "disks": member.disks, "definition": member.definition, **sizes}
         manifest = {"format": 1, "checkpoint": self.checkpoint, "created": started, "vms": vms,
                     "pause_ms": round((resumed - started) * 1000, 1), "skew_ms": round(skew * 1000, 1)}
         with open(manifest_path(self.directory, self.checkpoint) + ".tmp", "w", encoding="utf-8") as handle:
