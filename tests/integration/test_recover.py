@@ -142,3 +142,64 @@ def test_a_group_restarts_from_its_checkpoint_after_its_host_dies_and_never_runs
     finally:
         restore_lab()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def disk_chain(lab, host: str, vm: str) -> list[str]:
+    conn = lab.connect(host)
+    try:
+        from ansible_collections.entropy.cluster.plugins.module_utils._checkpoint import _chain  # pylint: disable=import-outside-toplevel
+        return _chain(conn.lookupByName(vm), "hda")
+    finally:
+        conn.close()
+
+
+@pytest.mark.lab_vms_may_stop
+def test_checkpoint_retention_keeps_the_newest_and_merges_overlays_back(lab_reset, playbook, tmp_path):
+    """The checkpoint playbook with keep 2: a third checkpoint deletes the first, its overlay merged back into the VM's
+    disk by a block commit in the running VM; check mode and a second run change nothing."""
+    lab = lab_reset
+    directory = os.path.join(lab.dir, "checkpoints-retention")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    group = {"vm1": "hv1", "vm5": "hv3"}
+    results = tmp_path / "results.json"
+
+    def take(name: str, check: bool = False) -> dict:
+        book = tmp_path / "ck.yml"
+        book.write_text("- ansible.builtin.import_playbook: entropy.cluster.checkpoint\n"
+                        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                        "    - ansible.builtin.copy: {content: '{{ entropy_checkpoint | to_json }}', dest: '%s'}\n"
+                        "      check_mode: false\n" % results)
+        out = playbook(str(book), inventory=lab.inventory, check=check,
+                       extra_vars={"entropy_checkpoint_vms": sorted(group), "entropy_checkpoint_dir": directory,
+                                   "entropy_checkpoint_name": name, "entropy_checkpoint_keep": 2,
+                                   "entropy_checkpoint_max_skew_ms": 3000})
+        assert out.returncode == 0, out.stdout
+        return json.loads(results.read_text())
+
+    try:
+        first, second = take("r-0001"), take("r-0002")
+        assert first["changed"] and second["changed"] and first["deleted"] == second["deleted"] == []
+        assert disk_chain(lab, "hv1", "vm1") == [second["vms"]["vm1"]["disks"][0]["overlay"], first["vms"]["vm1"]["disks"][0]["overlay"],
+                                                 lab.vms["vm1"]["disk"]]
+        would = take("r-0003", check=True)
+        assert would["changed"] and would["deleted"] == ["r-0001"] and os.path.exists(os.path.join(directory, "r-0001.checkpoint.json"))
+        third = take("r-0003")
+        assert third["changed"] and third["deleted"] == ["r-0001"], third
+        assert sorted(os.listdir(directory)) == sorted(
+            ["r-0002.checkpoint.json", "r-0003.checkpoint.json"]
+            + ["%s.%s.%s" % (vm, ck, ext) for vm in group for ck in ("r-0002", "r-0003") for ext in ("mem", "hda.qcow2")])
+        for vm, host in group.items():
+            # r-0001's overlay merged into the VM's own disk: r-0002 now starts from it
+            assert disk_chain(lab, host, vm) == [third["vms"][vm]["disks"][0]["overlay"], second["vms"][vm]["disks"][0]["overlay"],
+                                                 lab.vms[vm]["disk"]]
+            manifest = json.loads(open(os.path.join(directory, "r-0002.checkpoint.json"), encoding="utf-8").read())
+            assert manifest["vms"][vm]["disks"][0]["frozen"] == lab.vms[vm]["disk"]
+            check = subprocess.run(["qemu-img", "check", "-U", second["vms"][vm]["disks"][0]["overlay"]], capture_output=True, text=True)
+            assert check.returncode == 0, check.stdout + check.stderr
+            assert running_on(lab, vm, (host,)) == [host]
+        again = take("r-0003")
+        assert not again["changed"] and again["deleted"] == []
+    finally:
+        assert lab_cmd("reset").returncode == 0
+        shutil.rmtree(directory, ignore_errors=True)
