@@ -35,7 +35,7 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
     open_connection,
 )
 from ansible_collections.entropy.cluster.plugins.module_utils import vm_metadata
-from ansible_collections.entropy.cluster.plugins.module_utils._checkpoint import file_part
+from ansible_collections.entropy.cluster.plugins.module_utils._checkpoint import _parallel, file_part
 from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import ClusterStore
 
 POLICIES = ("report", "cold_boot")
@@ -279,23 +279,31 @@ class Recovery:
                     if report.get(vm, {}).get("action") == "roll_back":
                         report[vm].update(action="kept", host=report[vm]["from"], lost="nothing: its group could not be restored")
                 continue
-            for vm in members:  # the group rolls back together: its surviving members stop first
-                if report[vm]["action"] == "roll_back":
-                    try:
-                        self.conns[report[vm]["from"]].lookupByName(vm).destroy()
-                    except libvirt.libvirtError as exc:
-                        problems.append(describe_error(exc, "stopping VM %r to roll it back" % vm, self.survivors[report[vm]["from"]]).message)
-            for vm, entry in sorted(members.items()):
+            # the group rolls back together: its surviving members stop first, then every member is restored, all at once
+            stopping = [vm for vm in sorted(members) if report[vm]["action"] == "roll_back"]
+            for vm, (_res, exc) in zip(stopping, _parallel(stopping, lambda vm: self.conns[report[vm]["from"]].lookupByName(vm).destroy())):
+                if exc is not None:
+                    problems.append(describe_error(exc, "stopping VM %r to roll it back" % vm, self.survivors[report[vm]["from"]]).message)
+
+            def restore(vm: str) -> tuple[str, float]:
                 host = report[vm]["from"] if report[vm]["action"] == "roll_back" else placement[vm]
-                try:
-                    self._restore_one(vm, entry, host, stamp)
-                    report[vm].update(host=host, done=True, restored_at=round(time.time(), 2))
-                except (libvirt.libvirtError, EntropyLibvirtError, subprocess.CalledProcessError, OSError) as exc:
-                    message = exc.message if isinstance(exc, EntropyLibvirtError) else describe_error(exc, "restoring VM %r" % vm,
-                                                                                                      self.survivors[host]).message \
-                        if isinstance(exc, libvirt.libvirtError) else "restoring VM %r: %s" % (vm, getattr(exc, "stderr", None) or exc)
-                    report[vm].update(host=None, done=False, error=message)
-                    problems.append(message)
+                self._restore_one(vm, members[vm], host, stamp)
+                return host, time.time()
+
+            order = sorted(members)
+            for vm, (done, exc) in zip(order, _parallel(order, restore)):
+                if exc is None:
+                    report[vm].update(host=done[0], done=True, restored_at=round(done[1], 2))
+                    continue
+                target = report[vm]["from"] or placement.get(vm)
+                if isinstance(exc, EntropyLibvirtError):
+                    message = exc.message
+                elif isinstance(exc, libvirt.libvirtError):
+                    message = describe_error(exc, "restoring VM %r" % vm, self.survivors.get(target, "")).message
+                else:
+                    message = "restoring VM %r: %s" % (vm, getattr(exc, "stderr", None) or exc)
+                report[vm].update(host=None, done=False, error=message)
+                problems.append(message)
         for vm, entry in sorted(report.items()):
             if entry["action"] == "cold_boot" and vm not in missing:
                 host = placement[vm]

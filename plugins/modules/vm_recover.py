@@ -99,7 +99,7 @@ vms:
   description:
     - Per VM, what happens to it - V(restore) (from the failed hypervisor, placed by the solver), V(roll_back) (a group member on a
       surviving hypervisor), V(cold_boot), V(lost) or V(kept) - with the checkpoint, its age in seconds, the hypervisor it runs on
-      now (C(host)), C(done) and what was lost.
+      now (C(host)), C(done), when it was restored (C(restored_at), epoch seconds) and what was lost.
   returned: always
   type: dict
   sample:
@@ -132,12 +132,22 @@ unreachable:
   description: Surviving hypervisors that did not answer (their VMs are not seen), name to error.
   returned: always
   type: dict
+started_at:
+  description: When the module started (epoch seconds).
+  returned: always
+  type: float
+finished_at:
+  description: When it finished (epoch seconds).
+  returned: success
+  type: float
 stale_definitions_removed:
   description: VMs whose inactive definition was removed from the fenced hypervisor, which answered again.
   returned: always
   type: list
   elements: str
 """
+
+import time
 
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import HAS_LIBVIRT, EntropyLibvirtError
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import CONNECT_TIMEOUT_SPEC, CREDENTIALS_SPEC, EntropyModule
@@ -160,12 +170,14 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
+    started = time.time()
     if not HAS_LIBVIRT:
         module.fail("the Python module 'libvirt' (libvirt-python) is not installed: pip install libvirt-python", "missing_library")
     problem = check_params(params)
     if problem:
         module.fail(problem, "config")
-    module.result.update(vms={}, to_place={}, model_vms=[], groups={}, skipped_checkpoints={}, fence=None, stale_definitions_removed=[], unreachable={})
+    module.result.update(vms={}, to_place={}, model_vms=[], groups={}, skipped_checkpoints={}, fence=None, stale_definitions_removed=[], unreachable={},
+                         started_at=round(started, 2))
     recovery = Recovery(params["failed_host"], params["hypervisors"], params["directory"], params["without_checkpoint"],
                         params["vms"], params["pool"], params["auth_username"], params["auth_password"], params.get("connect_timeout"))
     try:
@@ -177,7 +189,7 @@ def main() -> None:
         acts = bool(assessed["groups"] or assessed["to_place"] or assessed["stale_definitions"])
         if module.check_mode or params["placement"] is None:
             recovery.close()
-            module.exit(changed=acts and module.check_mode)
+            module.exit(changed=acts and module.check_mode, finished_at=round(time.time(), 2))
         done = recovery.carry_out(assessed, params["placement"])
     except EntropyLibvirtError as exc:
         recovery.close()
@@ -186,7 +198,7 @@ def main() -> None:
     module.result.update(vms=done["vms"], stale_definitions_removed=done["stale_definitions_removed"])
     if done["problems"]:
         module.fail("recovery of %s incomplete: %s" % (params["failed_host"], "; ".join(done["problems"])), "recovery", changed=True)
-    module.exit(changed=acts)
+    module.exit(changed=acts, finished_at=round(time.time(), 2))
 
 
 if __name__ == "__main__":
