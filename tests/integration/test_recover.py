@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import COLLECTIONS, LAB_TOOL, lab_cmd
+from conftest import COLLECTIONS, LAB_TOOL, ROOT, lab_cmd
 
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
@@ -203,3 +203,14 @@ def test_checkpoint_retention_keeps_the_newest_and_merges_overlays_back(lab_rese
     finally:
         assert lab_cmd("reset").returncode == 0
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.lab_vms_may_stop
+def test_the_recovery_benchmark_in_one_round(lab):
+    """docs/fault-tolerance.md's recovery benchmark, one round with one checkpoint (it repairs the lab after the round)."""
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_recover.py"),
+                          "--rounds", "1", "--checkpoints", "1"],
+                         capture_output=True, text=True, check=False, timeout=600, env=dict(os.environ, ENTROPY_LAB_DIR=lab.dir))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "| kill -> all 4 VMs running |" in out.stdout and "round 1: kill -> all 4 VMs running" in out.stdout
+    assert not lab.vm_problems()
