@@ -207,7 +207,8 @@ class Recovery:
                       "memory_mib": facts["memory_mib"], **({"priority": facts["priority"]} if facts["priority"] is not None else {})}
                      for vm, facts in sorted(to_place.items())]
         stale = sorted(vm for vm, places in live.items() if (self.failed, False) in places and vm in active_elsewhere)
-        return {"fence": fence, "vms": report, "to_place": to_place, "model_vms": model_vms, "groups": {n: g["manifest"]["manifest"] for n, g in groups.items()},
+        return {"fence": fence, "vms": report, "to_place": to_place, "model_vms": model_vms,
+                "groups": {n: g["manifest"]["manifest"] for n, g in groups.items()},
                 "skipped_checkpoints": skipped, "stale_definitions": stale, "failed_host_answers": self.failed_conn is not None,
                 "unreachable": self.unreachable}
 
