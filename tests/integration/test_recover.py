@@ -214,3 +214,36 @@ def test_the_recovery_benchmark_in_one_round(lab):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "| kill -> all 4 VMs running |" in out.stdout and "round 1: kill -> all 4 VMs running" in out.stdout
     assert not lab.vm_problems()
+
+
+@pytest.mark.lab_vms_may_stop
+def test_a_vm_without_a_usable_checkpoint_is_cold_booted_or_reported_by_the_policy(lab_reset, playbook, tmp_path):
+    """vm3 has a checkpoint, vm4's lost its memory image, vm9 never had one: with without_checkpoint=cold_boot vm3 is restored,
+    vm4 boots again from its newest disk (its counter starts from zero), vm9 is reported lost."""
+    lab = lab_reset
+    directory = os.path.join(lab.dir, "checkpoints-policy")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    report = str(tmp_path / "report.json")
+    try:
+        for vm, name in (("vm3", "p3-0001"), ("vm4", "p4-0001")):
+            out = playbook(checkpoint_book(tmp_path, lab, {vm: lab.uri("hv2")}, name, directory, tmp_path / "ck.json"))
+            assert out.returncode == 0, out.stdout
+        os.unlink(os.path.join(directory, "vm4.p4-0001.mem"))
+        assert lab_cmd("fence", "hv2").returncode == 0
+        out = playbook("entropy.cluster.fence", inventory=lab.inventory, env={"ENTROPY_LIBVIRT_CONNECT_TIMEOUT": "3"},
+                       extra_vars={"entropy_fence_hosts": ["hv2"]})
+        assert out.returncode == 0, out.stdout
+        out = recover(lab, playbook, directory, report, entropy_recover_without_checkpoint="cold_boot", entropy_recover_vms=["vm9"])
+        assert out.returncode == 0, out.stdout
+        result = json.loads(open(report, encoding="utf-8").read())["vms"]
+        assert result["vm3"]["action"] == "restore" and result["vm3"]["done"] and result["vm3"]["checkpoint"] == "p3-0001"
+        assert result["vm4"]["action"] == "cold_boot" and result["vm4"]["done"] and "memory state" in result["vm4"]["lost"]
+        assert result["vm9"]["action"] == "lost" and "no known definition" in result["vm9"]["lost"]
+        for vm in ("vm3", "vm4"):
+            assert running_on(lab, vm) == [result[vm]["host"]]
+        booted = ticks(lab, result["vm4"]["host"], "vm4")
+        assert booted <= (time.time() - result["vm4"]["restored_at"]) * TICKS_PER_S + 20, booted  # from zero: a fresh boot
+    finally:
+        restore_lab()
+        shutil.rmtree(directory, ignore_errors=True)
