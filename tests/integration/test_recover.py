@@ -248,3 +248,27 @@ def test_a_vm_without_a_usable_checkpoint_is_cold_booted_or_reported_by_the_poli
     finally:
         restore_lab()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_fenced_host_that_still_runs_its_vms_is_not_recovered(lab_reset, playbook, tmp_path):
+    """A fence recorded on trust (host_fence without its check) while hv2 still runs vm3: recovery refuses, nothing runs twice."""
+    lab = lab_reset
+    directory = os.path.join(lab.dir, "checkpoints-refuse")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    report = str(tmp_path / "report.json")
+    uris = [h["uri"] for h in lab.hosts.values()]
+    try:
+        out = playbook(checkpoint_book(tmp_path, lab, {"vm3": lab.uri("hv2")}, "s-0001", directory, tmp_path / "ck.json"))
+        assert out.returncode == 0, out.stdout
+        book = tmp_path / "fence.yml"
+        book.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                        "    - entropy.cluster.host_fence: {host: hv2, uris: %s, method: trusted}\n" % json.dumps(uris))
+        out = playbook(str(book))
+        assert out.returncode == 0, out.stdout
+        out = recover(lab, playbook, directory, report)
+        assert out.returncode != 0 and "hv2 is fenced but answers and runs vm3, vm4" in out.stdout, out.stdout
+        assert lab.running_on("vm3") == ["hv2"] and lab.running_on("vm4") == ["hv2"]
+    finally:
+        assert lab_cmd("reset").returncode == 0  # also clears the fence record
+        shutil.rmtree(directory, ignore_errors=True)
