@@ -75,6 +75,7 @@ class Member:
         self.resumed_at: float | None = None
         self.memory_file = ""
         self.disks: list[dict[str, str]] = []
+        self.definition = ""  # the VM's persistent definition when captured: what a recovery restores or cold-boots
 
     def snapshot_xml(self, directory: str, checkpoint: str) -> str:
         """The external snapshot: memory to a file, each file disk frozen under a new overlay; other disks refused."""
@@ -126,6 +127,7 @@ class GroupCheckpoint:
                 raise EntropyLibvirtError("VM %r on %s is not running or paused; a checkpoint captures active VMs only (start it, or "
                                           "leave it out of the group)" % (member.name, member.uri), kind="operation_invalid")
             member.was_running = state == libvirt.VIR_DOMAIN_RUNNING
+            member.definition = member.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
 
     def close(self) -> None:
         for member in self.members:
@@ -183,7 +185,7 @@ class GroupCheckpoint:
         for member in self.members:
             sizes = {"memory_bytes": os.path.getsize(member.memory_file) if os.path.exists(member.memory_file) else None}
             vms[member.name] = {"uri": member.uri, "was_running": member.was_running, "memory_file": member.memory_file,
-                                "disks": member.disks, **sizes}
+                                "disks": member.disks, "definition": member.definition, **sizes}
         manifest = {"format": 1, "checkpoint": self.checkpoint, "created": started, "vms": vms,
                     "pause_ms": round((resumed - started) * 1000, 1), "skew_ms": round(skew * 1000, 1)}
         with open(manifest_path(self.directory, self.checkpoint) + ".tmp", "w", encoding="utf-8") as handle:
@@ -193,3 +195,134 @@ class GroupCheckpoint:
             "paused_by": all_paused, "captures_from": min(m.captured[0] for m in self.members),
             "captured_by": captured, "resumes_from": min((m.resumed_at for m in running if m.resumed_at), default=None)}
         return manifest
+
+
+# --------------------------------------------------------------------------- retention
+
+def read_group_manifests(directory: str, vms: t.Iterable[str]) -> list[dict[str, t.Any]]:
+    """The manifests of ``directory`` whose group is exactly ``vms``, oldest first (each with its path in "manifest")."""
+    group = sorted(vms)
+    found = []
+    for name in os.listdir(directory):
+        if not name.endswith(".checkpoint.json"):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and sorted(data.get("vms") or {}) == group and isinstance(data.get("created"), (int, float)):
+            data["manifest"] = path
+            found.append(data)
+    return sorted(found, key=lambda m: m["created"])
+
+
+def _write_manifest(path: str, data: dict[str, t.Any]) -> None:
+    data = {k: v for k, v in data.items() if k != "manifest"}
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def _chain(dom, target: str) -> list[str]:
+    """The files of one disk's chain in the running domain, the active layer first."""
+    for disk in ET.fromstring(dom.XMLDesc(0)).findall("devices/disk"):
+        if disk.find("target") is None or disk.find("target").get("dev") != target:
+            continue
+        files, node = [], disk
+        while node is not None:
+            source = node.find("source")
+            if source is None or not source.get("file"):
+                break
+            files.append(source.get("file"))
+            node = node.find("backingStore")
+        return files
+    return []
+
+
+class Retention:
+    """Keep the newest ``keep`` checkpoints of a group; delete the others, oldest first, merging each deleted checkpoint's
+    overlay back into the disk below it (libvirt block commit in the running VM), so the newer checkpoints stay whole."""
+
+    def __init__(self, vms: t.Mapping[str, str], directory: str, keep: int, username: str | None = None,
+                 password: str | None = None, connect_timeout: float | None = None) -> None:
+        self.vms = dict(vms)
+        self.directory = directory
+        self.keep = keep
+        self.auth = (username, password)
+        self.timeout = connect_timeout
+
+    def doomed(self) -> list[dict[str, t.Any]]:
+        manifests = read_group_manifests(self.directory, self.vms)
+        return manifests[:max(0, len(manifests) - self.keep)]
+
+    def _check(self, doms: dict, manifest: dict[str, t.Any]) -> str | None:
+        """Why this checkpoint's overlays cannot be merged back now (None when they can)."""
+        for vm, entry in manifest["vms"].items():
+            for disk in entry.get("disks", []):
+                chain = _chain(doms[vm], disk["target"])
+                if disk["overlay"] not in chain:
+                    return "VM %r does not run on that checkpoint's overlay %s any more (restored from a checkpoint?)" % (vm, disk["overlay"])
+                index = chain.index(disk["overlay"])
+                if index == 0:
+                    return "VM %r writes that checkpoint's overlay %s (no newer checkpoint)" % (vm, disk["overlay"])
+                if index + 1 >= len(chain) or chain[index + 1] != disk["frozen"]:
+                    return "VM %r: the disk under %s is not %s" % (vm, disk["overlay"], disk["frozen"])
+        return None
+
+    def delete(self, conns: dict, manifest: dict[str, t.Any]) -> None:
+        """Merge each overlay of the checkpoint into its frozen disk (block commit), point newer manifests at the merged
+        file, then remove the memory images, the overlays and the manifest."""
+        for vm, entry in sorted(manifest["vms"].items()):
+            dom = conns[vm].lookupByName(vm)
+            for disk in entry.get("disks", []):
+                dom.blockCommit(disk["target"], disk["frozen"], disk["overlay"], 0, 0)
+                deadline = time.monotonic() + 600
+                while dom.blockJobInfo(disk["target"], 0) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if disk["overlay"] in _chain(dom, disk["target"]):
+                    raise EntropyLibvirtError("VM %r: merging %s into %s did not finish; the checkpoint %r is kept"
+                                              % (vm, disk["overlay"], disk["frozen"], manifest["checkpoint"]), kind="checkpoint")
+                for newer in read_group_manifests(self.directory, self.vms):
+                    changed = False
+                    for other in newer["vms"].get(vm, {}).get("disks", []):
+                        if other["frozen"] == disk["overlay"]:
+                            other["frozen"], changed = disk["frozen"], True
+                    if changed:
+                        _write_manifest(newer["manifest"], newer)
+                os.unlink(disk["overlay"])
+            if entry.get("memory_file") and os.path.exists(entry["memory_file"]):
+                os.unlink(entry["memory_file"])
+        os.unlink(manifest["manifest"])
+
+    def run(self, check_mode: bool) -> tuple[list[str], list[str]]:
+        """(checkpoints deleted or to delete in check mode, checkpoints kept past ``keep`` with why)."""
+        doomed = self.doomed()
+        if not doomed:
+            return [], []
+        conns, deleted, kept = {}, [], []
+        try:
+            for vm, uri in self.vms.items():
+                conns[vm] = open_connection(uri, *self.auth, connect_timeout=self.timeout)
+            doms = {}
+            for vm, conn in conns.items():
+                try:
+                    doms[vm] = conn.lookupByName(vm)
+                except libvirt.libvirtError as exc:
+                    raise describe_error(exc, "looking up VM %r" % vm, self.vms[vm]) from None
+            for manifest in doomed:
+                why = self._check(doms, manifest)
+                if why:
+                    kept.append("%s: %s" % (manifest["checkpoint"], why))
+                    continue
+                if not check_mode:
+                    try:
+                        self.delete(conns, manifest)
+                    except libvirt.libvirtError as exc:
+                        raise describe_error(exc, "merging checkpoint %r back" % manifest["checkpoint"], "") from None
+                deleted.append(manifest["checkpoint"])
+        finally:
+            for conn in conns.values():
+                close_quietly(conn)
+        return deleted, kept

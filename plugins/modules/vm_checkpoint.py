@@ -17,8 +17,13 @@ description:
     application cannot be lost between two VMs' states.
   - Everything goes into O(directory), which every hypervisor must see (shared storage), with a manifest
     C(<checkpoint>.checkpoint.json) that lists, per VM, its memory image and its frozen disks.
-  - A checkpoint whose manifest exists is not taken again (idempotent). Retention and restore are not part of this
-    module yet.
+  - A checkpoint whose manifest exists is not taken again (idempotent).
+  - With O(keep), only the newest O(keep) checkpoints of the group (the manifests of O(directory) with exactly these VMs) are
+    kept; each older one is deleted, oldest first, its disk overlays merged back into the disk below them in the running
+    VMs (libvirt block commit), so the newer checkpoints stay whole, then its memory images and manifest removed. A
+    checkpoint whose overlays the VMs no longer run on (restored from a checkpoint, say) is kept and reported in
+    RV(kept_past_retention).
+  - Restarting VMs from a checkpoint after a host failure is M(entropy.cluster.vm_recover).
 author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -29,7 +34,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - In check mode the VMs are looked up and nothing is paused or written; the module reports whether it would take the checkpoint.
+      - In check mode the VMs are looked up and nothing is paused, written or deleted; the module reports whether it would take the
+        checkpoint and which checkpoints the retention would delete.
   diff_mode:
     support: none
   platform:
@@ -44,15 +50,22 @@ options:
     type: dict
     required: true
   checkpoint:
-    description: Name of the checkpoint (letters, digits, C(_), C(.), C(-); up to 100 characters).
+    description: Name of the checkpoint (letters, digits, C(_), C(.), C(-); up to 100 characters). Required unless O(take=false).
     type: str
-    required: true
   directory:
     description:
       - Directory for the memory images, the overlays and the manifest, on storage every hypervisor sees, at the same path
         on each. It must exist.
     type: path
     required: true
+  keep:
+    description:
+      - Keep the newest O(keep) checkpoints of this group, this one included, and delete the older ones. Unset, none is deleted.
+    type: int
+  take:
+    description: V(false) only applies the retention, without taking a checkpoint (O(checkpoint) is then not needed).
+    type: bool
+    default: true
   max_skew_ms:
     description: Largest spread, in milliseconds, between the first VM paused and the last.
     type: float
@@ -77,6 +90,15 @@ EXAMPLES = r"""
   delegate_to: localhost
   run_once: true
   register: ck
+
+- name: Every hour from cron or AWX, keeping the newest 3 (playbook entropy.cluster.checkpoint does this)
+  entropy.cluster.vm_checkpoint:
+    vms:
+      job42-a: qemu+tcp://hv01/system
+      job42-b: qemu+tcp://hv02/system
+    checkpoint: "job42-{{ now(utc=true, fmt='%Y%m%dT%H%M%S') }}"
+    directory: /srv/shared/checkpoints
+    keep: 3
 """
 
 RETURN = r"""
@@ -105,6 +127,17 @@ timeline:
   returned: when the checkpoint was taken now
   type: dict
   sample: {paused_by: 1764171192.1, captures_from: 1764171192.1, captured_by: 1764171195.2, resumes_from: 1764171195.2}
+deleted:
+  description: Checkpoints of the group deleted by the retention (in check mode, those it would delete).
+  returned: always
+  type: list
+  elements: str
+  sample: [job42-20260101T000000]
+kept_past_retention:
+  description: Checkpoints older than the retention that could not be deleted, with why.
+  returned: always
+  type: list
+  elements: str
 vms:
   description: Per VM, its hypervisor URI, the memory image, its size in bytes, and its disks (frozen file, new overlay).
   returned: always
@@ -124,49 +157,74 @@ import re
 
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import HAS_LIBVIRT, EntropyLibvirtError
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import CONNECT_TIMEOUT_SPEC, CREDENTIALS_SPEC, EntropyModule
-from ansible_collections.entropy.cluster.plugins.module_utils._checkpoint import GroupCheckpoint, manifest_path
+from ansible_collections.entropy.cluster.plugins.module_utils._checkpoint import GroupCheckpoint, Retention, manifest_path
 
 
 def main() -> None:
     module = EntropyModule(
         argument_spec=dict(
             vms=dict(type="dict", required=True),
-            checkpoint=dict(type="str", required=True),
+            checkpoint=dict(type="str"),
             directory=dict(type="path", required=True),
+            keep=dict(type="int"),
+            take=dict(type="bool", default=True),
             max_skew_ms=dict(type="float", default=1000),
             **CREDENTIALS_SPEC,
             **CONNECT_TIMEOUT_SPEC,
         ),
+        required_if=[("take", True, ("checkpoint",))],
         supports_check_mode=True,
     )
     params = module.params
     if not HAS_LIBVIRT:
         module.fail("the Python module 'libvirt' (libvirt-python) is not installed: pip install libvirt-python", "missing_library")
     name = params["checkpoint"]
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", name):
+    if name is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", name):
         module.fail("checkpoint %r: use letters, digits, '_', '.' and '-' (up to 100 characters)" % name, "config")
     if not params["vms"] or any(not isinstance(uri, str) or not uri for uri in params["vms"].values()):
         module.fail("vms: give each VM of the group the libvirt URI of its hypervisor (VM name: URI)", "config")
+    if params["keep"] is not None and params["keep"] < 1:
+        module.fail("keep must be at least 1 (the newest checkpoint), got %d" % params["keep"], "config")
     if not os.path.isdir(params["directory"]):
         module.fail("directory %s does not exist; create it on storage every hypervisor sees" % params["directory"], "config")
-    manifest = manifest_path(params["directory"], name)
-    module.result.update(checkpoint=name, manifest=manifest, pause_ms=None, skew_ms=None, vms={})
-    if os.path.exists(manifest):
+    manifest = manifest_path(params["directory"], name) if name else None
+    module.result.update(checkpoint=name, manifest=manifest, pause_ms=None, skew_ms=None, vms={}, deleted=[], kept_past_retention=[])
+    changed = False
+    if not params["take"]:
+        pass
+    elif os.path.exists(manifest):
         with open(manifest, encoding="utf-8") as handle:
-            module.exit(vms=json.load(handle).get("vms", {}))
-    group = GroupCheckpoint(params["vms"], name, params["directory"], params["max_skew_ms"], params["auth_username"],
-                            params["auth_password"], params.get("connect_timeout"))
-    try:
-        group.connect()
-        if module.check_mode:
+            module.result["vms"] = public(json.load(handle).get("vms", {}))
+    else:
+        group = GroupCheckpoint(params["vms"], name, params["directory"], params["max_skew_ms"], params["auth_username"],
+                                params["auth_password"], params.get("connect_timeout"))
+        try:
+            group.connect()
+            if not module.check_mode:
+                taken = group.run()
+                module.result.update(vms=public(taken["vms"]), pause_ms=taken["pause_ms"], skew_ms=taken["skew_ms"],
+                                     timeline=taken["timeline"])
+        except EntropyLibvirtError as exc:
             group.close()
-            module.exit(changed=True)
-        taken = group.run()
-    except EntropyLibvirtError as exc:
+            module.fail(exc.message, exc.kind)
         group.close()
-        module.fail(exc.message, exc.kind)
-    group.close()
-    module.exit(changed=True, vms=taken["vms"], pause_ms=taken["pause_ms"], skew_ms=taken["skew_ms"], timeline=taken["timeline"])
+        changed = True
+    if params["keep"] is not None:
+        # in check mode the checkpoint it would take counts among the newest
+        retention = Retention(params["vms"], params["directory"], params["keep"] - (1 if changed and module.check_mode else 0),
+                              params["auth_username"], params["auth_password"], params.get("connect_timeout"))
+        try:
+            deleted, kept = retention.run(module.check_mode)
+        except EntropyLibvirtError as exc:
+            module.fail(exc.message, exc.kind, changed=changed)
+        module.result.update(deleted=deleted, kept_past_retention=kept)
+        changed = changed or bool(deleted)
+    module.exit(changed=changed)
+
+
+def public(vms: dict) -> dict:
+    """The manifest's VMs without their definitions (long, and in the manifest for vm_recover)."""
+    return {vm: {k: v for k, v in entry.items() if k != "definition"} for vm, entry in vms.items()}
 
 
 if __name__ == "__main__":

@@ -103,6 +103,13 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
         "tests/integration/test_fault_tolerance.py::test_a_failed_host_is_fenced_recorded_left_out_and_does_not_restart_its_vms",),
     ".venv/bin/python benchmarks/bench_host_failure.py --rounds 3 --failure stop": (
         "tests/integration/test_fault_tolerance.py::test_the_failure_benchmark_in_one_round",),
+    "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.checkpoint -e entropy_checkpoint_group=job_42 "
+    "-e entropy_checkpoint_dir=/srv/shared/checkpoints": (
+        "tests/integration/test_recover.py::test_checkpoint_retention_keeps_the_newest_and_merges_overlays_back",),
+    "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.recover -e entropy_recover_host=hv02 "
+    "-e entropy_checkpoint_dir=/srv/shared/checkpoints": (
+        "tests/integration/test_recover.py::test_a_group_restarts_from_its_checkpoint_after_its_host_dies_and_never_runs_twice",),
+    ".venv/bin/python benchmarks/bench_recover.py --rounds 3": ("tests/integration/test_recover.py::test_the_recovery_benchmark_in_one_round",),
     # docs/inventory.md
     "ansible-doc -t inventory entropy.cluster.libvirt_cluster": (HERE + "test_the_ansible_doc_lines",),
     "ansible-inventory -i cluster.libvirt_cluster.yml --graph": (LAB + "test_the_inventory_md_file_and_its_commands",),
