@@ -15,7 +15,7 @@ description:
   - The record holds the job's state, owner, VMs and their hosts, a message, the submit and update times and the
     history of its states. The first write creates it (one exclusive create); later ones rewrite it.
   - V(done), V(cancelled) and V(failed) are final; writing another state over them fails, naming the job.
-  - The playbooks P(entropy.cluster.submit#playbook) and P(entropy.cluster.cancel#playbook) write these records.
+  - The playbooks entropy.cluster.submit and entropy.cluster.cancel write these records.
 author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import libvirt
@@ -60,6 +61,14 @@ def overlays(lab: Lab) -> list[str]:
     return sorted(n for n in os.listdir(os.path.join(lab.dir, "images")) if n.startswith("entropy-job-"))
 
 
+def inventory(lab: Lab) -> dict:
+    """ansible-inventory --list of the lab's inventory (the collection of this checkout)."""
+    listed = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-inventory"), "-i", lab.inventory, "--list"],
+                            capture_output=True, text=True, check=True,
+                            env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false"))
+    return json.loads(listed.stdout)
+
+
 def run(playbook, lab: Lab, name: str, cwd, **extra):
     return playbook("entropy.cluster.%s" % name, inventory=lab.inventory, extra_vars=extra or None, cwd=str(cwd))
 
@@ -86,6 +95,14 @@ def test_submit_status_cancel_with_names_that_would_break_a_template(lab_reset, 
             assert vm_metadata.read(xml, vm)["job"] == NASTY_JOB and vm_metadata.read(xml, vm)["owner"] == NASTY_OWNER
         assert len(overlays(lab)) == 3
         lab.assert_each_vm_once(extra=tuple(vms))
+
+        listed = inventory(lab)  # each VM's job and owner as host vars, and a group per job
+        group = "job_" + "".join(c if c.isalnum() or c == "_" else "_" for c in NASTY_JOB)
+        assert sorted(listed[group]["hosts"]) == vms, sorted(listed)
+        for vm in vms:
+            hostvars = listed["_meta"]["hostvars"][vm]  # marked unsafe (never templated), the string itself unchanged
+            assert hostvars["entropy_job_name"] in (NASTY_JOB, {"__ansible_unsafe": NASTY_JOB}), hostvars["entropy_job_name"]
+            assert hostvars["entropy_job_owner"] in (NASTY_OWNER, {"__ansible_unsafe": NASTY_OWNER}), hostvars["entropy_job_owner"]
 
         again = run(playbook, lab, "submit", tmp_path, entropy_job_file=job_file)
         assert again.returncode == 0 and "changed=0" in again.stdout and "is already running" in again.stdout, again.stdout[-3000:]
