@@ -18,7 +18,7 @@ author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
+  - entropy.cluster.attributes.info_module
   - entropy.cluster.connection.module_credentials
   - entropy.cluster.connection.cluster_store
   - entropy.cluster.connection.module_connect_timeout
