@@ -169,8 +169,9 @@ notes:
     the guest reports none), C(entropy_memory_rss_mib) (QEMU process), C(entropy_cpu_demand_cores),
     C(entropy_net_rx_bytes_s), C(entropy_net_tx_bytes_s), C(entropy_snapshot_count),
     C(entropy_has_managed_save), C(entropy_priority) (from the VM's metadata, see entropy.cluster.vm_priority; V(null) when unset),
-    C(entropy_save_image) and C(entropy_defined_on) (saved VMs, see O(save_dir)), C(entropy_job_name) and C(entropy_job_owner) (the
-    user job the VM belongs to and who submitted it, from its metadata, see the entropy.cluster.submit playbook; V(null) for other VMs), C(entropy_job) (the libvirt job in flight, such as a migration, or V(null);
+    C(entropy_save_image) and C(entropy_defined_on) (saved VMs, see O(save_dir)), C(entropy_job_name) and C(entropy_job_owner)
+    (the user job the VM belongs to and who submitted it, from its metadata, see the entropy.cluster.submit playbook;
+    V(null) for other VMs), C(entropy_job) (the libvirt job in flight, such as a migration, or V(null);
     read when the inventory is built, so it may be cached: role P(entropy.cluster.plan#role) checks live with the
     P(entropy.cluster.cluster_jobs#lookup) lookup), for duplicates C(entropy_duplicate_on) and C(entropy_copies), and
     C(ansible_host) when the guest's address is known (O(guest_addresses))."

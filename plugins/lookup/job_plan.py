@@ -111,6 +111,12 @@ def outcome(job_file: str, model: dict | None, time_limit_s: float) -> dict:
             return dict(result, outcome="invalid", error=str(exc))
         return dict(result, outcome="no_room", error="queued: %s" % exc)
     plan["initial"] = initial_placement(real_model(job, model, plan["placement"]))
+    # the solver moved the job's VMs off its staging host: in this plan they are starts, not migrations
+    moves = [a for step in plan["steps"] for a in step if a.get("action") == "migrate"]
+    plan["stats"] = dict(plan.get("stats") or {}, migrations=len(moves), memory_moved_mib=sum(a.get("memory_mib", 0) for a in moves),
+                         starts=job.vms)
+    if isinstance(plan["stats"].get("hosts_used_before"), int):
+        plan["stats"]["hosts_used_before"] -= 1  # the staging host held the job's VMs before
     for vm in result["vms"]:
         vm["host"] = plan["placement"][vm["name"]]
     return dict(result, outcome="placed", plan=plan)

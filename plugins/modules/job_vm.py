@@ -163,8 +163,8 @@ def main() -> None:
     try:
         runner.run()
     except (EntropyLibvirtError, libvirt.libvirtError) as exc:
-        module.fail_libvirt(exc, "%s VM %r of job %r" % ("removing" if module.params["state"] == "absent" else "defining",
-                                                          runner.name, runner.job), runner.uri)
+        action = "removing" if module.params["state"] == "absent" else "defining"
+        module.fail_libvirt(exc, "%s VM %r of job %r" % (action, runner.name, runner.job), runner.uri)
 
 
 if __name__ == "__main__":

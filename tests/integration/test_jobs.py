@@ -129,6 +129,16 @@ def test_submit_status_cancel_with_names_that_would_break_a_template(lab_reset, 
             lab.remove_vm(vm)
 
 
+def test_check_mode_of_submit_shows_the_plan_and_changes_nothing(lab, playbook, tmp_path):
+    job_file = write_job(lab, tmp_path, name="dry", vms=2)
+    before = lab.placement()
+    dry = playbook("entropy.cluster.submit", inventory=lab.inventory, extra_vars={"entropy_job_file": job_file}, check=True,
+                   cwd=str(tmp_path))
+    assert dry.returncode == 0, dry.stdout[-4000:]
+    assert "would run" in dry.stdout and "start" in dry.stdout, dry.stdout[-3000:]
+    assert record(lab, "dry") is None and overlays(lab) == [] and lab.placement() == before
+
+
 def test_no_room_queues_the_job_with_the_numbers(lab_reset, playbook, tmp_path):
     lab = lab_reset
     # the lab: 3 hosts x 320 MiB, 6 VMs x 64 MiB: 576 MiB free; 5 x 128 MiB fits the empty cluster, not this one

@@ -35,6 +35,7 @@ def test_placed_with_starts_and_the_vms_shut_off_in_initial(tmp_path):
     starts = [a for step in got["plan"]["steps"] for a in step if a["action"] == "start"]
     assert sorted(a["vm"] for a in starts) == names
     assert all(got["plan"]["initial"][n]["state"] == "stopped" for n in names)
+    assert got["plan"]["stats"]["starts"] == 2 and got["plan"]["stats"]["migrations"] == 0, got["plan"]["stats"]
 
 
 def test_no_room_now_is_queued_with_the_numbers(tmp_path):
