@@ -205,9 +205,9 @@ class JobRecord:
         data.update(name=self.name, state=params["state"], updated=now, updated_iso=iso(now), by=params["by"] or user_at_host())
         if before is None:
             data.update(submitted=now, submitted_iso=iso(now), history=[])
-        for option in ("owner", "vms", "message", "job"):
+        for option, key in (("owner", "owner"), ("vms", "vms"), ("detail", "message"), ("job", "job")):
             if params[option] is not None:
-                data[option] = params[option]
+                data[key] = params[option]
         if params["vms"] is not None:
             data["hosts"] = sorted({vm["host"] for vm in params["vms"] if vm.get("host")})
         if before is None or before.get("state") != params["state"]:

@@ -52,8 +52,8 @@ options:
     description: The job's VMs, each C({name, host}) (host null while queued).
     type: list
     elements: dict
-  message:
-    description: What happened last, in one line (the numbers of a queued job, the error of a failed one).
+  detail:
+    description: What happened last, in one line (the numbers of a queued job, the error of a failed one); the record's C(message).
     type: str
   job:
     description: The validated job file's fields, kept with the record.
@@ -118,7 +118,7 @@ def main() -> None:
             state=dict(type="str", required=True, choices=list(STATES)),
             owner=dict(type="str"),
             vms=dict(type="list", elements="dict"),
-            message=dict(type="str"),
+            detail=dict(type="str"),
             job=dict(type="dict"),
             by=dict(type="str"),
             **STORE_SPEC,
