@@ -153,6 +153,33 @@ def test_no_room_queues_the_job_with_the_numbers(lab_reset, playbook, tmp_path):
     assert cancelled.returncode == 0 and record(lab, "waits")["state"] == "cancelled", cancelled.stdout[-3000:]
 
 
+def test_a_queued_job_starts_when_submitted_again_after_room_frees_up(lab_reset, playbook, tmp_path):
+    lab = lab_reset
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    first = write_job(lab, first_dir, name="first", vms=3, memory_mib=128)   # 384 of the 576 MiB free
+    second = write_job(lab, second_dir, name="second", vms=2, memory_mib=128)  # 256 > the 192 MiB left
+    names = ["first-1", "first-2", "first-3", "second-1", "second-2"]
+    try:
+        assert run(playbook, lab, "submit", first_dir, entropy_job_file=first).returncode == 0
+        queued = run(playbook, lab, "submit", second_dir, entropy_job_file=second)
+        assert queued.returncode == 0 and record(lab, "second")["state"] == "queued", queued.stdout[-3000:]
+        assert "needs 256 MiB" in record(lab, "second")["message"] and "192 MiB free" in record(lab, "second")["message"]
+        assert run(playbook, lab, "cancel", first_dir, entropy_job_file=first).returncode == 0
+        started = run(playbook, lab, "submit", second_dir, entropy_job_file=second)
+        assert started.returncode == 0, started.stdout[-4000:]
+        data = record(lab, "second")
+        assert data["state"] == "running" and [h["state"] for h in data["history"]] == ["queued", "running"], data
+        placement = lab.placement()
+        assert all(len(placement.get(vm, [])) == 1 and placement[vm][0][1] == "running" for vm in ("second-1", "second-2")), placement
+        assert run(playbook, lab, "cancel", second_dir, entropy_job_file=second).returncode == 0
+        assert overlays(lab) == []
+    finally:
+        for vm in names:
+            lab.remove_vm(vm)
+
+
 def test_a_job_larger_than_the_cluster_is_refused_with_the_numbers(lab, playbook, tmp_path):
     job_file = write_job(lab, tmp_path, name="too-big", vms=16, memory_mib=64)
     refused = run(playbook, lab, "submit", tmp_path, entropy_job_file=job_file)
