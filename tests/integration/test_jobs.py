@@ -197,6 +197,17 @@ def test_a_bad_job_file_is_refused_naming_the_field(lab, playbook, tmp_path):
     assert "Traceback" not in refused.stdout and record(lab, "bad") is None
 
 
+def test_a_failed_start_removes_the_jobs_vms_and_records_the_failure(lab, playbook, tmp_path):
+    job_file = write_job(lab, tmp_path, name="fails", vms=2)
+    failed = run(playbook, lab, "submit", tmp_path, entropy_job_file=job_file, entropy_job_pool="no-such-pool")
+    assert failed.returncode != 0 and "no-such-pool" in failed.stdout, failed.stdout[-4000:]
+    data = record(lab, "fails")
+    assert data["state"] == "failed" and "no-such-pool" in data["message"], data
+    assert not [vm for vm in lab.placement() if vm.startswith("fails-")] and overlays(lab) == []
+    again = run(playbook, lab, "submit", tmp_path, entropy_job_file=job_file)
+    assert again.returncode != 0 and "is already failed: submit it under another name" in again.stdout, again.stdout[-3000:]
+
+
 def test_the_submit_names_what_it_needs(lab, playbook, tmp_path):
     job_file = write_job(lab, tmp_path, name="no-pool")
     refused = run(playbook, lab, "submit", tmp_path, entropy_job_file=job_file, entropy_job_pool="")
