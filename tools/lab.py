@@ -631,6 +631,15 @@ def ensure_job_pool(state: dict, conn) -> None:
         pool.create(0)
 
 
+def clear_job_overlays(state: dict) -> int:
+    """Remove the overlays of job VMs (entropy.cluster.job_vm) a test left: reset has removed their VMs already."""
+    directory = os.path.join(state["dir"], "images")
+    names = [n for n in os.listdir(directory) if n.startswith("entropy-job-")] if os.path.isdir(directory) else []
+    for name in names:
+        os.unlink(os.path.join(directory, name))
+    return len(names)
+
+
 def clear_store(state: dict, conns: dict) -> int:
     """Remove every record of the cluster store (locks and maintenance marks left by earlier tests)."""
     removed = 0
@@ -816,11 +825,11 @@ def cmd_reset(_args) -> int:
                 rebuilt.append(name)
         conns = {h["name"]: connect(h) for h in state["hosts"]}
         try:
-            cleared = clear_store(state, conns) + clear_saves(state)
+            cleared = clear_store(state, conns) + clear_saves(state) + clear_job_overlays(state)
         finally:
             for conn in conns.values():
                 conn.close()
-    print("lab reset: %d VMs on their home hosts (%d recreated%s), %d store records and saved images removed%s" % (
+    print("lab reset: %d VMs on their home hosts (%d recreated%s), %d store records, saved images and job overlays removed%s" % (
         len(state["vms"]), len(to_create), ", hosts rebuilt: %s" % ", ".join(rebuilt) if rebuilt else "", cleared,
         "; removed what is not a lab VM: %s" % ", ".join(foreign) if foreign else ""))
     return 0
