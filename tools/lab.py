@@ -611,6 +611,35 @@ def ensure_store_pool(state: dict, conn) -> None:
         pool.create(0)
 
 
+JOB_POOL = "entropy-images"
+
+
+def ensure_job_pool(state: dict, conn) -> None:
+    """The pool of the job VMs' linked clones and of their base images (entropy.cluster.submit): a dir pool of the same
+    name on every host over the lab's shared image directory."""
+    import libvirt  # pylint: disable=import-outside-toplevel
+
+    directory = os.path.join(state["dir"], "images")
+    os.makedirs(directory, exist_ok=True)
+    try:
+        pool = conn.storagePoolLookupByName(JOB_POOL)
+    except libvirt.libvirtError:
+        pool = conn.storagePoolDefineXML("<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>"
+                                         % (JOB_POOL, directory), 0)
+    pool.setAutostart(1)
+    if not pool.isActive():
+        pool.create(0)
+
+
+def clear_job_overlays(state: dict) -> int:
+    """Remove the overlays of job VMs (entropy.cluster.job_vm) a test left: reset has removed their VMs already."""
+    directory = os.path.join(state["dir"], "images")
+    names = [n for n in os.listdir(directory) if n.startswith("entropy-job-")] if os.path.isdir(directory) else []
+    for name in names:
+        os.unlink(os.path.join(directory, name))
+    return len(names)
+
+
 def clear_store(state: dict, conns: dict) -> int:
     """Remove every record of the cluster store (locks and maintenance marks left by earlier tests)."""
     removed = 0
@@ -685,6 +714,7 @@ def cmd_up(args) -> int:
         try:
             for conn in conns.values():
                 ensure_store_pool(state, conn)
+                ensure_job_pool(state, conn)
             created = 0
             defined = where_defined(state, conns)  # one listing per host, not one per VM
             for vm in state["vms"]:
@@ -795,11 +825,11 @@ def cmd_reset(_args) -> int:
                 rebuilt.append(name)
         conns = {h["name"]: connect(h) for h in state["hosts"]}
         try:
-            cleared = clear_store(state, conns) + clear_saves(state)
+            cleared = clear_store(state, conns) + clear_saves(state) + clear_job_overlays(state)
         finally:
             for conn in conns.values():
                 conn.close()
-    print("lab reset: %d VMs on their home hosts (%d recreated%s), %d store records and saved images removed%s" % (
+    print("lab reset: %d VMs on their home hosts (%d recreated%s), %d store records, saved images and job overlays removed%s" % (
         len(state["vms"]), len(to_create), ", hosts rebuilt: %s" % ", ".join(rebuilt) if rebuilt else "", cleared,
         "; removed what is not a lab VM: %s" % ", ".join(foreign) if foreign else ""))
     return 0
@@ -1125,6 +1155,8 @@ def write_inventories(state: dict) -> None:
                      "entropy_migrate_unsafe: true\n"
                      "# The run lock and the maintenance marks live in the cluster store, seen by every job.\n"
                      "entropy_store_pool: %s\n" % STORE_POOL)
+        handle.write("# Jobs (entropy.cluster.submit): their VMs' linked clones in the shared image directory, TCG guests on the lab bridge.\n"
+                     "entropy_job_pool: %s\nentropy_job_domain_type: qemu\nentropy_job_bridge: %s\n" % (JOB_POOL, BRIDGE))
         # The fence role's hook for the lab: tools/lab_fence_hook.yml kills a host by the PIDs in its pidfiles.
         tools = os.path.dirname(os.path.abspath(__file__))
         handle.write("# The fencing hook of entropy.cluster.fence: kill a lab host by its pidfiles (tools/lab.py fence).\n"

@@ -169,12 +169,14 @@ notes:
     the guest reports none), C(entropy_memory_rss_mib) (QEMU process), C(entropy_cpu_demand_cores),
     C(entropy_net_rx_bytes_s), C(entropy_net_tx_bytes_s), C(entropy_snapshot_count),
     C(entropy_has_managed_save), C(entropy_priority) (from the VM's metadata, see entropy.cluster.vm_priority; V(null) when unset),
-    C(entropy_save_image) and C(entropy_defined_on) (saved VMs, see O(save_dir)), C(entropy_job) (the libvirt job in flight, such as a migration, or V(null);
+    C(entropy_save_image) and C(entropy_defined_on) (saved VMs, see O(save_dir)), C(entropy_job_name) and C(entropy_job_owner)
+    (the user job the VM belongs to and who submitted it, from its metadata, see the entropy.cluster.submit playbook;
+    V(null) for other VMs), C(entropy_job) (the libvirt job in flight, such as a migration, or V(null);
     read when the inventory is built, so it may be cached: role P(entropy.cluster.plan#role) checks live with the
     P(entropy.cluster.cluster_jobs#lookup) lookup), for duplicates C(entropy_duplicate_on) and C(entropy_copies), and
     C(ansible_host) when the guest's address is known (O(guest_addresses))."
-  - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(maintenance) and C(fenced) (with O(store_pool)), C(on_<hypervisor>) and
-    C(state_<state>) (names sanitized as the inventory base does - every character other than a letter, a digit
+  - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(maintenance) and C(fenced) (with O(store_pool)), C(on_<hypervisor>),
+    C(state_<state>) and C(job_<job name>) (the VMs of one user job) (names sanitized as the inventory base does - every character other than a letter, a digit
     or an underscore becomes an underscore)."
   - Strings that could be templates (containing C({) or C(}), or the C(#jinja2:) header), such as a tenant's VM name
     with template code in it, are marked unsafe and never templated; every other value is plain, so
@@ -385,7 +387,9 @@ def _details(dom, state, reason=None, addresses=False):
             entry["addresses"] = None
     entry["job"] = domain_job(dom, state, reason) if active else None
     try:  # priority as written (checked when the inventory is built, so that one bad VM names itself)
-        entry["priority"] = vm_metadata.read(dom.XMLDesc(0), dom.name(), strict=False)["priority"]
+        marks = vm_metadata.read(dom.XMLDesc(0), dom.name(), strict=False)
+        entry["priority"] = marks["priority"]
+        entry["job_name"], entry["job_owner"] = marks["job"], marks["owner"]  # the user job it belongs to (docs/jobs.md)
     except (libvirt.libvirtError, ET.ParseError):
         entry["priority"] = None
     if active:
@@ -574,6 +578,8 @@ def _vm_vars(spec, stats, later, detail, seconds):
         "entropy_has_managed_save": detail.get("has_managed_save"),
         "entropy_job": detail.get("job"),
         "entropy_priority": detail.get("priority"),
+        "entropy_job_name": detail.get("job_name"),
+        "entropy_job_owner": detail.get("job_owner"),
     }
     address = _address(detail.get("addresses"))
     if address:
@@ -888,6 +894,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if vm["entropy_hypervisor"] is not None:
                 inventory.add_host(name, group=self._group("on_%s" % vm["entropy_hypervisor"]))
             inventory.add_host(name, group=self._group("state_%s" % vm["entropy_state"]))
+            if vm.get("entropy_job_name") is not None:
+                inventory.add_host(name, group=self._group("job_%s" % vm["entropy_job_name"]))
             if "entropy_duplicate_on" in vm:
                 inventory.add_host(name, group="duplicates")
                 self.display.warning("libvirt_cluster: VM %s is defined on several hypervisors: %s (listed on %s)"
@@ -927,7 +935,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             "entropy_memory_max_mib": image["memory_max_mib"], "entropy_memory_used_mib": None, "entropy_memory_rss_mib": None,
             "entropy_cpu_demand_cores": 0.0, "entropy_net_rx_bytes_s": None, "entropy_net_tx_bytes_s": None,
             "entropy_snapshot_count": None, "entropy_has_managed_save": False, "entropy_job": None,
-            "entropy_priority": image["priority"], "entropy_save_image": image["path"],
+            "entropy_priority": image["priority"], "entropy_save_image": image["path"], "entropy_job_name": None, "entropy_job_owner": None,
             "entropy_defined_on": known["entropy_hypervisor"] if known is not None else None,
         }
 

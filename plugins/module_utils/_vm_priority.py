@@ -56,5 +56,5 @@ class VmPriority:
                          dict(current, priority=wanted), False, True)
         if active:
             libvirt_call("setting the priority of running VM %r" % self.name, self.uri, vm_metadata.write_domain, dom, libvirt,
-                         dict(saved=None, priority=wanted), True, False)
+                         dict(live, saved=None, priority=wanted), True, False)
         self.module.exit()

@@ -41,7 +41,7 @@ STORE_SPEC = dict(
     uris=dict(type="list", elements="str", required=True),
 )
 # The kinds of record the store keeps; a volume name is "entropy.<kind>.<key>".
-KINDS = ("lock", "maintenance", "takeover", "queue", "checkpoint", "fence")
+KINDS = ("lock", "maintenance", "takeover", "queue", "checkpoint", "fence", "job")
 RECORD_FORMAT = 1
 MAX_RECORD_BYTES = 65536
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -252,6 +252,29 @@ class ClusterStore:
                              "(virsh vol-delete --pool %s %s) if no entropy.cluster job uses it"
                              % (name, self.pool_name, exc, self.pool_name, name), kind="corrupt") from None
         return Record(kind, key, data, _mtime(xml))
+
+    def replace(self, kind: str, key: str, data: dict[str, Any]) -> bool:
+        """Write new data into the existing record (kind, key), in place (the volume grows when it must; a shorter
+        body is padded with NULs, which the reader strips); False (nothing written) when there is no such record.
+        Writers must be serialised by the caller (a job record changes only under its job's own steps)."""
+        name = volume_name(kind, key)
+        body = encode(kind, key, data)
+        vol = self._lookup(name)
+        if vol is None:
+            return False
+        try:
+            capacity = vol.info()[1]
+            if capacity < len(body):  # whole blocks: libvirt refuses a size below the file's allocation
+                capacity = -(-len(body) // 4096) * 4096
+                vol.resize(capacity, 0)
+            padded = body + b"\0" * (capacity - len(body))
+            stream = self.conn.newStream(0)
+            vol.upload(stream, 0, len(padded), 0)
+            stream.send(padded)
+            stream.finish()
+        except libvirt.libvirtError as exc:
+            raise self._fail(exc, "rewriting store record %s in pool %r" % (name, self.pool_name)) from None
+        return True
 
     def delete(self, kind: str, key: str) -> bool:
         """Remove record (kind, key); False when there was none."""

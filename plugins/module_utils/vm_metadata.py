@@ -8,7 +8,10 @@ One element per domain, ``<entropy:vm xmlns:entropy="urn:x-entropy-cluster:vm:1"
   entropy.cluster.vm_priority, read by the inventory as ``entropy_priority``;
 * ``<saved path="..."/>``: set on the definition a VM keeps on the host that saved it to shared storage
   (entropy.cluster.vm_image state=saved), so that entropy.cluster.vm_state refuses to boot it there (the memory
-  state would be lost and the image could later start a second copy).
+  state would be lost and the image could later start a second copy);
+* ``<job>NAME</job>`` and ``<owner>USER</owner>``: the job (docs/jobs.md) a VM belongs to and who submitted it,
+  written when entropy.cluster.job_vm defines the VM, read by the inventory (``entropy_job``, ``entropy_owner``) and
+  entropy.cluster.job_status. Tenant data, kept as XML text (escaped by ElementTree, never templated).
 
 No Ansible import and no libvirt import at module level: the inventory plugin, the modules and the unit tests share it.
 """
@@ -47,11 +50,11 @@ def element_from_domain_xml(domain_xml: str):
 
 
 def read(domain_xml: str, vm: str, strict: bool = True) -> dict:
-    """{"priority": int or None, "saved": path or None} from a domain XML document (a definition, or the XML of a
+    """{"priority": int or None, "saved": path or None, "job": str or None, "owner": str or None} from a domain XML document (a definition, or the XML of a
     saved image). MetadataError when the priority is there but no integer (its text instead when not ``strict``)."""
     element = element_from_domain_xml(domain_xml)
     if element is None:
-        return {"priority": None, "saved": None}
+        return {"priority": None, "saved": None, "job": None, "owner": None}
     text = element.findtext("{%s}priority" % NAMESPACE)
     if text is None:
         text = element.findtext("priority")
@@ -64,7 +67,15 @@ def read(domain_xml: str, vm: str, strict: bool = True) -> dict:
         except MetadataError:
             if strict:
                 raise
-    return {"priority": text, "saved": None if saved is None else saved.get("path")}
+    return {"priority": text, "saved": None if saved is None else saved.get("path"), "job": _text(element, "job"),
+            "owner": _text(element, "owner")}
+
+
+def _text(element, tag: str):
+    found = element.find("{%s}%s" % (NAMESPACE, tag))
+    if found is None:
+        found = element.find(tag)
+    return None if found is None else (found.text or "")
 
 
 def render(values: dict) -> str | None:
@@ -75,6 +86,9 @@ def render(values: dict) -> str | None:
         ET.SubElement(element, "priority").text = str(int(values["priority"]))
     if values.get("saved"):
         ET.SubElement(element, "saved", {"path": values["saved"]})
+    for tag in ("job", "owner"):
+        if values.get(tag) is not None:
+            ET.SubElement(element, tag).text = values[tag]
     if not len(element):
         return None
     return ET.tostring(element, encoding="unicode")

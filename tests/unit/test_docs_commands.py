@@ -137,6 +137,20 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
         "tests/unit/plugins/plugin_utils/jobs/test_job_schema.py::test_documented_entry_entropy_job_check",),
     ".venv/bin/python tools/entropy_job.py check job.yml --model model.json": (
         "tests/unit/plugins/plugin_utils/jobs/test_job_schema.py::test_documented_entry_entropy_job_check",),
+    # README.md and docs/jobs.md: the job playbooks
+    "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.submit -e entropy_job_file=job.yml": (
+        "tests/integration/test_jobs.py::test_submit_status_cancel_with_names_that_would_break_a_template",
+        "tests/integration/test_jobs.py::test_no_room_queues_the_job_with_the_numbers",
+        "tests/integration/test_jobs.py::test_a_job_larger_than_the_cluster_is_refused_with_the_numbers",
+        "tests/integration/test_jobs.py::test_a_bad_job_file_is_refused_naming_the_field"),
+    "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.job_status": (
+        "tests/integration/test_jobs.py::test_submit_status_cancel_with_names_that_would_break_a_template",),
+    "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.job_status -e entropy_job_name=analysis-42": (
+        "tests/integration/test_jobs.py::test_no_room_queues_the_job_with_the_numbers",),
+    "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.cancel -e entropy_job_name=analysis-42": (
+        "tests/integration/test_jobs.py::test_no_room_queues_the_job_with_the_numbers",),
+    "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.cancel -e entropy_job_file=job.yml": (
+        "tests/integration/test_jobs.py::test_submit_status_cancel_with_names_that_would_break_a_template",),
     # docs/playbooks.md
     "virsh -c 'qemu+unix:///system?socket=/var/tmp/entropy-lab/hosts/hv1/run/libvirt/libvirt-sock' domjobabort osvm": (
         "tests/integration/test_runs_that_die.py::test_after_kill_9_the_migration_goes_on_and_the_next_run_refuses_to_plan",),

@@ -19,8 +19,8 @@ ELEMENT = ('<entropy:vm xmlns:entropy="urn:x-entropy-cluster:vm:1"><entropy:prio
 
 
 def test_priority_and_saved_mark_are_read_back():
-    assert vm_metadata.read(DOMAIN % (ELEMENT % "10"), "web01") == {"priority": 10, "saved": "/srv/saves/web01.save"}
-    assert vm_metadata.read(DOMAIN % "", "web01") == {"priority": None, "saved": None}
+    assert vm_metadata.read(DOMAIN % (ELEMENT % "10"), "web01") == {"priority": 10, "saved": "/srv/saves/web01.save", "job": None, "owner": None}
+    assert vm_metadata.read(DOMAIN % "", "web01") == {"priority": None, "saved": None, "job": None, "owner": None}
     assert vm_metadata.read(DOMAIN % (ELEMENT % " -3 "), "web01")["priority"] == -3
 
 
@@ -39,7 +39,7 @@ def test_render_and_the_saved_mark_removed_from_a_definition():
     assert vm_metadata.render({"priority": None, "saved": None}) is None
     assert vm_metadata.render({"priority": 7, "saved": "/s/a.save"}) == '<vm><priority>7</priority><saved path="/s/a.save" /></vm>'
     cleaned = vm_metadata.without_saved_mark(DOMAIN % (ELEMENT % "10"))
-    assert vm_metadata.read(cleaned, "web01") == {"priority": 10, "saved": None}
+    assert vm_metadata.read(cleaned, "web01") == {"priority": 10, "saved": None, "job": None, "owner": None}
     only_mark = DOMAIN % '<entropy:vm xmlns:entropy="urn:x-entropy-cluster:vm:1"><entropy:saved path="/x"/></entropy:vm>'
     assert "<metadata" not in vm_metadata.without_saved_mark(only_mark)
 
@@ -93,3 +93,10 @@ def test_plan_check_accepts_a_resume_elsewhere_only_with_shared_saves():
                       [{"action": "resume", "vm": "a", "to": "hv2"}, {"action": "resume", "vm": "b", "to": "hv1"}]]}
     assert plan_problems(plan) == ["step 2, action 1 (resume a): runs on hv2, but the plan has VM 'a' on hv1 at that step"]
     assert plan_problems(plan, resume_anywhere=True) == []
+
+
+def test_job_and_owner_are_kept_literally():
+    job, owner = "it's {{ lookup('pipe','id') }} & <x>", 'bob "the" builder'
+    element = vm_metadata.render({"priority": 3, "job": job, "owner": owner})
+    root = "<domain><name>j-1</name><metadata>%s</metadata></domain>" % element.replace("<vm>", "<vm xmlns='%s'>" % vm_metadata.NAMESPACE, 1)
+    assert vm_metadata.read(root, "j-1") == {"priority": 3, "saved": None, "job": job, "owner": owner}
