@@ -22,7 +22,7 @@ from test_apply_faults import lab_initial
 sys.path.insert(0, COLLECTIONS)
 from ansible_collections.entropy.cluster.plugins.plugin_utils.placement import planner  # noqa: E402  pylint: disable=wrong-import-position
 
-# Where a measured context switch is written (docs/vm-image.md quotes it), when the test runs with this set.
+# Where a measured context switch is written (docs/benchmarks.md quotes it), when the test runs with this set.
 FIGURES_ENV = "ENTROPY_CONTEXT_SWITCH_FIGURES"
 
 
