@@ -303,3 +303,30 @@ def test_the_save_restore_benchmark_in_one_round(lab):
     assert "save: fixed " in proc.stdout and "restore: fixed " in proc.stdout, proc.stdout
     assert not [vm for vm in lab.placement() if vm.startswith("bench-sr-")], lab.placement()
     assert not [name for name in os.listdir(saves(lab)) if name.startswith("bench-sr-")]
+
+
+def test_a_failed_restore_keeps_the_image_and_says_how_to_retry(lab_reset, playbook, tmp_path):
+    """A restore that QEMU cannot finish (the image's memory stream cut in half, as a full disk or an interrupted copy
+    leaves it): the module fails with restore_failed, keeps the image and the definition where they were, and says to run
+    the same task again; with the whole image back, that same task restores the VM."""
+    lab = lab_reset
+    hosts = sorted(lab.hosts)
+    vm = "vm4"
+    home = lab.running_on(vm)[0]
+    away = next(h for h in hosts if h != home)
+    image = os.path.join(saves(lab), vm + ".save")
+    run(playbook, lab, tmp_path, [{"name": vm, "host": home, "state": "saved"}])
+    whole = str(tmp_path / "whole.save")
+    shutil.copyfile(image, whole)
+    with open(image, "r+b") as handle:
+        handle.truncate(os.path.getsize(whole) // 2)
+    failed = run(playbook, lab, tmp_path, [{"name": vm, "host": away, "others": hosts, "state": "restored"}])[0]
+    assert failed.get("failed") and failed["error_kind"] == "restore_failed", failed
+    assert "VM 'vm4'" in failed["msg"] and "the image is kept at %s" % image in failed["msg"], failed["msg"]
+    assert "run the same task again to retry" in failed["msg"], failed["msg"]
+    assert os.path.exists(image) and lab.placement()[vm] == [(home, "shutoff")], lab.placement().get(vm)
+    shutil.copyfile(whole, image)
+    retried = run(playbook, lab, tmp_path, [{"name": vm, "host": away, "others": hosts, "state": "restored"}])[0]
+    assert retried["changed"] and not retried.get("failed"), retried
+    assert lab.placement()[vm] == [(away, "running")] and not os.path.exists(image)
+    lab.assert_each_vm_once()
