@@ -150,6 +150,8 @@ options:
         solver's model as a saved VM that can resume on any host.
       - The images are read on the controller (their header holds the VM's XML), so the directory must be mounted there too;
         when it is not, the inventory warns and lists no saved VM.
+      - A VM whose definition is marked saved (by entropy.cluster.vm_image) but has no image in this directory is named in a
+        warning with the fix (put the image back, or discard the saved state with entropy.cluster.vm_image C(state=absent)).
     type: path
     version_added: 0.1.0
 notes:
@@ -390,6 +392,8 @@ def _details(dom, state, reason=None, addresses=False):
         marks = vm_metadata.read(dom.XMLDesc(0), dom.name(), strict=False)
         entry["priority"] = marks["priority"]
         entry["job_name"], entry["job_owner"] = marks["job"], marks["owner"]  # the user job it belongs to (docs/jobs.md)
+        if marks["saved"] and not active:
+            entry["saved_to"] = marks["saved"]   # its memory was saved there (entropy.cluster.vm_image)
     except (libvirt.libvirtError, ET.ParseError):
         entry["priority"] = None
     if active:
@@ -836,6 +840,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         vms = merge_copies(copies)
         for image in raw.get("saved_images") or []:
             self._add_saved_vm(vms, image)
+        if self.get_option("save_dir"):
+            self._warn_lost_images(raw)
         for name, vm in vms.items():
             if vm.get("entropy_priority") is not None:
                 try:
@@ -919,6 +925,17 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         model_file = self.get_option("model_file")
         if model_file:
             self._write_model(model_file, model)
+
+    def _warn_lost_images(self, raw):
+        """A definition marked saved (entropy.cluster.vm_image) whose image is not in save_dir: no switch can resume it."""
+        images = {image["name"] for image in raw.get("saved_images") or []}
+        for record in raw["hypervisors"]:
+            for name, detail in sorted((record.get("details") or {}).items()):
+                if detail.get("saved_to") and name not in images:
+                    self.display.warning("libvirt_cluster: VM %s on %s was saved to %s, but save_dir %s has no image of it: no schedule "
+                                         "can resume it. Put the image back there, or give up its saved memory with entropy.cluster.vm_image "
+                                         "state=absent (then entropy.cluster.vm_state state=running boots it afresh)"
+                                         % (name, record["name"], detail["saved_to"], self.get_option("save_dir")))
 
     def _add_saved_vm(self, vms, image):
         """A VM saved to shared storage: state saved, on no hypervisor. Its shut-off definition on the host that saved it

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 
@@ -178,6 +179,89 @@ class Lab:
             return ET.fromstring(conn.getCapabilities()).findtext("host/uuid")
         finally:
             conn.close()
+
+
+class OneCopyWatch(threading.Thread):
+    """"Every VM runs on at most one host at every step", watched while a test moves VMs: a poller thread reads every
+    lab host's domain list (about every ``interval`` s, a few tens of ms per sweep) from ``with watch:`` to the end of the
+    block and records in ``problems`` each VM of ``vms`` seen running on two hosts, or active (running or paused) on no
+    host while it has no image in ``save_dir`` (outside a save: the image file exists from the start of a save until a
+    restore removes it). The hosts are read one after the other, so a VM seen running on two hosts is confirmed by reading
+    again the host read first (a migration that ended between the two reads is not a second copy). ``samples`` keeps
+    (monotonic time, {vm: [(host, state)]}) per sweep, for the tests' timings."""
+
+    def __init__(self, lab: Lab, vms, save_dir: str | None = None, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.lab, self.vms, self.save_dir, self.interval = lab, sorted(vms), save_dir, interval
+        self.stop = threading.Event()
+        self.samples: list[tuple[float, dict[str, list[tuple[str, str]]]]] = []
+        self.problems: list[str] = []
+        self.started = time.monotonic()
+
+    def __enter__(self) -> "OneCopyWatch":
+        self.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop.set()
+        self.join()
+
+    def _images(self) -> set[str]:
+        if not self.save_dir:
+            return set()
+        return {vm for vm in self.vms if os.path.exists(os.path.join(self.save_dir, vm + ".save"))}
+
+    @staticmethod
+    def _states(conn) -> dict[str, str] | None:
+        """vm -> state word on one host; None when the host could not be read whole (a domain vanished mid-read)."""
+        try:
+            return {dom.name(): {1: "running", 3: "paused", 5: "shutoff"}.get(dom.state()[0], str(dom.state()[0]))
+                    for dom in conn.listAllDomains()}
+        except libvirt.libvirtError:
+            return None
+
+    def _note(self, problem: str) -> None:
+        self.problems.append("+%.1f s: %s" % (time.monotonic() - self.started, problem))
+
+    def run(self) -> None:
+        conns = {host: self.lab.connect(host) for host in sorted(self.lab.hosts)}
+        try:
+            while not self.stop.is_set():
+                self._sweep(conns)
+                self.stop.wait(self.interval)
+            self._sweep(conns)   # the state the block ended in
+        finally:
+            for conn in conns.values():
+                conn.close()
+
+    def _sweep(self, conns: dict) -> None:
+        images_before = self._images()
+        now = time.monotonic()
+        per_host = {host: self._states(conn) for host, conn in conns.items()}
+        images_after = self._images()
+        placement: dict[str, list[tuple[str, str]]] = {}
+        for host, states in per_host.items():
+            for vm, state in (states or {}).items():
+                placement.setdefault(vm, []).append((host, state))
+        self.samples.append((now, placement))
+        whole = all(states is not None for states in per_host.values())
+        for vm in self.vms:
+            where = placement.get(vm, [])
+            running = [h for h, s in where if s == "running"]
+            if len(running) > 1:
+                again = [h for h in running[:-1] if (self._states(conns[h]) or {}).get(vm) == "running"]
+                if again:
+                    self._note("VM %s runs on %s at once" % (vm, " and ".join(running)))
+            if whole and not any(s in ("running", "paused") for _h, s in where) and vm not in images_before | images_after:
+                self._note("VM %s is active on no host and has no saved image: %s" % (vm, where or "defined nowhere"))
+
+    def first_seen(self, vm: str, test) -> float | None:
+        """When ``test(where)`` first held for ``vm`` (its [(host, state)] in a sweep), None if never."""
+        return next((t for t, placement in self.samples if test(placement.get(vm, []))), None)
+
+    def check(self) -> None:
+        assert len(self.samples) >= 2, "the watch read the lab %d times" % len(self.samples)
+        assert not self.problems, "; ".join(self.problems[:10])
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,16 @@
 on shared storage. Priorities kept with the VMs (entropy.cluster.vm_priority) decide which VMs run when there is
 less room than they need; the others are saved to the shared directory (entropy.cluster.vm_image, planned by the
 objective schedule, carried out by apply_plan); when room comes back they resume, one of them on another host than
-the one that saved it, with its memory state (the guest's 32-bit tick counter goes on, it did not boot again)."""
+the one that saved it, with its memory state (the guest's 32-bit tick counter goes on, it did not boot again). A poller
+(conftest.OneCopyWatch) reads every host's domain list during each run: no VM ever runs on two hosts, or on none
+while it has no saved image."""
 
 from __future__ import annotations
 
 import os
 import time
 
+from conftest import OneCopyWatch
 from test_schedule_playbook import ONE_VM_PER_HOST, recap
 from test_vm_image import counter, definition, run, saves
 
@@ -58,8 +61,10 @@ def test_schedule_saves_low_priorities_to_shared_storage_and_resumes_them_on_any
         assert min(ticks.values()) >= MIN_TICKS, ticks
 
         # Less room than the VMs need: one lab VM per host. The three priority-10 VMs run, the others are saved.
-        tight = playbook("entropy.cluster.schedule", inventory=lab.inventory,
-                         extra_vars=dict(base, entropy_constraints=ONE_VM_PER_HOST))
+        with OneCopyWatch(lab, vms, save_dir) as watch:
+            tight = playbook("entropy.cluster.schedule", inventory=lab.inventory,
+                             extra_vars=dict(base, entropy_constraints=ONE_VM_PER_HOST))
+        watch.check()   # every VM ran on at most one host at every step, and on none only while saved
         assert tight.returncode == 0, tight.stdout[-5000:]
         low = sorted(set(vms) - set(high))
         assert sorted(lab.stopped_vms()) == low, lab.placement()
@@ -71,14 +76,18 @@ def test_schedule_saves_low_priorities_to_shared_storage_and_resumes_them_on_any
         assert all(len(hosts) == 1 for hosts in saver.values()), saver
 
         # A rerun finds the cluster where the schedule wants it.
-        again = playbook("entropy.cluster.schedule", inventory=lab.inventory,
-                         extra_vars=dict(base, entropy_constraints=ONE_VM_PER_HOST))
+        with OneCopyWatch(lab, vms, save_dir) as watch:
+            again = playbook("entropy.cluster.schedule", inventory=lab.inventory,
+                             extra_vars=dict(base, entropy_constraints=ONE_VM_PER_HOST))
+        watch.check()
         assert again.returncode == 0 and recap(again.stdout) == (0, 0), again.stdout[-5000:]
 
         # Room again; one saved VM may not go back to the host that saved it: it resumes elsewhere.
         mover = low[0]
-        room = playbook("entropy.cluster.schedule", inventory=lab.inventory,
-                        extra_vars=dict(base, entropy_constraints=[{"type": "ban", "vms": [mover], "hosts": saver[mover]}]))
+        with OneCopyWatch(lab, vms, save_dir) as watch:
+            room = playbook("entropy.cluster.schedule", inventory=lab.inventory,
+                            extra_vars=dict(base, entropy_constraints=[{"type": "ban", "vms": [mover], "hosts": saver[mover]}]))
+        watch.check()
         assert room.returncode == 0, room.stdout[-5000:]
         lab.assert_each_vm_once()
         where = lab.running_on(mover)

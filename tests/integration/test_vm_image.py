@@ -13,14 +13,16 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
-from conftest import LAB_TOOL, ROOT
+from conftest import COLLECTIONS, LAB_TOOL, ROOT, OneCopyWatch
 
 from test_apply_faults import lab_initial
 
-# Where a measured context switch is written (docs/vm-image.md quotes it), when the test runs with this set.
+sys.path.insert(0, COLLECTIONS)
+from ansible_collections.entropy.cluster.plugins.plugin_utils.placement import planner  # noqa: E402  pylint: disable=wrong-import-position
+
+# Where a measured context switch is written (docs/benchmarks.md quotes it), when the test runs with this set.
 FIGURES_ENV = "ENTROPY_CONTEXT_SWITCH_FIGURES"
 
 
@@ -227,50 +229,29 @@ def inventory_list(lab, check=True):
     return json.loads(proc.stdout)
 
 
-def estimate_s(steps, memory_mib=64, bandwidth_mib_s=1000):
-    """The solver's estimate of a plan (placement.planner): per step, the memory through the busiest host, over the bandwidth."""
-    total = 0
+def estimate_s(steps, memory_mib=64, bandwidth_mib_s=1000.0):
+    """The planner's estimate of a plan of suspends and resumes (placement.planner.step_seconds: per step, the slowest
+    host's saves and restores; docs/plan-format.md#estimated-duration), for VMs of ``memory_mib``."""
+    total = 0.0
     for step in steps:
-        traffic = {}
+        saved, restored = {}, {}
         for action in step:
-            host = action.get("host") or action.get("to")
-            traffic[host] = traffic.get(host, 0) + memory_mib
-        total += max(traffic.values())
-    return round(total / bandwidth_mib_s, 3)
+            (saved if action["action"] == "suspend" else restored).setdefault(action.get("host") or action["to"], []).append(memory_mib)
+        total += planner.step_seconds({}, saved, restored, bandwidth_mib_s)
+    return round(total, 1)
 
 
-class Watcher(threading.Thread):
-    """Polls libvirt (every 0.2 s) for when each VM stops running on ``source`` and when it runs on its target: the context
-    switch as the cluster lived it, without Ansible's own time before the first and after the last action."""
+def switch_s(watch, vms, source, targets):
+    """From the first VM leaving ``source`` to the last one running on its target, as the watch saw it."""
+    left = [watch.first_seen(vm, lambda where: (source, "running") not in where) for vm in vms]
+    arrived = [watch.first_seen(vm, lambda where, vm=vm: (targets[vm], "running") in where) for vm in vms]
+    return None if None in left + arrived else round(max(arrived) - min(left), 1)
 
-    def __init__(self, lab, vms, source, targets):
-        super().__init__(daemon=True)
-        self.lab, self.vms, self.source, self.targets = lab, vms, source, targets
-        self.stop = threading.Event()
-        self.seen = {}
 
-    def run(self):
-        while not self.stop.is_set():
-            now = time.monotonic()
-            placement = self.lab.placement()
-            for vm in self.vms:
-                where = placement.get(vm, [])
-                if (self.source, "running") not in where:
-                    self.seen.setdefault((vm, "left"), now)
-                if (self.targets[vm], "running") in where:
-                    self.seen.setdefault((vm, "arrived"), now)
-            time.sleep(0.2)
-
-    def switch_s(self):
-        marks = [self.seen.get((vm, kind)) for vm in self.vms for kind in ("left", "arrived")]
-        if None in marks:
-            return None
-        return round(max(self.seen[(vm, "arrived")] for vm in self.vms) - min(self.seen[(vm, "left")] for vm in self.vms), 1)
-
-    def saves_s(self):
-        """From the first VM leaving to the last one left (the suspend step, to the poller's resolution)."""
-        left = [self.seen[(vm, "left")] for vm in self.vms if (vm, "left") in self.seen]
-        return round(max(left) - min(left), 1) if len(left) == len(self.vms) else None
+def saves_s(watch, vms, source):
+    """From the first VM leaving to the last one left (the suspend step, to the poller's resolution)."""
+    left = [watch.first_seen(vm, lambda where: (source, "running") not in where) for vm in vms]
+    return None if None in left else round(max(left) - min(left), 1)
 
 
 def test_a_plan_suspends_on_one_host_and_resumes_on_another(lab_reset, playbook, tmp_path):
@@ -289,15 +270,13 @@ def test_a_plan_suspends_on_one_host_and_resumes_on_another(lab_reset, playbook,
     plan_file = tmp_path / "switch.json"
     plan_file.write_text(json.dumps(plan))
     counters = {vm: counter(lab, source, vm) for vm in moving}
-    watch = Watcher(lab, moving, source, targets)
-    watch.start()
-    started = time.monotonic()
-    proc = playbook("entropy.cluster.apply", inventory=lab.static_inventory,
-                    extra_vars={"entropy_plan_file": str(plan_file), "entropy_lock_file": str(tmp_path / "lock"),
-                                "entropy_migrate_unsafe": True, "entropy_save_dir": saves(lab)})
-    wall = time.monotonic() - started
-    watch.stop.set()
-    watch.join()
+    with OneCopyWatch(lab, lab.vms, saves(lab)) as watch:   # every VM runs on at most one host at every moment
+        started = time.monotonic()
+        proc = playbook("entropy.cluster.apply", inventory=lab.static_inventory,
+                        extra_vars={"entropy_plan_file": str(plan_file), "entropy_lock_file": str(tmp_path / "lock"),
+                                    "entropy_migrate_unsafe": True, "entropy_save_dir": saves(lab)})
+        wall = time.monotonic() - started
+    watch.check()
     assert proc.returncode == 0, proc.stdout[-5000:]
     placement = lab.placement()
     for vm in moving:
@@ -305,9 +284,49 @@ def test_a_plan_suspends_on_one_host_and_resumes_on_another(lab_reset, playbook,
         assert counter(lab, targets[vm], vm) >= counters[vm]
         assert not os.path.exists(os.path.join(saves(lab), vm + ".save"))
     lab.assert_each_vm_once()
-    assert watch.switch_s() is not None, watch.seen
+    switched = switch_s(watch, moving, source, targets)
+    assert switched is not None, watch.samples[-1]
     figures = {"vms": 4, "saved": moving, "source": source, "resumed_on": targets, "playbook_wall_s": round(wall, 1),
-               "switch_s": watch.switch_s(), "saves_s": watch.saves_s(), "plan_estimated_duration_s": plan["stats"]["estimated_duration_s"]}
+               "switch_s": switched, "saves_s": saves_s(watch, moving, source), "plan_estimated_duration_s": plan["stats"]["estimated_duration_s"]}
     if os.environ.get(FIGURES_ENV):
         with open(os.environ[FIGURES_ENV], "a", encoding="utf-8") as handle:
             handle.write(json.dumps(figures) + "\n")
+
+
+def test_the_save_restore_benchmark_in_one_round(lab):
+    """benchmarks/bench_save_restore.py (docs/benchmarks.md#save-and-restore-costs) on the lab, one round of two sizes:
+    it prints its table and fit, and leaves neither its VMs nor their images behind."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_save_restore.py"), "--sizes", "64,128", "--rounds", "1"],
+                          capture_output=True, text=True, check=False, timeout=300, cwd=ROOT, env=dict(os.environ, ENTROPY_LAB_DIR=lab.dir))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| 64 | " in proc.stdout and "| 128 | " in proc.stdout, proc.stdout
+    assert "save: fixed " in proc.stdout and "restore: fixed " in proc.stdout, proc.stdout
+    assert not [vm for vm in lab.placement() if vm.startswith("bench-sr-")], lab.placement()
+    assert not [name for name in os.listdir(saves(lab)) if name.startswith("bench-sr-")]
+
+
+def test_a_failed_restore_keeps_the_image_and_says_how_to_retry(lab_reset, playbook, tmp_path):
+    """A restore that QEMU cannot finish (the image's memory stream cut in half, as a full disk or an interrupted copy
+    leaves it): the module fails with restore_failed, keeps the image and the definition where they were, and says to run
+    the same task again; with the whole image back, that same task restores the VM."""
+    lab = lab_reset
+    hosts = sorted(lab.hosts)
+    vm = "vm4"
+    home = lab.running_on(vm)[0]
+    away = next(h for h in hosts if h != home)
+    image = os.path.join(saves(lab), vm + ".save")
+    run(playbook, lab, tmp_path, [{"name": vm, "host": home, "state": "saved"}])
+    whole = str(tmp_path / "whole.save")
+    shutil.copyfile(image, whole)
+    with open(image, "r+b") as handle:
+        handle.truncate(os.path.getsize(whole) // 2)
+    failed = run(playbook, lab, tmp_path, [{"name": vm, "host": away, "others": hosts, "state": "restored"}])[0]
+    assert failed.get("failed") and failed["error_kind"] == "restore_failed", failed
+    assert "VM 'vm4'" in failed["msg"] and "the image is kept at %s" % image in failed["msg"], failed["msg"]
+    assert "run the same task again to retry" in failed["msg"], failed["msg"]
+    assert os.path.exists(image) and lab.placement()[vm] == [(home, "shutoff")], lab.placement().get(vm)
+    shutil.copyfile(whole, image)
+    retried = run(playbook, lab, tmp_path, [{"name": vm, "host": away, "others": hosts, "state": "restored"}])[0]
+    assert retried["changed"] and not retried.get("failed"), retried
+    assert lab.placement()[vm] == [(away, "running")] and not os.path.exists(image)
+    lab.assert_each_vm_once()

@@ -101,6 +101,8 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
         "tests/integration/test_fault_tolerance.py::test_a_failed_host_is_fenced_recorded_left_out_and_does_not_restart_its_vms",),
     ".venv/bin/python tools/lab.py fence hv2": (
         "tests/integration/test_fault_tolerance.py::test_a_failed_host_is_fenced_recorded_left_out_and_does_not_restart_its_vms",),
+    ".venv/bin/python benchmarks/bench_save_restore.py --sizes 64,256,512 --rounds 3": (
+        "tests/integration/test_vm_image.py::test_the_save_restore_benchmark_in_one_round",),
     ".venv/bin/python benchmarks/bench_host_failure.py --rounds 3 --failure stop": (
         "tests/integration/test_fault_tolerance.py::test_the_failure_benchmark_in_one_round",),
     "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.checkpoint -e entropy_checkpoint_group=job_42 "

@@ -6,6 +6,11 @@ initial load). When every pending migration is blocked, a VM sitting on a blocke
 moved to a pivot host (at most once per VM, which guarantees termination; "pivot the smallest
 blocked VM" can loop forever); when no pivot host has room, that VM is suspended and later resumed
 on its target.
+
+Each step's estimated duration (``durations``, seconds; docs/plan-format.md#estimated-duration) is its slowest
+host's: the memory migrating through its link over ``bandwidth_mib_s``, plus the VMs it saves to shared storage
+and restores from it (``save_seconds`` / ``restore_seconds``: a fixed QEMU exit or start, overlapping between the
+VMs of one host, plus the memory written or read back, one VM after the other through the host's storage link).
 """
 from __future__ import annotations
 
@@ -15,6 +20,36 @@ from .errors import PlacementError
 from .problem import Problem
 
 
+# Fitted on the lab (benchmarks/bench_save_restore.py, docs/benchmarks.md#save-and-restore-costs): a save
+# (virDomainSaveFlags to the shared directory) and a restore (virDomainRestoreFlags on any host) of a VM whose
+# memory is all in use, 64-512 MiB, TCG guests on a loaded 2-core machine: least squares of fixed + MiB / rate.
+SAVE_FIXED_S = 0.8
+SAVE_MIB_S = 67.0
+RESTORE_FIXED_S = 0.4
+RESTORE_MIB_S = 29.0
+
+
+def save_seconds(memory_mib: float, vms: int = 1) -> float:
+    """Estimated seconds for one host to save ``vms`` VMs holding ``memory_mib`` MiB in all to shared storage."""
+    return (SAVE_FIXED_S if vms else 0.0) + memory_mib / SAVE_MIB_S
+
+
+def restore_seconds(memory_mib: float, vms: int = 1) -> float:
+    """Estimated seconds for one host to restore ``vms`` VMs holding ``memory_mib`` MiB in all from shared storage."""
+    return (RESTORE_FIXED_S if vms else 0.0) + memory_mib / RESTORE_MIB_S
+
+
+def step_seconds(traffic: dict[int, int], saved: dict[int, list[int]], restored: dict[int, list[int]],
+                 bandwidth_mib_s: float) -> float:
+    """A step's estimated duration: per host, migration memory (MiB) over the bandwidth plus the saves and restores
+    it runs (host -> memory of each VM); the slowest host's."""
+    hosts = set(traffic) | set(saved) | set(restored)
+    return max((traffic.get(h, 0) / bandwidth_mib_s
+                + (save_seconds(sum(saved[h]), len(saved[h])) if h in saved else 0.0)
+                + (restore_seconds(sum(restored[h]), len(restored[h])) if h in restored else 0.0) for h in hosts),
+               default=0.0)
+
+
 class _Step:
     def __init__(self, n_hosts: int) -> None:
         self.in_c = [0] * n_hosts
@@ -22,6 +57,8 @@ class _Step:
         self.touch = [0] * n_hosts
         self.actions: list[dict] = []
         self.traffic: dict[int, int] = {}
+        self.saved: dict[int, list[int]] = {}      # host -> memory (MiB) of each VM it saves in this step
+        self.restored: dict[int, list[int]] = {}   # host -> memory (MiB) of each VM it restores
         self.opened: set[int] = set()
 
 
@@ -44,7 +81,7 @@ class Planner:
         self.pivoted: set[int] = set()
         self.suspended: set[int] = set()
         self.steps: list[list[dict]] = []
-        self.durations: list[int] = []   # memory through the busiest host per step
+        self.durations: list[float] = []   # estimated seconds per step (step_seconds)
         self.pivots = 0
         self.migrations = 0
         self.memory_moved = 0
@@ -84,9 +121,10 @@ class Planner:
             step.touch[src] += 1
         elif action == "suspend":
             act = {"action": "suspend", "vm": vm, "host": names[src]}
+            step.saved.setdefault(src, []).append(mem_mib)
         else:
             act = {"action": "resume", "vm": vm, "to": names[d]}
-            step.traffic[d] = step.traffic.get(d, 0) + mem_mib
+            step.restored.setdefault(d, []).append(mem_mib)
         if action != "suspend":
             step.in_c[d] += prob.cpu[j]
             step.in_m[d] += prob.mem[j]
@@ -112,7 +150,7 @@ class Planner:
                 self.cur[j] = d
                 self.suspended.discard(j)
         self.steps.append(step.actions)
-        self.durations.append(max(step.traffic.values(), default=0))
+        self.durations.append(step_seconds(step.traffic, step.saved, step.restored, prob.model.options.bandwidth_mib_s))
 
     # --- main loop ------------------------------------------------------------------------------
     def run(self) -> None:

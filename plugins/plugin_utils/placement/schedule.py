@@ -392,7 +392,7 @@ def _plan(model: Model, prob: Problem, init: list[int], target: list[int], plann
         "vms_saved_before": sum(1 for h in init if h < 0),
         "vms_saved_after": len(saved_after),
         "steps": len(steps),
-        "estimated_duration_s": round(sum(planner.durations) / model.options.bandwidth_mib_s, 1),
+        "estimated_duration_s": round(sum(planner.durations), 1),
         "solve_seconds": round(solve_s, 3),
         "plan_seconds": round(plan_s, 3),
         "lns_iterations": 0,

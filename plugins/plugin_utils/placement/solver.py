@@ -312,7 +312,6 @@ def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, it
     after_hosts = {prob.host_names[h] for h in set(target)}
     changed = target != prob.init
     status = "unchanged" if not changed else ("optimal" if proved else "feasible")
-    bw = model.options.bandwidth_mib_s
     lc, lm = prob.loads(target)
     stats = {
         "hosts_used_before": len(before_hosts),
@@ -323,7 +322,7 @@ def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, it
         "pivots": planner.pivots,
         "suspends": sum(1 for s in planner.steps for a in s if a["action"] == "suspend"),
         "steps": len(planner.steps),
-        "estimated_duration_s": round(sum(planner.durations) / bw, 1),
+        "estimated_duration_s": round(sum(planner.durations), 1),
         "solve_seconds": round(solve_s, 3),
         "plan_seconds": round(time.monotonic() - t0 - solve_s, 3),
         "lns_iterations": iterations,

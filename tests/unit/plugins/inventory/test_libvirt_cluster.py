@@ -430,3 +430,26 @@ def test_group_names_are_sanitized_as_ansible_core_does(cluster):
     hv = cluster.node("hv-1.example", [{"name": "web1"}])
     inv = cluster.inventory(cluster.config([{"name": "hv-1.example", "uri": hv}]))
     assert names(inv, "on_hv_1_example") == ["web1"] and names(inv, "state_running") == ["web1"]
+
+
+def test_a_vm_marked_saved_whose_image_is_missing_is_named_with_the_fix(cluster, warnings, tmp_path):
+    """Bad input for a context switch: the definition a save left on hv1 (shut off, marked saved) but no image in save_dir
+    (deleted, or save_dir names another directory): one warning naming the VM, where it was saved and the two fixes."""
+    save_dir = tmp_path / "saves"
+    save_dir.mkdir()
+    uri = cluster.node("hv1", [{"name": "lost1", "state": "shutoff"}, {"name": "web1"}])
+    path = uri[len("test://"):]
+    mark = ("<metadata><entropy:vm xmlns:entropy='urn:x-entropy-cluster:vm:1'><entropy:saved path='%s/lost1.save'/></entropy:vm>"
+            "</metadata>" % save_dir)
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text.replace("<name>lost1</name>", "<name>lost1</name>" + mark, 1))
+    inv = cluster.inventory(cluster.config([{"name": "hv1", "uri": uri}], save_dir=str(save_dir)))
+    assert hvars(inv, "lost1")["entropy_state"] == "shutoff"
+    lost = [w for w in warnings if "lost1" in w]
+    assert len(lost) == 1, warnings
+    assert ("VM lost1 on hv1 was saved to %s/lost1.save, but save_dir %s has no image of it: no schedule can resume it" % (save_dir, save_dir)
+            in lost[0]), lost
+    assert "Put the image back" in lost[0] and "entropy.cluster.vm_image state=absent" in lost[0]
+    assert not [w for w in warnings if "web1" in w]

@@ -12,6 +12,7 @@ import pytest
 import placement
 from placement.model import load_model
 from placement.problem import build_problem
+from placement import planner
 from placement.schedule import SchedulePlanner, _augmented
 
 from conftest import ROOT
@@ -313,3 +314,41 @@ def test_a_saved_vm_resumes_on_the_host_that_saved_it_when_it_has_room():
     vms = [vm("a", "hv1", gib=8), saved("s2", gib=4, on="hv2"), saved("s3", gib=4, on="hv3"), saved("s1", gib=4, on="hv1")]
     plan = solve_checked(model(hosts, vms, objective="schedule"))
     assert {a["vm"]: a["to"] for s in plan["steps"] for a in s} == {"s1": "hv1", "s2": "hv2", "s3": "hv3"}
+
+
+# --- the plan's duration estimate counts saves and restores (planner.step_seconds) ------------------------------------
+
+def test_the_estimate_counts_the_memory_each_host_saves_and_restores():
+    plan = solve_checked(full_cluster())
+    expected = 0.0
+    for step in plan["steps"]:
+        per_host: dict[str, float] = {}
+        for kind, fixed, rate in (("suspend", planner.SAVE_FIXED_S, planner.SAVE_MIB_S),
+                                  ("resume", planner.RESTORE_FIXED_S, planner.RESTORE_MIB_S)):
+            mine: dict[str, list[int]] = {}
+            for a in step:
+                if a["action"] == kind:
+                    mine.setdefault(a.get("host") or a["to"], []).append(GIB * (4 if a["vm"] == "hi2" else 8))
+            for h, mems in mine.items():
+                per_host[h] = per_host.get(h, 0.0) + fixed + sum(mems) / rate
+        expected += max(per_host.values())
+    assert [s[0]["action"] for s in plan["steps"]] == ["suspend", "resume"]
+    assert plan["stats"]["estimated_duration_s"] == round(expected, 1)
+    # 16 GiB written by hv1 then 12 GiB read back: tens of seconds at the lab's rates, not the 0 s of memory over bandwidth
+    assert plan["stats"]["estimated_duration_s"] >= 2 * planner.SAVE_FIXED_S
+    assert plan["stats"]["estimated_duration_s"] > (16 + 12) * GIB / planner.SAVE_MIB_S
+
+
+def test_a_step_costs_its_slowest_host_and_one_host_saves_its_vms_one_after_the_other():
+    one = planner.step_seconds({}, {0: [1024]}, {}, 1000.0)
+    assert one == pytest.approx(planner.SAVE_FIXED_S + 1024 / planner.SAVE_MIB_S)
+    # two saves on one host: one fixed cost (the QEMU exits overlap), the memory written in turn
+    assert planner.step_seconds({}, {0: [1024, 1024]}, {}, 1000.0) == pytest.approx(planner.SAVE_FIXED_S + 2048 / planner.SAVE_MIB_S)
+    # on two hosts: in parallel
+    assert planner.step_seconds({}, {0: [1024], 1: [1024]}, {}, 1000.0) == pytest.approx(one)
+    # a host that restores a VM while migrations go through its link: both count
+    both = planner.step_seconds({1: 2000}, {}, {1: [512]}, 1000.0)
+    assert both == pytest.approx(2.0 + planner.RESTORE_FIXED_S + 512 / planner.RESTORE_MIB_S)
+    assert planner.step_seconds({}, {}, {}, 1000.0) == 0.0
+    # more memory, longer
+    assert planner.restore_seconds(4096) > planner.restore_seconds(64) > 0
