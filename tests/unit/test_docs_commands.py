@@ -58,6 +58,7 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "python3 tools/entropy_solve.py INVENTORY.json --network": (
         "tests/unit/plugins/plugin_utils/placement/test_network.py::test_entropy_solve_network_builds_version_2_from_inventory_output",),
     "python benchmarks/bench_network.py": (HERE + "test_the_network_benchmark_in_a_short_run",),
+    "python3 tools/entropy_solve.py tests/data/grid/two-clusters.json --grid -o plan.json": (HERE + "test_the_grid_line",),
     "bash tools/run.sh solve": ("tests/unit/plugins/plugin_utils/placement/test_cli_and_import.py::test_documented_entry_run_sh_solve",),
     "bash tools/run.sh setup": CI + ": every layer runs setup first",
     "python3 tools/entropy_solve.py ARGS": (
@@ -253,6 +254,19 @@ def test_the_network_model_line(tmp_path):
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert plan["stats"]["hosts_used_after"] < plan["stats"]["hosts_used_before"]
     checked = shell("python3 tools/entropy_solve.py tests/data/network/two-racks.json --check plan.json", tmp_path)
+    assert checked.returncode == 0 and "plan is valid" in checked.stderr, checked.stderr
+
+
+def test_the_grid_line(tmp_path):
+    """README: the two-cluster example solved with --grid: cluster A sheds small1 to cluster B, and the plan is valid."""
+    for name in ("tools", "plugins"):
+        os.symlink(os.path.join(ROOT, name), os.path.join(tmp_path, name))
+    solved = shell("python3 tools/entropy_solve.py tests/data/grid/two-clusters.json --grid -o plan.json", tmp_path)
+    assert solved.returncode == 0, solved.stderr
+    assert re.search(r"^grid: 2 clusters, 1 migrations between clusters", solved.stderr, re.M), solved.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert [m["vm"] for m in plan["grid"]["moves"]] == ["small1"]
+    checked = shell("python3 tools/entropy_solve.py tests/data/grid/two-clusters.json --check plan.json", tmp_path)
     assert checked.returncode == 0 and "plan is valid" in checked.stderr, checked.stderr
 
 

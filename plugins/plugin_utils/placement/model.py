@@ -49,6 +49,7 @@ class VM:
     priority: int | None = None    # higher runs first (objective schedule); None = 0
     net_mbps: float | None = None  # version 2: own network rate (rx + tx)
     dirty_mib_s: float | None = None   # version 2: memory dirtying rate; carried for migration scheduling
+    disk_mib: int | None = None    # disk size: what a move between clusters (no shared storage) copies besides memory
 
     @property
     def active(self) -> bool:
@@ -203,7 +204,7 @@ def _parse_vm(idx: int, raw: Any, version: int = 1) -> VM:
     if not isinstance(raw, dict):
         raise ModelError(f"{where}: must be an object, got {type(raw).__name__}")
     _version_2(where, raw, NETWORK_VM_FIELDS, version)
-    _no_unknown(where, raw, ("name", "host", "state", "vcpus", "cpu", "memory_mib", "priority") + NETWORK_VM_FIELDS)
+    _no_unknown(where, raw, ("name", "host", "state", "vcpus", "cpu", "memory_mib", "priority", "disk_mib") + NETWORK_VM_FIELDS)
     state = _string(where, raw, "state", VM_STATES, default="running")
     vcpus = _number(where, raw, "vcpus", integer=True, positive=True, required=False)
     cpu = raw.get("cpu")
@@ -221,7 +222,8 @@ def _parse_vm(idx: int, raw: Any, version: int = 1) -> VM:
               memory_mib=_number(where, raw, "memory_mib", integer=True), vcpus=vcpus,
               priority=_integer(where, raw, "priority"),
               net_mbps=_optional_float(where, raw, "net_mbps"),
-              dirty_mib_s=_optional_float(where, raw, "dirty_mib_s"))
+              dirty_mib_s=_optional_float(where, raw, "dirty_mib_s"),
+              disk_mib=_number(where, raw, "disk_mib", integer=True, required=False))
 
 
 def _parse_options(raw: Any) -> Options:

@@ -1,0 +1,129 @@
+"""Partitioned solving of a grid of clusters (placement.grid), on small hand-checked instances."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+import placement
+from placement.grid import solve_grid
+from synthetic import make_cluster
+
+
+def grid_model(small1_disk: int = 0, constraints: list | None = None, b1_used: int = 3584, **options) -> dict:
+    """Cluster A (a1, a2: 4 cpu, 4096 MiB each) is full: 8192 MiB of VMs, above the 0.9 fill limit by 820 MiB, so it
+    must shed one 1 GiB VM. Cluster B (b1, b2) has room; b1 has `b1_used` MiB of it taken."""
+    hosts = [{"name": n, "cpu": 4, "memory_mib": 4096, "cluster": c} for n, c in
+             (("a1", "A"), ("a2", "A"), ("b1", "B"), ("b2", "B"))]
+    vms = [{"name": "small1", "host": "a1", "cpu": 0.5, "memory_mib": 1024, "disk_mib": small1_disk},
+           {"name": "small2", "host": "a1", "cpu": 0.5, "memory_mib": 1024, "disk_mib": 4096},
+           {"name": "big", "host": "a1", "cpu": 0.5, "memory_mib": 2048, "disk_mib": 50000},
+           {"name": "x", "host": "a2", "cpu": 0.5, "memory_mib": 2048, "disk_mib": 10000},
+           {"name": "y", "host": "a2", "cpu": 0.5, "memory_mib": 2048, "disk_mib": 10000},
+           {"name": "bvm", "host": "b1", "cpu": 0.5, "memory_mib": b1_used}]
+    opts = {"time_limit_s": 2, "seed": 0}
+    opts.update(options)
+    return {"version": 1, "hosts": hosts, "vms": vms, "constraints": constraints or [], "options": opts}
+
+
+def checked(m: dict, **kwargs) -> dict:
+    plan = solve_grid(copy.deepcopy(m), **kwargs)
+    assert placement.check_plan(copy.deepcopy(m), plan) == []
+    return plan
+
+
+def test_a_full_cluster_sheds_its_cheapest_vm_to_a_host_with_room():
+    plan = checked(grid_model())
+    # small1: 1024 MiB of memory, no disk, the least copied per MiB of relief; b1 (the fullest host of B) has only
+    # 512 MiB free, so it goes to b2
+    assert plan["grid"]["moves"] == [{"action": "migrate", "vm": "small1", "from": "a1", "to": "b2", "memory_mib": 1024,
+                                      "disk_mib": 0, "from_cluster": "A", "to_cluster": "B"}]
+    assert plan["steps"][0] == plan["grid"]["moves"]
+    assert plan["stats"]["migrations_between_clusters"] == 1 and plan["stats"]["disk_copied_mib"] == 0
+    assert plan["target"]["small1"] in ("b1", "b2") and {plan["target"][v] for v in ("small2", "big", "x", "y")} <= {"a1", "a2"}
+    assert set(plan["grid"]["clusters"]) == {"A", "B"}
+
+
+def test_the_disk_copied_counts_in_the_cost_of_a_move():
+    """small1 with a 40 GiB disk costs more to move than small2 (4 GiB disk): small2 goes instead."""
+    plan = checked(grid_model(small1_disk=40960))
+    assert [m["vm"] for m in plan["grid"]["moves"]] == ["small2"]
+    assert plan["stats"]["disk_copied_mib"] == 4096
+
+
+def test_a_vm_named_by_a_constraint_stays_in_its_cluster_and_the_constraint_reaches_it():
+    plan = checked(grid_model(constraints=[{"type": "root", "vms": ["small1"]}]))
+    assert [m["vm"] for m in plan["grid"]["moves"]] == ["small2"]
+    assert plan["target"]["small1"] == "a1"
+
+
+def test_a_constraint_over_two_clusters_is_refused_naming_it():
+    with pytest.raises(placement.ModelError, match=r"constraints\[0\] \(spread\): names hosts or VMs of several clusters "
+                                                     r"\('A', 'B'\)"):
+        solve_grid(grid_model(constraints=[{"type": "spread", "vms": ["x", "bvm"]}]))
+
+
+def test_no_room_anywhere_is_reported_naming_the_cluster():
+    with pytest.raises(placement.InfeasibleError, match=r"cluster 'A' needs .* memory capacity more than the fill limit"):
+        solve_grid(grid_model(b1_used=4096, time_limit_s=1), fill_limit=0.5)
+
+
+def test_clusters_within_the_fill_limit_move_nothing_between_clusters():
+    m = grid_model()
+    m["vms"] = [v for v in m["vms"] if v["name"] != "y"]
+    plan = checked(m)
+    assert plan["grid"]["moves"] == [] and plan["stats"]["migrations_between_clusters"] == 0
+
+
+def test_model_without_clusters_is_one_cluster():
+    m = grid_model()
+    for h in m["hosts"]:
+        del h["cluster"]
+    plan = checked(m)
+    assert list(plan["grid"]["clusters"]) == [""] and plan["grid"]["moves"] == []
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), [
+    ({"workers": 0}, "workers must be a positive integer"),
+    ({"fill_limit": 1.5}, r"fill_limit must be a number in \(0, 1\]"),
+    ({"objective": "schedule"}, "objective 'schedule' is not partitioned"),
+])
+def test_bad_arguments_are_refused(kwargs, expected):
+    with pytest.raises(placement.ModelError, match=expected):
+        solve_grid(grid_model(), **kwargs)
+
+
+def synthetic_grid(n_clusters: int, hosts: int, vms: int, seed: int = 0) -> dict:
+    """Clusters from benchmarks/synthetic.py, names prefixed per cluster, hosts tagged with their cluster."""
+    out = {"version": 1, "hosts": [], "vms": [], "constraints": [], "options": {}}
+    for c in range(n_clusters):
+        part = make_cluster(hosts, vms, seed=seed + c)
+        for h in part["hosts"]:
+            out["hosts"].append(dict(h, name=f"c{c}-{h['name']}", cluster=f"c{c}"))
+        for v in part["vms"]:
+            out["vms"].append(dict(v, name=f"c{c}-{v['name']}", host=f"c{c}-{v['host']}"))
+    return out
+
+
+def test_clusters_are_solved_in_parallel_processes_each_to_its_lower_bound():
+    m = synthetic_grid(3, 40, 200)
+    m["options"] = {"time_limit_s": 6, "seed": 0}
+    plan = checked(m, workers=2)
+    per = plan["grid"]["clusters"]
+    assert sorted(per) == ["c0", "c1", "c2"]
+    assert all(c["hosts_used_after"] == c["hosts_lower_bound"] for c in per.values()), per
+    assert plan["stats"]["hosts_used_after"] == sum(c["hosts_used_after"] for c in per.values())
+
+
+def test_an_overloaded_synthetic_cluster_sheds_to_the_others():
+    m = synthetic_grid(3, 30, 150)
+    # c0 loses two thirds of its hosts: its VMs no longer fit within the fill limit
+    gone = {h["name"] for h in m["hosts"] if h["cluster"] == "c0"}
+    keep = sorted(gone)[:10]
+    m["hosts"] = [h for h in m["hosts"] if h["name"] not in gone or h["name"] in keep]
+    for i, v in enumerate(m["vms"]):
+        if v["host"] in gone and v["host"] not in keep:
+            v["host"] = keep[i % len(keep)]
+    m["options"] = {"time_limit_s": 4, "seed": 0}
+    plan = checked(m)
+    assert plan["grid"]["moves"] and all(mv["from_cluster"] == "c0" for mv in plan["grid"]["moves"])
