@@ -308,7 +308,8 @@ def _merge(model: Model, clusters: dict[str, list[str]], moves: list[dict], plan
         per[c] = {"hosts": len(clusters[c]), "status": p["status"], "hosts_used_before": s["hosts_used_before"],
                   "hosts_used_after": s["hosts_used_after"], "hosts_lower_bound": s["hosts_lower_bound"],
                   "migrations": s["migrations"], "memory_moved_mib": s["memory_moved_mib"], "steps": s["steps"],
-                  "pivots": s["pivots"], "estimated_duration_s": s["estimated_duration_s"], "solve_seconds": s["solve_seconds"]}
+                  "pivots": s["pivots"], "estimated_duration_s": s["estimated_duration_s"], "solve_seconds": s["solve_seconds"],
+                  "hosts_phase_seconds": s.get("hosts_phase_seconds")}
     statuses = [p["status"] for p in plans.values()]
     status = "unchanged" if not moves and all(s == "unchanged" for s in statuses) else \
         max((s for s in statuses if s != "unchanged"), key=_STATUS_ORDER.index, default="feasible")

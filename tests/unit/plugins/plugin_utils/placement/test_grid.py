@@ -7,7 +7,7 @@ import pytest
 
 import placement
 from placement.grid import solve_grid
-from synthetic import make_cluster
+from bench_grid import make_grid
 
 
 def grid_model(small1_disk: int = 0, constraints: list | None = None, b1_used: int = 3584, **options) -> dict:
@@ -93,20 +93,8 @@ def test_bad_arguments_are_refused(kwargs, expected):
         solve_grid(grid_model(), **kwargs)
 
 
-def synthetic_grid(n_clusters: int, hosts: int, vms: int, seed: int = 0) -> dict:
-    """Clusters from benchmarks/synthetic.py, names prefixed per cluster, hosts tagged with their cluster."""
-    out = {"version": 1, "hosts": [], "vms": [], "constraints": [], "options": {}}
-    for c in range(n_clusters):
-        part = make_cluster(hosts, vms, seed=seed + c)
-        for h in part["hosts"]:
-            out["hosts"].append(dict(h, name=f"c{c}-{h['name']}", cluster=f"c{c}"))
-        for v in part["vms"]:
-            out["vms"].append(dict(v, name=f"c{c}-{v['name']}", host=f"c{c}-{v['host']}"))
-    return out
-
-
 def test_clusters_are_solved_in_parallel_processes_each_to_its_lower_bound():
-    m = synthetic_grid(3, 40, 200)
+    m = make_grid(3, 40, 200)
     m["options"] = {"time_limit_s": 6, "seed": 0}
     plan = checked(m, workers=2)
     per = plan["grid"]["clusters"]
@@ -116,14 +104,9 @@ def test_clusters_are_solved_in_parallel_processes_each_to_its_lower_bound():
 
 
 def test_an_overloaded_synthetic_cluster_sheds_to_the_others():
-    m = synthetic_grid(3, 30, 150)
-    # c0 loses two thirds of its hosts: its VMs no longer fit within the fill limit
-    gone = {h["name"] for h in m["hosts"] if h["cluster"] == "c0"}
-    keep = sorted(gone)[:10]
-    m["hosts"] = [h for h in m["hosts"] if h["name"] not in gone or h["name"] in keep]
-    for i, v in enumerate(m["vms"]):
-        if v["host"] in gone and v["host"] not in keep:
-            v["host"] = keep[i % len(keep)]
+    m = make_grid(3, 30, 150, short=2 / 3)   # c0 keeps a third of its hosts: its VMs no longer fit within the fill limit
     m["options"] = {"time_limit_s": 4, "seed": 0}
     plan = checked(m)
-    assert plan["grid"]["moves"] and all(mv["from_cluster"] == "c0" for mv in plan["grid"]["moves"])
+    moves = plan["grid"]["moves"]
+    assert moves and all(mv["from_cluster"] == "c0" and mv["disk_mib"] == 20480 for mv in moves)
+    assert plan["stats"]["disk_copied_mib"] == 20480 * len(moves)
