@@ -100,8 +100,8 @@ def _scope_constraints(raw: dict, model: Model, host_cluster: dict[str, str]) ->
         owners = {host_cluster[h] for h in hosts}
         for vm in vms:
             host = model.vm(vm).host
-            if host is not None:
-                owners.add(host_cluster[host])
+            # a VM on no host (saved to shared storage) is in the first cluster (_sub_models)
+            owners.add(host_cluster[host] if host is not None else min(host_cluster.values()))
         if len(owners) > 1:
             shown = ", ".join(repr(c) for c in sorted(owners))
             raise ModelError(f"constraints[{i}] ({con.get('type')}): names hosts or VMs of several clusters ({shown}); "
@@ -295,8 +295,31 @@ def _solve_all(subs: list[tuple[str, dict]], workers: int, progress: Callable[[s
     return plans
 
 
+def _grid_steps(moves: list[dict], cap: int | None) -> list[list[dict]]:
+    """The moves between clusters in as few steps as max_parallel_migrations_per_host allows (every destination had
+    room for all of them at once, so any split keeps the hosts within capacity)."""
+    if not moves:
+        return []
+    if cap is None:
+        return [list(moves)]
+    steps: list[list[dict]] = []
+    counts: list[dict[str, int]] = []
+    for mv in moves:
+        for step, count in zip(steps, counts):
+            if count.get(mv["from"], 0) < cap and count.get(mv["to"], 0) < cap:
+                break
+        else:
+            steps.append([])
+            counts.append({})
+            step, count = steps[-1], counts[-1]
+        step.append(mv)
+        count[mv["from"]] = count.get(mv["from"], 0) + 1
+        count[mv["to"]] = count.get(mv["to"], 0) + 1
+    return steps
+
+
 def _merge(model: Model, clusters: dict[str, list[str]], moves: list[dict], plans: dict[str, dict], t0: float) -> dict:
-    steps = [list(moves)] if moves else []
+    steps = _grid_steps(moves, model.options.max_parallel_migrations_per_host)
     for parts in itertools.zip_longest(*(plans[c]["steps"] for c in sorted(plans)), fillvalue=[]):
         steps.append([a for part in parts for a in part])
     target: dict[str, str] = {}

@@ -110,3 +110,23 @@ def test_an_overloaded_synthetic_cluster_sheds_to_the_others():
     moves = plan["grid"]["moves"]
     assert moves and all(mv["from_cluster"] == "c0" and mv["disk_mib"] == 20480 for mv in moves)
     assert plan["stats"]["disk_copied_mib"] == 20480 * len(moves)
+
+
+def test_moves_between_clusters_keep_the_parallel_migrations_cap():
+    """Cluster A must shed two VMs onto B's one empty host: with one migration per host at a time, two grid steps."""
+    m = grid_model(b1_used=4096, max_parallel_migrations_per_host=1)
+    m["hosts"].append({"name": "b3", "cpu": 4, "memory_mib": 4096, "cluster": "B"})
+    m["vms"].append({"name": "z", "host": "a2", "cpu": 0.5, "memory_mib": 1024})
+    plan = checked(m)   # check_plan counts the migrations per host and step
+    moves = plan["grid"]["moves"]
+    assert len(moves) == 2
+    assert plan["steps"][0] == moves[:1] and plan["steps"][1] == moves[1:]
+
+
+def test_a_cluster_left_without_vms_and_a_saved_vm_named_by_a_constraint():
+    m = grid_model()
+    m["hosts"].append({"name": "c1", "cpu": 4, "memory_mib": 4096, "cluster": "C", "state": "offline"})   # no room, no VM
+    m["vms"].append({"name": "saved1", "host": None, "state": "saved", "memory_mib": 512})
+    m["constraints"] = [{"type": "ban", "vms": ["saved1"], "hosts": ["a1"]}]
+    plan = checked(m)
+    assert plan["grid"]["clusters"]["C"]["hosts_used_after"] == 0
