@@ -183,8 +183,8 @@ notes:
     P(entropy.cluster.cluster_jobs#lookup) lookup), for duplicates C(entropy_duplicate_on) and C(entropy_copies), and
     C(ansible_host) when the guest's address is known (O(guest_addresses))."
   - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(maintenance) and C(fenced) (with O(store_pool)), C(on_<hypervisor>),
-    C(cluster_<cluster>) and C(site_<site>) (with O(clusters)) and C(state_<state>) (names sanitized as the inventory base does - every character other than a letter, a digit
-    or an underscore becomes an underscore)."
+    C(cluster_<cluster>) and C(site_<site>) (with O(clusters)) and C(state_<state>) (names sanitized as the inventory base does -
+    every character other than a letter, a digit or an underscore becomes an underscore)."
   - Strings that could be templates (containing C({) or C(}), or the C(#jinja2:) header), such as a tenant's VM name
     with template code in it, are marked unsafe and never templated; every other value is plain, so
     C(ansible-inventory --list) prints numbers, booleans and ordinary strings as plain JSON (what AWX imports).
