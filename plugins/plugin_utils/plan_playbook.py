@@ -278,8 +278,8 @@ def plan_table(plan: Mapping, max_actions: int = SUMMARY_ACTIONS) -> str:
         names = ": " + ", ".join(kept[:10]) + (" ..." if len(kept) > 10 else "") if kept else ""
         figures.append(("vms left saved", "%d%s" % (len(kept), names)))
     if isinstance(plan.get("grid"), Mapping):   # placement.grid: clusters solved on their own
-        figures.append(("clusters", "%s, %s migrations between them" % (len(plan["grid"].get("clusters") or {}),
-                                                                         len(plan["grid"].get("moves") or []))))
+        grid = plan["grid"]
+        figures.append(("clusters", "%s, %s migrations between them" % (len(grid.get("clusters") or {}), len(grid.get("moves") or []))))
     width = max(len(name) for name, _value in figures)
     lines += ["  %s  %s" % (name.ljust(width), value) for name, value in figures]
     steps = plan.get("steps", [])

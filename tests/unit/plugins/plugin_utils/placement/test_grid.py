@@ -58,8 +58,8 @@ def test_a_vm_named_by_a_constraint_stays_in_its_cluster_and_the_constraint_reac
 
 
 def test_a_constraint_over_two_clusters_is_refused_naming_it():
-    with pytest.raises(placement.ModelError, match=r"constraints\[0\] \(spread\): names hosts or VMs of several clusters "
-                                                     r"\('A', 'B'\)"):
+    expected = r"constraints\[0\] \(spread\): names hosts or VMs of several clusters \('A', 'B'\)"
+    with pytest.raises(placement.ModelError, match=expected):
         solve_grid(grid_model(constraints=[{"type": "spread", "vms": ["x", "bvm"]}]))
 
 
