@@ -182,9 +182,10 @@ notes:
     read when the inventory is built, so it may be cached: role P(entropy.cluster.plan#role) checks live with the
     P(entropy.cluster.cluster_jobs#lookup) lookup), for duplicates C(entropy_duplicate_on) and C(entropy_copies), and
     C(ansible_host) when the guest's address is known (O(guest_addresses))."
-  - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(maintenance) and C(fenced) (with O(store_pool)), C(on_<hypervisor>),
-    C(cluster_<cluster>) and C(site_<site>) (with O(clusters)) and C(state_<state>) (names sanitized as the inventory base does -
-    every character other than a letter, a digit or an underscore becomes an underscore)."
+  - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(maintenance) and C(fenced) (with O(store_pool)), C(on_<hypervisor>) and
+    C(state_<state>) (names sanitized as the inventory base does - every character other than a letter, a digit
+    or an underscore becomes an underscore)."
+  - "With O(clusters), also C(cluster_<cluster>) and C(site_<site>): the hypervisors of that cluster (site) and their VMs, names sanitized alike."
   - Strings that could be templates (containing C({) or C(}), or the C(#jinja2:) header), such as a tenant's VM name
     with template code in it, are marked unsafe and never templated; every other value is plain, so
     C(ansible-inventory --list) prints numbers, booleans and ordinary strings as plain JSON (what AWX imports).
