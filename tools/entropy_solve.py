@@ -52,6 +52,9 @@ def _parser(objectives: tuple[str, ...]) -> argparse.ArgumentParser:
     p.add_argument("--btrplace", action="store_true", help="the input is a BtrPlace instance")
     p.add_argument("--network", action="store_true", help="with ansible-inventory output: build the network model "
                                                           "(version 2, VM net_mbps from the measured rx+tx rates)")
+    p.add_argument("--grid", action="store_true", help="hosts carry 'cluster': solve each cluster on its own in parallel "
+                   "processes after a grid level that moves VMs between clusters (docs/solver.md, Grids of clusters)")
+    p.add_argument("--grid-workers", type=int, default=2, metavar="N", help="with --grid: worker processes (default 2)")
     p.add_argument("--check", metavar="PLAN", help="do not solve: check this plan against the model")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line and no summary")
     return p
@@ -101,6 +104,9 @@ def _summary(plan: dict, out: TextIO, units: bool = True) -> None:
                   f"{s['resumes']} resumes)\n")
     if s.get("cross_rack_mbps") is not None:
         out.write(f"network: cross-rack traffic {s['cross_rack_mbps_before']:.0f} -> {s['cross_rack_mbps']:.0f} Mbit/s\n")
+    if "grid" in plan:
+        out.write(f"grid: {s['clusters']} clusters, {s['migrations_between_clusters']} migrations between clusters "
+                  f"({s['disk_copied_mib'] / 1024:.1f} GiB of disk copied)\n")
     if plan["hosts_freed"]:
         freed = plan["hosts_freed"]
         out.write(f"hosts freed ({len(freed)}): {', '.join(freed[:10])}{' ...' if len(freed) > 10 else ''}\n")
@@ -160,7 +166,12 @@ def _solve(args: argparse.Namespace, model: Any, placement: Any) -> int:
 
     nl = "\n" if not args.quiet and err.isatty() else ""
     try:
-        plan = placement.solve(model, progress=progress, **overrides)
+        if args.grid:
+            from placement.grid import solve_grid  # pylint: disable=import-outside-toplevel
+            overrides.pop("workers", None)
+            plan = solve_grid(model, workers=args.grid_workers, progress=progress, **overrides)
+        else:
+            plan = placement.solve(model, progress=progress, **overrides)
     except placement.InfeasibleError as exc:
         err.write(f"{nl}infeasible: {exc.explanation}\n")
         for extra in exc.details[1:]:

@@ -34,8 +34,10 @@ def plan_playbook(plan, source: str = "") -> str:
     return render_playbook(_plan(plan, "plan_playbook"), source)
 
 
-def plan_summary(plan) -> str:
-    return plan_table(_plan(plan, "plan_summary"))
+def plan_summary(plan, max_actions=50) -> str:
+    if isinstance(max_actions, bool) or not isinstance(max_actions, int) or max_actions < 0:
+        raise AnsibleFilterError("plan_summary: max_actions must be a non-negative integer, got %r" % (max_actions,))
+    return plan_table(_plan(plan, "plan_summary"), max_actions)
 
 
 def plan_timeline(plan) -> list:

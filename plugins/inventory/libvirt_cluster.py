@@ -47,9 +47,18 @@ options:
       - C(memory_mib) (optional, positive integer) - memory capacity in MiB, instead of what libvirt reports.
       - C(reserved_memory_mib) (optional, non-negative integer) - memory kept for the hypervisor
         itself, taken off the capacity in the exported model. Defaults to O(reserved_memory_mib).
+      - Required unless O(clusters) is given (both may be given; hypervisor names are unique across all of them).
     type: list
     elements: dict
-    required: true
+  clusters:
+    description:
+      - Several clusters (a grid) in one inventory. Each entry is a dictionary with the keys C(name) (required, string),
+        C(site) (optional, string) and C(hypervisors) (required, a list of entries like O(hypervisors)).
+      - Each of its hypervisors gets C(entropy_cluster) (and C(entropy_site)), carries them into the solver's model
+        (host fields C(cluster) and C(site)), and joins group C(cluster_<name>) (and C(site_<site>)) with its VMs.
+    type: list
+    elements: dict
+    version_added: 0.1.0
   auth_username:
     description:
       - User name for libvirt authentication (SASL), for URIs that ask for credentials.
@@ -180,6 +189,7 @@ notes:
   - "Groups: C(hypervisors), C(vms), C(unreachable), C(duplicates), C(maintenance) and C(fenced) (with O(store_pool)), C(on_<hypervisor>),
     C(state_<state>) and C(job_<job name>) (the VMs of one user job) (names sanitized as the inventory base does - every character other than a letter, a digit
     or an underscore becomes an underscore)."
+  - "With O(clusters), also C(cluster_<cluster>) and C(site_<site>): the hypervisors of that cluster (site) and their VMs, names sanitized alike."
   - Strings that could be templates (containing C({) or C(}), or the C(#jinja2:) header), such as a tenant's VM name
     with template code in it, are marked unsafe and never templated; every other value is plain, so
     C(ansible-inventory --list) prints numbers, booleans and ordinary strings as plain JSON (what AWX imports).
@@ -202,6 +212,15 @@ hypervisors:
     reserved_memory_mib: 2048
 sampling_interval: 2
 parallelism: 16
+
+# A grid: several clusters in one inventory, grouped as cluster_paris, cluster_lyon (and site_fr).
+# plugin: entropy.cluster.libvirt_cluster
+# clusters:
+#   - name: paris
+#     site: fr
+#     hypervisors: [{name: pa01, uri: 'qemu+tcp://pa01.example.com/system'}]
+#   - name: lyon
+#     hypervisors: [{name: ly01, uri: 'qemu+tcp://ly01.example.com/system'}]
 
 # Keep the measurements 5 minutes; a cached run replays them without contacting libvirt.
 # plugin: entropy.cluster.libvirt_cluster
@@ -541,6 +560,9 @@ def _hypervisor_vars(spec, record, default_reserved_mib):
         "entropy_vm_memory_mib": None,
     }
     hv["entropy_cpu_cores"] = spec.get("cpu", hv["entropy_node_cpu_cores"])
+    for key in ("cluster", "site"):   # the clusters option
+        if spec.get(key):
+            hv["entropy_" + key] = spec[key]
     hv["entropy_memory_mib"] = spec.get("memory_mib", hv["entropy_node_memory_mib"])
     return hv
 
@@ -649,6 +671,50 @@ def validate_hypervisors(value, default_reserved_mib=0):
     return specs
 
 
+def validate_clusters(value, hypervisors, default_reserved_mib=0):
+    """The hypervisors and clusters options together -> one list of hypervisor specs, those of a cluster with its
+    cluster (and site) name; raises ValueError naming the entry and the fix."""
+    if value is None:
+        if hypervisors is None:
+            raise ValueError("'hypervisors' (one cluster) or 'clusters' (several) is required, for example: "
+                             "hypervisors: [{name: hv01, uri: 'qemu+tcp://hv01/system'}]")
+        return validate_hypervisors(hypervisors, default_reserved_mib)
+    if not isinstance(value, list) or not value:
+        raise ValueError("'clusters' must be a non-empty list of {name, hypervisors} entries, for example: "
+                         "clusters: [{name: paris, hypervisors: [{name: hv01, uri: 'qemu+tcp://hv01/system'}]}]")
+    specs = validate_hypervisors(hypervisors, default_reserved_mib) if hypervisors is not None else []
+    owner = dict((spec["name"], "hypervisors") for spec in specs)
+    seen = {}
+    for idx, entry in enumerate(value):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        label = "clusters[%d] (name %s)" % (idx, name) if isinstance(name, str) and name else "clusters[%d]" % idx
+        if not isinstance(entry, dict) or not isinstance(name, str) or not name.strip():
+            raise ValueError("%s: must be a dictionary with a non-empty string 'name' and a list 'hypervisors'" % label)
+        extra = sorted(str(key) for key in entry if key not in ("name", "site", "hypervisors"))
+        if extra:
+            raise ValueError("%s: unknown key(s) %s; allowed keys are name, site, hypervisors" % (label, ", ".join(extra)))
+        if name in seen:
+            raise ValueError("%s: duplicate name, already used by clusters[%d]; give every cluster its own name" % (label, seen[name]))
+        seen[name] = idx
+        site = entry.get("site")
+        if site is not None and (not isinstance(site, str) or not site.strip()):
+            raise ValueError("%s: 'site' must be a non-empty string, got %r" % (label, site))
+        try:
+            members = validate_hypervisors(entry.get("hypervisors"), default_reserved_mib)
+        except ValueError as exc:
+            raise ValueError("%s: %s" % (label, exc)) from None
+        for spec in members:
+            if spec["name"] in owner:
+                raise ValueError("%s: hypervisor name %r is already used in %s; hypervisor names are unique across clusters"
+                                 % (label, spec["name"], owner[spec["name"]]))
+            owner[spec["name"]] = label
+            spec["cluster"] = name
+            if site is not None:
+                spec["site"] = site
+            specs.append(spec)
+    return specs
+
+
 def _hypervisor_entry(validator, idx, entry):
     """One entry of the hypervisors option -> {name, uri[, cpu, memory_mib, reserved_memory_mib]}."""
     label = "hypervisors[%d]" % idx
@@ -754,7 +820,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             raise AnsibleParserError("%s: unknown option(s) %s; the options of %s are: %s"
                                      % (path, ", ".join(unknown), self.NAME, ", ".join(sorted(self._options))))
         try:
-            specs = validate_hypervisors(self.get_option("hypervisors"), self.get_option("reserved_memory_mib"))
+            specs = validate_clusters(self.get_option("clusters"), self.get_option("hypervisors"), self.get_option("reserved_memory_mib"))
             interval = float(self.get_option("sampling_interval"))
             if interval < 0:
                 raise ValueError("'sampling_interval' must be 0 or more seconds, got %r" % interval)
@@ -877,6 +943,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for name, hv in hypervisors.items():
             hv.update(carried)
             inventory.add_host(name, group="hypervisors")
+            for key in ("cluster", "site"):   # the clusters option: cluster_<name> and site_<site>
+                if hv.get("entropy_" + key):
+                    inventory.add_host(name, group=self._group("%s_%s" % (key, hv["entropy_" + key])))
             if self.get_option("store_pool"):
                 hv = dict(hv, entropy_maintenance=marks.get(name))
                 if marks.get(name) is not None:
@@ -899,6 +968,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             inventory.add_host(name, group="vms")
             if vm["entropy_hypervisor"] is not None:
                 inventory.add_host(name, group=self._group("on_%s" % vm["entropy_hypervisor"]))
+                for key in ("cluster", "site"):
+                    if hypervisors.get(vm["entropy_hypervisor"], {}).get("entropy_" + key):
+                        inventory.add_host(name, group=self._group("%s_%s" % (key, hypervisors[vm["entropy_hypervisor"]]["entropy_" + key])))
             inventory.add_host(name, group=self._group("state_%s" % vm["entropy_state"]))
             if vm.get("entropy_job_name") is not None:
                 inventory.add_host(name, group=self._group("job_%s" % vm["entropy_job_name"]))

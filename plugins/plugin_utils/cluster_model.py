@@ -142,6 +142,9 @@ def _online_hosts(hypervisors: Mapping[str, Mapping], warnings: list[str]) -> di
             continue
         reserved = int(hvars.get("entropy_reserved_memory_mib") or 0)
         online[name] = {"name": name, "cpu": float(cpu), "memory_mib": max(0, int(memory) - reserved), "state": "online"}
+        for key in ("cluster", "site"):   # clusters of clusters (the inventory's clusters option)
+            if hvars.get("entropy_" + key):
+                online[name][key] = str(hvars["entropy_" + key])
     return online
 
 

@@ -243,8 +243,22 @@ def describe_action(action: Mapping) -> str:
     return "%s %s on %s" % (kind, action["vm"], action_host(action))
 
 
-def plan_table(plan: Mapping) -> str:
-    """A readable summary of a plan: figures, then one line per action, grouped by step."""
+# Actions plan_table lists one per line; beyond them each step is one line and the rest is in the plan file.
+SUMMARY_ACTIONS = 50
+# Steps plan_table lists (one line each, with their first actions) before it says how many more there are.
+SUMMARY_STEPS = 30
+# Host names listed after "hosts freed".
+SUMMARY_HOSTS = 20
+
+
+def _some(names: list, limit: int) -> str:
+    shown = ", ".join(str(n) for n in names[:limit])
+    return shown + (" ... and %d more" % (len(names) - limit) if len(names) > limit else "")
+
+
+def plan_table(plan: Mapping, max_actions: int = SUMMARY_ACTIONS) -> str:
+    """A readable summary of a plan: figures, then one line per action, grouped by step; bounded at scale (at most
+    `max_actions` action lines and SUMMARY_STEPS step lines; the whole plan stays in the plan file)."""
     stats = plan.get("stats", {})
     lines = ["plan: objective %s, status %s" % (plan.get("objective", "?"), plan.get("status", "?"))]
     hosts_used = "%s -> %s" % (stats.get("hosts_used_before", "?"), stats.get("hosts_used_after", "?"))
@@ -252,7 +266,7 @@ def plan_table(plan: Mapping) -> str:
         hosts_used += " (lower bound %s)" % stats.get("hosts_lower_bound", "?")
     figures = [
         ("hosts used", hosts_used),
-        ("hosts freed", ", ".join(stats.get("hosts_freed") or plan.get("hosts_freed") or []) or "-"),
+        ("hosts freed", _some(list(stats.get("hosts_freed") or plan.get("hosts_freed") or []), SUMMARY_HOSTS) or "-"),
         ("migrations", stats.get("migrations", 0)),
         ("memory moved", "%s MiB" % stats.get("memory_moved_mib", 0)),
         ("steps", len(plan.get("steps", []))),
@@ -263,11 +277,21 @@ def plan_table(plan: Mapping) -> str:
         kept = plan["saved"]
         names = ": " + ", ".join(kept[:10]) + (" ..." if len(kept) > 10 else "") if kept else ""
         figures.append(("vms left saved", "%d%s" % (len(kept), names)))
+    if isinstance(plan.get("grid"), Mapping):   # placement.grid: clusters solved on their own
+        grid = plan["grid"]
+        figures.append(("clusters", "%s, %s migrations between them" % (len(grid.get("clusters") or {}), len(grid.get("moves") or []))))
     width = max(len(name) for name, _value in figures)
     lines += ["  %s  %s" % (name.ljust(width), value) for name, value in figures]
-    for number, step in enumerate(plan.get("steps", []), start=1):
-        lines.append("step %d of %d (%d action%s in parallel)" % (number, len(plan["steps"]), len(step), "" if len(step) == 1 else "s"))
-        lines += ["  " + describe_action(action) for action in step]
+    steps = plan.get("steps", [])
+    budget = max_actions
+    for number, step in enumerate(steps[:SUMMARY_STEPS], start=1):
+        lines.append("step %d of %d (%d action%s in parallel)" % (number, len(steps), len(step), "" if len(step) == 1 else "s"))
+        lines += ["  " + describe_action(action) for action in step[:budget]]
+        if 0 < budget < len(step):   # a step past the budget is its header line alone
+            lines.append("  ... and %d more action%s (see the plan file)" % (len(step) - budget, "" if len(step) - budget == 1 else "s"))
+        budget = max(0, budget - len(step))
+    if len(steps) > SUMMARY_STEPS:
+        lines.append("... and %d more steps (see the plan file)" % (len(steps) - SUMMARY_STEPS))
     if not plan.get("steps"):
         lines.append("nothing to do: the cluster already matches the target")
     return "\n".join(lines)

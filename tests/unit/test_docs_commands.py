@@ -58,6 +58,8 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "python3 tools/entropy_solve.py INVENTORY.json --network": (
         "tests/unit/plugins/plugin_utils/placement/test_network.py::test_entropy_solve_network_builds_version_2_from_inventory_output",),
     "python benchmarks/bench_network.py": (HERE + "test_the_network_benchmark_in_a_short_run",),
+    "python3 tools/entropy_solve.py tests/data/grid/two-clusters.json --grid -o plan.json": (HERE + "test_the_grid_line",),
+    "python benchmarks/bench_grid.py": (HERE + "test_the_grid_benchmark_in_a_short_run",),
     "bash tools/run.sh solve": ("tests/unit/plugins/plugin_utils/placement/test_cli_and_import.py::test_documented_entry_run_sh_solve",),
     "bash tools/run.sh setup": CI + ": every layer runs setup first",
     "python3 tools/entropy_solve.py ARGS": (
@@ -277,6 +279,27 @@ def test_the_network_model_line(tmp_path):
     assert plan["stats"]["hosts_used_after"] < plan["stats"]["hosts_used_before"]
     checked = shell("python3 tools/entropy_solve.py tests/data/network/two-racks.json --check plan.json", tmp_path)
     assert checked.returncode == 0 and "plan is valid" in checked.stderr, checked.stderr
+
+
+def test_the_grid_line(tmp_path):
+    """README: the two-cluster example solved with --grid: cluster A sheds small1 to cluster B, and the plan is valid."""
+    for name in ("tools", "plugins"):
+        os.symlink(os.path.join(ROOT, name), os.path.join(tmp_path, name))
+    solved = shell("python3 tools/entropy_solve.py tests/data/grid/two-clusters.json --grid -o plan.json", tmp_path)
+    assert solved.returncode == 0, solved.stderr
+    assert re.search(r"^grid: 2 clusters, 1 migrations between clusters", solved.stderr, re.M), solved.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert [m["vm"] for m in plan["grid"]["moves"]] == ["small1"]
+    checked = shell("python3 tools/entropy_solve.py tests/data/grid/two-clusters.json --check plan.json", tmp_path)
+    assert checked.returncode == 0 and "plan is valid" in checked.stderr, checked.stderr
+
+
+def test_the_grid_benchmark_in_a_short_run():
+    """docs/benchmarks.md: the grid benchmark on a small grid prints the grid and the global rows, both plans valid."""
+    bench = shell("python benchmarks/bench_grid.py --clusters 2 --hosts 40 --vms 200 --time-limit 2 --global-limit 2", timeout=300)
+    assert bench.returncode == 0, bench.stderr
+    rows = [line for line in bench.stdout.splitlines() if line.startswith(("| grid |", "| global |"))]
+    assert len(rows) == 2 and all("| ok |" in row for row in rows), bench.stdout
 
 
 def test_the_network_benchmark_in_a_short_run():

@@ -32,9 +32,10 @@ class Host:
     cpu: float
     memory_mib: int
     state: str = "online"
-    cluster: str | None = None     # reserved for clusters of clusters; carried, not used yet
+    cluster: str | None = None     # the cluster of a grid (placement/grid.py solves each cluster on its own)
     net_mbps: float | None = None  # version 2: NIC capacity (None = unlimited)
     rack: str | None = None        # version 2: the rack whose uplink the host shares
+    site: str | None = None        # the site of the host's cluster (informational)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class VM:
     priority: int | None = None    # higher runs first (objective schedule); None = 0
     net_mbps: float | None = None  # version 2: own network rate (rx + tx)
     dirty_mib_s: float | None = None   # version 2: memory dirtying rate; carried for migration scheduling
+    disk_mib: int | None = None    # disk size: what a move between clusters (no shared storage) copies besides memory
 
     @property
     def active(self) -> bool:
@@ -181,14 +183,15 @@ def _parse_host(idx: int, raw: Any, version: int = 1) -> Host:
     if not isinstance(raw, dict):
         raise ModelError(f"{where}: must be an object, got {type(raw).__name__}")
     _version_2(where, raw, NETWORK_HOST_FIELDS, version)
-    _no_unknown(where, raw, ("name", "cpu", "memory_mib", "state", "cluster") + NETWORK_HOST_FIELDS)
+    _no_unknown(where, raw, ("name", "cpu", "memory_mib", "state", "cluster", "site") + NETWORK_HOST_FIELDS)
     return Host(name=_string(where, raw, "name"),
                 cpu=float(_number(where, raw, "cpu")),
                 memory_mib=_number(where, raw, "memory_mib", integer=True),
                 state=_string(where, raw, "state", HOST_STATES, default="online"),
                 cluster=_string(where, raw, "cluster", nullable=True),
                 net_mbps=_optional_float(where, raw, "net_mbps"),
-                rack=_string(where, raw, "rack", nullable=True))
+                rack=_string(where, raw, "rack", nullable=True),
+                site=_string(where, raw, "site", nullable=True))
 
 
 def _optional_float(where: str, raw: dict, key: str) -> float | None:
@@ -201,7 +204,7 @@ def _parse_vm(idx: int, raw: Any, version: int = 1) -> VM:
     if not isinstance(raw, dict):
         raise ModelError(f"{where}: must be an object, got {type(raw).__name__}")
     _version_2(where, raw, NETWORK_VM_FIELDS, version)
-    _no_unknown(where, raw, ("name", "host", "state", "vcpus", "cpu", "memory_mib", "priority") + NETWORK_VM_FIELDS)
+    _no_unknown(where, raw, ("name", "host", "state", "vcpus", "cpu", "memory_mib", "priority", "disk_mib") + NETWORK_VM_FIELDS)
     state = _string(where, raw, "state", VM_STATES, default="running")
     vcpus = _number(where, raw, "vcpus", integer=True, positive=True, required=False)
     cpu = raw.get("cpu")
@@ -219,7 +222,8 @@ def _parse_vm(idx: int, raw: Any, version: int = 1) -> VM:
               memory_mib=_number(where, raw, "memory_mib", integer=True), vcpus=vcpus,
               priority=_integer(where, raw, "priority"),
               net_mbps=_optional_float(where, raw, "net_mbps"),
-              dirty_mib_s=_optional_float(where, raw, "dirty_mib_s"))
+              dirty_mib_s=_optional_float(where, raw, "dirty_mib_s"),
+              disk_mib=_number(where, raw, "disk_mib", integer=True, required=False))
 
 
 def _parse_options(raw: Any) -> Options:

@@ -165,7 +165,7 @@ def test_snapshot_count(cluster):
 
 @pytest.mark.parametrize(("hypervisors", "options", "expected"), [
     ([], {}, "'hypervisors' must be a non-empty list"),
-    (None, {}, "Required config 'hypervisors'"),
+    (None, {}, "'hypervisors' (one cluster) or 'clusters' (several) is required"),
     ([{"name": "hv1", "uri": "test:///default"}], {"parallelism": "lots"}, "Config 'parallelism'"),
     ([{"name": "hv1", "uri": "test:///default", "reserved_memory_mib": 1.5}], {}, "'reserved_memory_mib' must be a non-negative integer"),
     ("hv1", {}, "hypervisors"),

@@ -430,3 +430,21 @@ def test_load_plan_from_a_variable_names_the_variable(content, error):
     loaded = load_plan(content, "", "base64", "entropy_plan_base64")
     assert loaded["plan"] is None and loaded["error"].startswith(error) and "\n" not in loaded["error"]
     assert load_plan(base64.b64encode(b'{"steps": []}').decode(), "", "base64", "entropy_plan_base64") == {"plan": {"steps": []}, "error": ""}
+
+
+def test_table_of_a_large_plan_is_bounded_and_says_what_it_leaves_out():
+    """100 000 migrations in 40 steps: at most 50 action lines, 30 step lines, 20 freed hosts, each cut counted."""
+    steps = [[{"action": "migrate", "vm": "vm%d-%d" % (s, i), "from": "hv%d" % i, "to": "hv%d" % (i + 1), "memory_mib": 64}
+              for i in range(2500)] for s in range(40)]
+    plan = {"objective": "consolidate", "status": "feasible", "steps": steps, "hosts_freed": ["hv%d" % i for i in range(1000)],
+            "stats": {"migrations": 100000}, "grid": {"clusters": {"a": {}, "b": {}}, "moves": [steps[0][0]]}}
+    lines = plan_table(plan).splitlines()
+    assert sum(1 for line in lines if line.startswith("  migrate ")) == 50
+    assert "  ... and 2450 more actions (see the plan file)" in lines
+    assert "step 30 of 40 (2500 actions in parallel)" in lines and "step 31 of 40 (2500 actions in parallel)" not in lines
+    assert lines[-1] == "... and 10 more steps (see the plan file)"
+    assert any(line.endswith("hv19 ... and 980 more") for line in lines)
+    assert "  clusters            2, 1 migrations between them" in lines
+    assert len(lines) < 120
+    # every action when asked
+    assert sum(1 for line in plan_table(plan, max_actions=10 ** 6).splitlines() if line.startswith("  migrate ")) == 30 * 2500
