@@ -9,9 +9,11 @@ on its target.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 from .errors import PlacementError
+from .migration import DurationModel, Links, allot, floor_mib_s
 from .problem import Problem
 
 
@@ -23,6 +25,13 @@ class _Step:
         self.actions: list[dict] = []
         self.traffic: dict[int, int] = {}
         self.opened: set[int] = set()
+        self.link_count: dict[tuple, int] = {}   # migrations of the step on each link
+        self.link_need: dict[tuple, float] = {}  # the largest bandwidth one of them needs to converge
+        self.paths: list[tuple[dict, tuple]] = []
+        self.on_link: dict[tuple, list[int]] = {}   # VMs migrating on each link
+        self.path_of: dict[int, tuple] = {}
+        self.est: dict[int, float] = {}             # their durations at an equal share of their links
+        self.pending: tuple | None = None          # (vm, destination, new est) of the last migration that fitted
 
 
 class Planner:
@@ -45,6 +54,14 @@ class Planner:
         self.suspended: set[int] = set()
         self.steps: list[list[dict]] = []
         self.durations: list[int] = []   # memory through the busiest host per step
+        # migration bandwidth and durations (migration.py): links, the allotment a VM needs to converge
+        self.links = Links(prob.model)
+        self.dm = DurationModel.of(prob.model.options)
+        self.need = [self.dm.required_bandwidth(prob.model.vm(v).memory_mib, prob.model.vm(v).dirty_mib_s or 0.0)
+                     for v in prob.vm_names]
+        self.step_seconds: list[float] = []
+        self.postcopy: list[str] = []   # VMs whose dirty rate exceeds the bandwidth they can get alone
+        self.dirty = [prob.model.vm(v).dirty_mib_s or 0.0 for v in prob.vm_names]
         self.pivots = 0
         self.migrations = 0
         self.memory_moved = 0
@@ -59,10 +76,60 @@ class Planner:
         if self.max_parallel is not None:
             if step.touch[d] >= self.max_parallel or (src is not None and step.touch[src] >= self.max_parallel):
                 return False
+        if src is not None and not self._bandwidth_fits(step, j, src, d):
+            return False
         for con, data in self.guards:
             if not con.guard(self, step, j, d, data):
                 return False
         return True
+
+    def _bandwidth_fits(self, step: _Step, j: int, src: int, d: int) -> bool:
+        """With j added, an equal share of every link of j still gives each of its migrations what it needs to
+        converge (the max-min fair allotment gives at least that) and at least 1 MiB/s."""
+        names = self.prob.host_names
+        path = self.links.of(names[src], names[d])
+        need_j = self._need(j, path)
+        for link in path:
+            n = step.link_count.get(link, 0)
+            if n and math.floor(self.links.cap[link] / (n + 1) + 1e-9) < max(step.link_need.get(link, 0.0), need_j, 1.0):
+                return False
+        if not any(step.link_count.get(link) for link in path):
+            step.pending = (j, d, {j: self._estimate(j, self.links.alone(names[src], names[d]))})
+            return True
+        return self._faster_together(step, j, src, d, path)
+
+    def _estimate(self, j: int, bandwidth: float) -> float:
+        vm = self.prob.model.vm(self.prob.vm_names[j])
+        secs = self.dm.seconds(vm.memory_mib, self.dirty[j], bandwidth)
+        return secs if secs is not None else self.dm.postcopy_seconds(vm.memory_mib, self.dirty[j], bandwidth)
+
+    def _faster_together(self, step: _Step, j: int, src: int, d: int, path: tuple) -> bool:
+        """Only when a migration sharing a link with j dirties memory (without, sharing a link costs what
+        running one after the other costs, minus the setup): j joins the step only if the step, estimated at
+        an equal share of each link, then ends no later than it would followed by j alone."""
+        affected = {k for link in path for k in step.on_link.get(link, ())}
+        step.pending = None
+        if not self.dirty[j] and not any(self.dirty[k] for k in affected):
+            return True
+        cap, count = self.links.cap, step.link_count
+        extra = set(path)
+
+        def share(k: int) -> float:
+            return min(cap[lk] / (count.get(lk, 0) + (lk in extra)) for lk in step.path_of[k])
+
+        new = {k: self._estimate(k, share(k)) for k in affected}
+        new[j] = self._estimate(j, min(cap[lk] / (count.get(lk, 0) + 1) for lk in path))
+        before = max(step.est.values(), default=0.0)
+        after = max(before, *new.values())
+        names = self.prob.host_names
+        if after > before + self._estimate(j, self.links.alone(names[src], names[d])) + 1e-9:
+            return False
+        step.pending = (j, d, new)
+        return True
+
+    def _need(self, j: int, path: tuple) -> float:
+        """The allotment j needs to converge; 0 when even alone it cannot (it goes post-copy)."""
+        return self.need[j] if self.need[j] <= math.floor(min(self.links.cap[link] for link in path) + 1e-9) else 0.0
 
     def dest_now(self, step: _Step, k: int) -> int:
         """Host VM k is migrating or resuming to in this step (-1 if none)."""
@@ -82,6 +149,17 @@ class Planner:
             step.traffic[src] = step.traffic.get(src, 0) + mem_mib
             step.traffic[d] = step.traffic.get(d, 0) + mem_mib
             step.touch[src] += 1
+            path = self.links.of(names[src], names[d])
+            need = self._need(j, path)
+            for link in path:
+                step.link_count[link] = step.link_count.get(link, 0) + 1
+                step.link_need[link] = max(step.link_need.get(link, 0.0), need)
+            step.paths.append((act, path))
+            step.on_link.update({link: step.on_link.get(link, []) + [j] for link in path})
+            step.path_of[j] = path
+            if step.pending is not None and step.pending[:2] == (j, d):
+                step.est.update(step.pending[2])
+            step.pending = None
         elif action == "suspend":
             act = {"action": "suspend", "vm": vm, "host": names[src]}
         else:
@@ -113,6 +191,29 @@ class Planner:
                 self.suspended.discard(j)
         self.steps.append(step.actions)
         self.durations.append(max(step.traffic.values(), default=0))
+        self.step_seconds.append(self._timing(step))
+
+    def _timing(self, step: _Step) -> float:
+        """Allot the step's migration bandwidth, estimate each migration's duration; the step's duration."""
+        model, opt = self.prob.model, self.prob.model.options
+        shares = allot([p for _a, p in step.paths], self.links.cap)
+        longest = 0.0
+        for (act, _p), share in zip(step.paths, shares):
+            bw = floor_mib_s(share)
+            vm = model.vm(act["vm"])
+            dirty = vm.dirty_mib_s or 0.0
+            secs = self.dm.seconds(vm.memory_mib, dirty, bw)
+            act["bandwidth_mib_s"] = bw
+            if secs is None:   # cannot converge even alone on its links (the planner never shares below the need)
+                act["postcopy"] = True
+                self.postcopy.append(act["vm"])
+                secs = self.dm.postcopy_seconds(vm.memory_mib, dirty, bw)
+            act["estimated_s"] = round(secs, 2)
+            longest = max(longest, secs)
+        for act in step.actions:
+            if act["action"] == "resume":
+                longest = max(longest, model.vm(act["vm"]).memory_mib / opt.bandwidth_mib_s)
+        return longest
 
     # --- main loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -209,6 +310,14 @@ class Planner:
             if best_key is None or key > best_key:
                 best, best_key = h, key
         return best
+
+
+def planner_warnings(planner: Planner) -> list[str]:
+    """One line per migration planned with post-copy: its dirty rate outruns the bandwidth it can get."""
+    model = planner.prob.model
+    return [f"vm {vm!r}: dirties {model.vm(vm).dirty_mib_s:g} MiB/s, more than its migration can send on its links: "
+            f"planned with post-copy (set options.non_converging to 'keep' to leave it where it is)"
+            for vm in planner.postcopy]
 
 
 def build_plan(prob: Problem, target: list[int], max_parallel: int | None = None,
