@@ -95,7 +95,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--repeat", type=int, default=2, help="runs of every (dirty rate, bandwidth) case (default 2)")
     parser.add_argument("--json", help="also write the rows and the fitted constants here")
+    parser.add_argument("--quick", action="store_true", help="a short run: 2 dirty rates x 1 bandwidth (a smoke test, few rows)")
     args = parser.parse_args()
+    pages, bandwidths = ((0, 32), (24,)) if args.quick else (PAGES_PER_TICK, BANDWIDTHS)
     import libvirt  # pylint: disable=import-outside-toplevel
 
     lab = load_lab_tool()
@@ -106,7 +108,7 @@ def main() -> int:
     hosts = state["hosts"][:2]
     conns = {h["name"]: libvirt.open(h["uri"]) for h in hosts}
     names = [h["name"] for h in hosts]
-    vms = {k: "migfit-%d" % k for k in PAGES_PER_TICK}
+    vms = {k: "migfit-%d" % k for k in pages}
     where = {}
     rows = []
     try:
@@ -116,9 +118,9 @@ def main() -> int:
             conns[names[0]].defineXML(lab.domain_xml({"name": vm, "memory_mib": lab.VM_MEMORY_MIB, "disk": disk})).create()
             where[vm] = names[0]
         time.sleep(5)   # the first pass has written the whole region
-        cases = [(r, bi, ki) for r in range(args.repeat) for bi in range(len(BANDWIDTHS)) for ki in range(len(PAGES_PER_TICK))]
+        cases = [(r, bi, ki) for r in range(args.repeat) for bi in range(len(bandwidths)) for ki in range(len(pages))]
         for i, (r, bi, ki) in enumerate(cases):
-            k, bw = PAGES_PER_TICK[ki], BANDWIDTHS[bi]
+            k, bw = pages[ki], bandwidths[bi]
             vm = vms[k]
             src = where[vm]
             dst = names[1] if src == names[0] else names[0]

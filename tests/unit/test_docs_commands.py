@@ -58,6 +58,7 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "python3 tools/entropy_solve.py INVENTORY.json --network": (
         "tests/unit/plugins/plugin_utils/placement/test_network.py::test_entropy_solve_network_builds_version_2_from_inventory_output",),
     "python benchmarks/bench_network.py": (HERE + "test_the_network_benchmark_in_a_short_run",),
+    ".venv/bin/python tools/migration_fit.py": ("tests/integration/test_migration_bandwidth.py::test_migration_fit_prints_its_table",),
     "bash tools/run.sh solve": ("tests/unit/plugins/plugin_utils/placement/test_cli_and_import.py::test_documented_entry_run_sh_solve",),
     "bash tools/run.sh setup": CI + ": every layer runs setup first",
     "python3 tools/entropy_solve.py ARGS": (

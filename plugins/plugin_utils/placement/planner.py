@@ -210,10 +210,11 @@ class Planner:
                 secs = self.dm.postcopy_seconds(vm.memory_mib, dirty, bw)
             act["estimated_s"] = round(secs, 2)
             longest = max(longest, secs)
+        restored: dict[str, int] = {}   # a resume reads the VM's memory back on its host: memory per host / bandwidth
         for act in step.actions:
             if act["action"] == "resume":
-                longest = max(longest, model.vm(act["vm"]).memory_mib / opt.bandwidth_mib_s)
-        return longest
+                restored[act["to"]] = restored.get(act["to"], 0) + model.vm(act["vm"]).memory_mib
+        return max(longest, max(restored.values(), default=0) / opt.bandwidth_mib_s)
 
     # --- main loop ------------------------------------------------------------------------------
     def run(self) -> None:
