@@ -36,7 +36,8 @@ def _initial(lab) -> dict:
 
 
 class SpeedWatcher(threading.Thread):
-    """Reads each VM's migration max speed on the source while its migration job runs."""
+    """Reads each VM's migration max speed on the source while its migration job sends memory (before and after that
+    phase libvirt shows QEMU's unlimited default: the job's parameters are set once it starts and reset at its end)."""
 
     def __init__(self, uri: str):
         super().__init__(daemon=True)
@@ -49,8 +50,11 @@ class SpeedWatcher(threading.Thread):
                 for vm in VMS:
                     try:
                         dom = conn.lookupByName(vm)
-                        if dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
-                            self.seen.setdefault(vm, set()).add(dom.migrateGetMaxSpeed(0))
+                        job = dom.jobStats(0)
+                        if job.get("memory_processed", 0) > 0 and job.get("memory_remaining", 0) > 0:
+                            speed = dom.migrateGetMaxSpeed(0)
+                            if dom.jobStats(0).get("memory_remaining", 0) > 0:   # still sending when read
+                                self.seen.setdefault(vm, set()).add(speed)
                     except libvirt.libvirtError:
                         pass   # not there (yet, or any more)
                 time.sleep(0.2)

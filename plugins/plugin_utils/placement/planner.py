@@ -155,7 +155,8 @@ class Planner:
                 step.link_count[link] = step.link_count.get(link, 0) + 1
                 step.link_need[link] = max(step.link_need.get(link, 0.0), need)
             step.paths.append((act, path))
-            step.on_link.update({link: step.on_link.get(link, []) + [j] for link in path})
+            for link in path:
+                step.on_link.setdefault(link, []).append(j)
             step.path_of[j] = path
             if step.pending is not None and step.pending[:2] == (j, d):
                 step.est.update(step.pending[2])
