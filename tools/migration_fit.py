@@ -129,8 +129,8 @@ def main() -> int:
             where[vm] = dst
             rows.append(dict(got, n=i, train=(r + bi + ki) % 2 == 0, vm=vm, memory_mib=lab.VM_MEMORY_MIB, dirty_mib_s=round(dirty_mib_s(k), 2),
                              bandwidth_mib_s=action["bandwidth_mib_s"], src=src, dst=dst))
-            print("migration %2d: %s dirty %.2f MiB/s at %d MiB/s: libvirt %.2f s" % (i, vm, dirty_mib_s(k),
-                                                                                   action["bandwidth_mib_s"], got["elapsed_s"]), flush=True)
+            print("migration %2d: %s dirty %.2f MiB/s at %d MiB/s: libvirt %.2f s"
+                  % (i, vm, dirty_mib_s(k), action["bandwidth_mib_s"], got["elapsed_s"]), flush=True)
             time.sleep(1)
     finally:
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)   # "domain not found" on the host it left
