@@ -14,7 +14,8 @@ The one place for the duration model (the planner, the plan's stats and tools/mi
 Links: each host's migration link (``bandwidth_mib_s``, and ``link_share`` of its NIC when the model
 gives ``net_mbps``) and, for a migration between two racks, both racks' uplinks (``link_share`` of
 ``uplink_mbps``). Migrations of one step share the links they cross: ``allot`` gives them a max-min
-fair share (progressive filling), so no link carries more than its cap.
+fair share (progressive filling), weighted by the memory each sends so that the migrations sharing a
+link end together, so no link carries more than its cap.
 """
 from __future__ import annotations
 
@@ -112,34 +113,38 @@ class Links:
         return min(self.cap[link] for link in self.of(src, dst))
 
 
-def allot(paths: list[tuple[Link, ...]], cap: dict[Link, float]) -> list[float]:
-    """Max-min fair shares (progressive filling): raise every unfixed migration's share together until a
-    link is full, fix the migrations on it, repeat. The shares on a link never sum above its cap."""
+def allot(paths: list[tuple[Link, ...]], cap: dict[Link, float], weights: list[float] | None = None) -> list[float]:
+    """Weighted max-min fair shares (progressive filling): raise every unfixed migration's share together, in
+    proportion to its weight, until a link is full; fix the migrations on it, repeat. The shares on a link never
+    sum above its cap. Equal weights (the default) give the plain max-min fair shares."""
+    w = weights or [1.0] * len(paths)
     share = [0.0] * len(paths)
     left = {link: cap[link] for p in paths for link in p}
     users: dict[Link, set[int]] = {}
     for i, p in enumerate(paths):
         for link in p:
             users.setdefault(link, set()).add(i)
-    heap = [(left[lk] / len(us), lk) for lk, us in users.items()]
+    weight = {lk: sum(w[i] for i in us) for lk, us in users.items()}
+    heap = [(max(left[lk], 0.0) / weight[lk], lk) for lk in users]
     heapq.heapify(heap)
     while heap:
         level, link = heapq.heappop(heap)
         us = users[link]
-        if not us or level != left[link] / len(us):
+        if not us or level != max(left[link], 0.0) / weight[link]:
             continue   # stale entry: the link changed since it was pushed
         touched = set()
         for i in sorted(us):
-            share[i] = level
+            share[i] = level * w[i]
             for lk in paths[i]:
-                left[lk] -= level
+                left[lk] -= share[i]
                 if lk != link:
                     users[lk].discard(i)
+                    weight[lk] -= w[i]
                     touched.add(lk)
         users[link] = set()
         for lk in touched:
             if users[lk]:
-                heapq.heappush(heap, (left[lk] / len(users[lk]), lk))
+                heapq.heappush(heap, (max(left[lk], 0.0) / weight[lk], lk))
     return share
 
 

@@ -27,7 +27,7 @@ class _Step:
         self.opened: set[int] = set()
         self.link_count: dict[tuple, int] = {}   # migrations of the step on each link
         self.link_need: dict[tuple, float] = {}  # the largest bandwidth one of them needs to converge
-        self.paths: list[tuple[dict, tuple]] = []
+        self.paths: list[tuple[dict, tuple, int]] = []   # (action, links, vm) of each migration
         self.on_link: dict[tuple, list[int]] = {}   # VMs migrating on each link
         self.path_of: dict[int, tuple] = {}
         self.est: dict[int, float] = {}             # their durations at an equal share of their links
@@ -157,7 +157,7 @@ class Planner:
             for link in path:
                 step.link_count[link] = step.link_count.get(link, 0) + 1
                 step.link_need[link] = max(step.link_need.get(link, 0.0), need)
-            step.paths.append((act, path))
+            step.paths.append((act, path, j))
             for link in path:
                 step.on_link.setdefault(link, []).append(j)
             step.path_of[j] = path
@@ -200,9 +200,14 @@ class Planner:
     def _timing(self, step: _Step) -> float:
         """Allot the step's migration bandwidth, estimate each migration's duration; the step's duration."""
         model, opt = self.prob.model, self.prob.model.options
-        shares = allot([p for _a, p in step.paths], self.links.cap)
+        paths = [p for _a, p, _j in step.paths]
+        # weighted by memory, the migrations sharing a link end together (libvirt holds each to its share to
+        # the end); equal shares instead when that would leave a dirtying VM below what it needs to converge
+        shares = allot(paths, self.links.cap, [float(a["memory_mib"]) or 1.0 for a, _p, _j in step.paths])
+        if self.any_dirty and any(floor_mib_s(sh) < self._need(j, p) for (_a, p, j), sh in zip(step.paths, shares)):
+            shares = allot(paths, self.links.cap)
         longest = 0.0
-        for (act, _p), share in zip(step.paths, shares):
+        for (act, _p, _j), share in zip(step.paths, shares):
             bw = floor_mib_s(share)
             vm = model.vm(act["vm"])
             dirty = vm.dirty_mib_s or 0.0

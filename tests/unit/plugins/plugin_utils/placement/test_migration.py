@@ -140,3 +140,20 @@ def test_bad_migration_options_are_one_line_errors(key, val, msg):
     with pytest.raises(placement.ModelError) as exc:
         load_model(m)
     assert msg in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_allot_weighted_by_memory_ends_the_migrations_of_a_link_together():
+    cap = {("host", "a"): 90, ("host", "b"): 100, ("host", "c"): 100}
+    paths = [(("host", "a"), ("host", "b")), (("host", "a"), ("host", "c"))]
+    # 2 GiB and 1 GiB from host a (90 MiB/s): 60 and 30 MiB/s, both done in 34.1 s (equal shares: 45.5 s)
+    assert allot(paths, cap, [2048, 1024]) == pytest.approx([60, 30])
+
+
+def test_a_plan_shares_a_link_by_memory_when_nothing_dirties():
+    m = net_model([0, 0])
+    m["vms"][0]["memory_mib"] = 3072
+    plan = plan_for_target(copy.deepcopy(m), {"v0": "hv2", "v1": "hv2"})
+    assert placement.check_plan(m, plan) == []
+    # hv1's 200 MiB/s: 150 for the 3 GiB VM, 50 for the 1 GiB one; both 1 + 20.48 s
+    assert [(a["vm"], a["bandwidth_mib_s"], a["estimated_s"]) for s in plan["steps"] for a in s] == [
+        ("v0", 150, 21.48), ("v1", 50, 21.48)]
