@@ -1,4 +1,5 @@
-#!/usr/bin/env python3
+# Copyright: entropy.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Check the plan's migration durations against libvirt on the lab: fit, then score on other migrations.
 
 Runs live migrations of the lab's own test VMs between two lab hosts, each capped only with libvirt's migration
