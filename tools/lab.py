@@ -463,6 +463,52 @@ def dirtier_boot_sector(dirty_mib: int, first_mib: int = 1) -> bytes:
     return code + bytes(510 - len(code)) + b"\x55\xAA"
 
 
+def rate_dirtier_boot_sector(pages_per_tick: int, first_mib: int = 1, region_mib: int = 62) -> bytes:
+    """A 512-byte MBR that first writes one byte in every 4 KiB page of ``region_mib`` MiB (from ``first_mib`` MiB
+    up: the whole memory is then in use, as in a real guest, not zero pages QEMU sends as a flag), then at every
+    timer tick (18.2 per second) writes ``pages_per_tick`` further pages, cycling through the region: memory
+    dirtied at a steady rate of pages_per_tick x 4 KiB x 18.2 per second (0: none), a new page each time, the
+    rate a pre-copy migration model assumes. Each pass flushes QEMU's TCG TLB as dirtier_boot_sector explains."""
+    base = 0x7C00
+    first, end = first_mib << 20, (first_mib + region_mib) << 20
+    code = bytes([0xFA, 0x31, 0xC0, 0x8E, 0xD8])                       # 0: cli; xor ax,ax; mov ds,ax
+    code += bytes([0xE4, 0x92, 0x0C, 0x02, 0xE6, 0x92])                 # in al,0x92; or al,2; out 0x92,al (A20 on)
+    lgdt_at = len(code)
+    code += bytes([0x0F, 0x01, 0x16, 0x00, 0x00])                       # lgdt [gdtr] (address patched below)
+    code += bytes([0x66, 0xBF]) + first.to_bytes(4, "little")           # mov edi, first byte (the cursor)
+    code += bytes([0x66, 0xB9]) + (region_mib * 256).to_bytes(4, "little")  # mov ecx, pages (first pass: all)
+    top = len(code)
+    code += bytes([0xFA, 0x0F, 0x20, 0xC0, 0x0C, 0x01, 0x0F, 0x22, 0xC0])  # top: cli; mov eax,cr0; or al,1; mov cr0,eax
+    code += bytes([0xEB, 0x00])                                         # jmp $+2 (protected mode)
+    code += bytes([0xBB, 0x08, 0x00, 0x8E, 0xE3])                       # mov bx,8; mov fs,bx (flat 4 GiB data segment)
+    code += bytes([0x24, 0xFE, 0x0F, 0x22, 0xC0])                       # and al,0xfe; mov cr0,eax (real mode, TLB flushed)
+    code += bytes([0x31, 0xDB, 0x8E, 0xE3, 0xFB])                       # xor bx,bx; mov fs,bx (limit stays); sti
+    code += bytes([0x66, 0xFF, 0x06, 0x00, 0x05])                       # inc dword [0x500]: passes so far
+    code += bytes([0x66, 0x85, 0xC9])                                   # test ecx, ecx
+    jz_at = len(code)
+    code += bytes([0x74, 0x00])                                         # jz done (patched)
+    loop = len(code)
+    code += bytes([0x64, 0x67, 0xFE, 0x07])                             # loop: inc byte [fs:edi]
+    code += bytes([0x66, 0x81, 0xC7, 0x00, 0x10, 0x00, 0x00])           # add edi, 4096
+    code += bytes([0x66, 0x81, 0xFF]) + end.to_bytes(4, "little")       # cmp edi, end
+    code += bytes([0x72, 0x06])                                         # jb skip
+    code += bytes([0x66, 0xBF]) + first.to_bytes(4, "little")           # mov edi, first (wrap)
+    code += bytes([0x66, 0x49])                                         # skip: dec ecx
+    code += bytes([0x75, (loop - len(code) - 2) & 0xFF])                # jnz loop
+    done = len(code)
+    code = code[:jz_at + 1] + bytes([done - jz_at - 2]) + code[jz_at + 2:]
+    code += bytes([0x66, 0xB9]) + pages_per_tick.to_bytes(4, "little")  # done: mov ecx, pages per tick
+    code += bytes([0xF4])                                               # hlt (until the next timer tick)
+    code += bytes([0xEB, (top - len(code) - 2) & 0xFF])                 # jmp top
+    code += bytes(-len(code) % 8)
+    gdt = len(code)
+    code += bytes(8) + bytes([0xFF, 0xFF, 0x00, 0x00, 0x00, 0x92, 0xCF, 0x00])  # null; data: base 0, limit 4 GiB, writable
+    gdtr = len(code)
+    code += (15).to_bytes(2, "little") + (base + gdt).to_bytes(4, "little")
+    code = code[:lgdt_at + 3] + (base + gdtr).to_bytes(2, "little") + code[lgdt_at + 5:]
+    return code + bytes(510 - len(code)) + b"\x55\xAA"
+
+
 def write_boot_disk(path: str, sector: bytes) -> None:
     """A 64 MiB qcow2 image that boots ``sector``."""
     os.makedirs(os.path.dirname(path), exist_ok=True)

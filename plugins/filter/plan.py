@@ -81,6 +81,23 @@ def plan_action_host(action) -> str:
     return action_host(action)
 
 
+def plan_action_bandwidth(action, limit=0) -> int:
+    """The migration bandwidth (MiB/s) to pass to vm_migrate: the plan's allotment, lowered to ``limit`` when
+    that is positive; 0 when neither gives one (the playbook then omits the option)."""
+    if not isinstance(action, Mapping):
+        raise AnsibleFilterError("plan_action_bandwidth: expects a plan action, got %r" % (action,))
+    allotted = action.get("bandwidth_mib_s")
+    if allotted is not None and (isinstance(allotted, bool) or not isinstance(allotted, int) or allotted < 1):
+        raise AnsibleFilterError("plan_action_bandwidth: action %r has bandwidth_mib_s %r; a plan allots a positive "
+                                 "integer of MiB/s (compute the plan again)" % (action.get("vm"), allotted))
+    try:
+        limit = int(limit or 0)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError("plan_action_bandwidth: the limit must be an integer of MiB/s, got %r" % (limit,))
+    candidates = [v for v in (allotted, limit) if v]
+    return min(candidates) if candidates else 0
+
+
 def plan_failed_actions(results) -> list:
     if not isinstance(results, list):
         raise AnsibleFilterError("plan_failed_actions: expects the loop results of the tasks that ran the actions (a list)")
@@ -122,6 +139,7 @@ class FilterModule:
             "plan_check": plan_check,
             "plan_hypervisors": plan_hypervisors,
             "plan_action_host": plan_action_host,
+            "plan_action_bandwidth": plan_action_bandwidth,
             "plan_failed_actions": plan_failed_actions,
             "plan_load": plan_load,
             "plan_action_state": plan_action_state,

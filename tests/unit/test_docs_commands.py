@@ -60,6 +60,7 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "python benchmarks/bench_network.py": (HERE + "test_the_network_benchmark_in_a_short_run",),
     "python3 tools/entropy_solve.py tests/data/grid/two-clusters.json --grid -o plan.json": (HERE + "test_the_grid_line",),
     "python benchmarks/bench_grid.py": (HERE + "test_the_grid_benchmark_in_a_short_run",),
+    ".venv/bin/python tools/migration_fit.py": ("tests/integration/test_migration_bandwidth.py::test_migration_fit_prints_its_table",),
     "bash tools/run.sh solve": ("tests/unit/plugins/plugin_utils/placement/test_cli_and_import.py::test_documented_entry_run_sh_solve",),
     "bash tools/run.sh setup": CI + ": every layer runs setup first",
     "python3 tools/entropy_solve.py ARGS": (

@@ -9,6 +9,7 @@ from bisect import bisect_left
 from typing import Any
 
 from .errors import ModelError
+from .migration import DurationModel, Links
 from .model import Model, load_model
 
 EPS = 1e-6
@@ -69,6 +70,8 @@ class _Replay:
         start = {v: {h} for v, h in self.where.items() if h is not None}
         self.continuous = [c for c in model.constraints if c.continuous and not c.check_state(model, start)]
         self.cap = model.options.max_parallel_migrations_per_host
+        self.links = Links(model)
+        self.dm = DurationModel.of(model.options)
 
     def step(self, s: int, step: list) -> None:
         """Apply one step: every action starts from the state before the step."""
@@ -91,7 +94,34 @@ class _Replay:
                     errors.append(f"step {s}: host {h!r} has {n} concurrent migrations, cap is {self.cap}")
         for con in self.continuous:
             errors.extend(f"step {s}: {e}" for e in con.check_state(model, occ))
+        errors.extend(f"step {s}: {e}" for e in self._bandwidth(step))
         self.where = after
+
+    def _bandwidth(self, step: list) -> list[str]:
+        """The bandwidth allotted to the step's migrations: no link above its migration cap, and every
+        migration not marked post-copy converges with its allotment."""
+        errors, use = [], {}
+        hosts = {h.name for h in self.model.hosts}
+        for act in step:
+            if not isinstance(act, dict) or act.get("action") != "migrate" or "bandwidth_mib_s" not in act:
+                continue
+            vm, bw = act.get("vm"), act["bandwidth_mib_s"]
+            if isinstance(bw, bool) or not isinstance(bw, int) or bw < 1:
+                errors.append(f"vm {vm!r}: bandwidth_mib_s must be a positive integer, got {bw!r}")
+                continue
+            if act.get("from") not in hosts or act.get("to") not in hosts or vm not in self.model.vm_index:
+                continue   # reported by _action
+            for link in self.links.of(act["from"], act["to"]):
+                use[link] = use.get(link, 0) + bw
+            spec = self.model.vm(vm)
+            if not act.get("postcopy") and self.dm.seconds(spec.memory_mib, spec.dirty_mib_s or 0.0, bw) is None:
+                errors.append(f"vm {vm!r}: dirties {spec.dirty_mib_s:g} MiB/s, its migration at {bw} MiB/s does not "
+                              f"converge; allot more bandwidth or mark it postcopy")
+        for link, val in sorted(use.items()):
+            if val > self.links.cap[link] + EPS:
+                errors.append(f"{link[0]} link {link[1]!r} carries {val:g} MiB/s of migrations, "
+                              f"its cap is {self.links.cap[link]:g}")
+        return errors
 
     def _vm_of(self, tag: str, act: Any, seen: set[str]) -> str | None:
         """The VM an action acts on, or None (and an error) when the action is not valid."""

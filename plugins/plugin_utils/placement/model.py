@@ -11,6 +11,7 @@ from typing import Any
 
 from .constraints import Constraint, parse_constraint
 from .errors import ModelError
+from .migration import NON_CONVERGING
 from .network import parse_network
 
 MODEL_VERSION = 1
@@ -78,6 +79,13 @@ class Options:
     max_iterations: int | None = None
     allow_suspend: bool = True
     cross_rack_mbps_per_host: float | None = None   # network: traffic worth one more host (None = hosts first)
+    # migration durations and link caps (migration.py)
+    migration_setup_s: float = 1.0
+    migration_memory_share: float = 1.0
+    migration_efficiency: float = 1.0
+    migration_max_downtime_ms: float = 300.0
+    migration_link_share: float = 1.0
+    non_converging: str = "postcopy"
 
 
 @dataclass
@@ -252,7 +260,20 @@ def _parse_options(raw: Any) -> Options:
     opt.allow_suspend = allow
     weight = _number("options", raw, "cross_rack_mbps_per_host", required=False)
     opt.cross_rack_mbps_per_host = None if weight is None else float(weight)
+    _parse_migration_options(raw, opt)
     return opt
+
+
+def _parse_migration_options(raw: dict, opt: Options) -> None:
+    opt.migration_setup_s = float(_number("options", raw, "migration_setup_s", default=opt.migration_setup_s))
+    opt.migration_max_downtime_ms = float(_number("options", raw, "migration_max_downtime_ms",
+                                                  default=opt.migration_max_downtime_ms, positive=True))
+    for key in ("migration_memory_share", "migration_efficiency", "migration_link_share"):
+        val = float(_number("options", raw, key, default=getattr(opt, key), positive=True))
+        if val > 1:
+            raise ModelError(f"options: field {key!r} must be a fraction in (0, 1], got {val!r}")
+        setattr(opt, key, val)
+    opt.non_converging = _string("options", raw, "non_converging", NON_CONVERGING, default=opt.non_converging)
 
 
 def _names(kind: str, items: list) -> dict[str, int]:

@@ -14,9 +14,11 @@ VMs of one host, plus the memory written or read back, one VM after the other th
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 from .errors import PlacementError
+from .migration import DurationModel, Links, allot, floor_mib_s
 from .problem import Problem
 
 
@@ -40,11 +42,12 @@ def restore_seconds(memory_mib: float, vms: int = 1) -> float:
 
 
 def step_seconds(traffic: dict[int, int], saved: dict[int, list[int]], restored: dict[int, list[int]],
-                 bandwidth_mib_s: float) -> float:
-    """A step's estimated duration: per host, migration memory (MiB) over the bandwidth plus the saves and restores
-    it runs (host -> memory of each VM); the slowest host's."""
-    hosts = set(traffic) | set(saved) | set(restored)
-    return max((traffic.get(h, 0) / bandwidth_mib_s
+                 bandwidth_mib_s: float, migrating: dict[int, float] | None = None) -> float:
+    """A step's estimated duration: per host, its migrations plus the saves and restores it runs (host -> memory
+    of each VM); the slowest host's. The migrations take ``migrating[host]`` seconds (the longest migration
+    through the host, from the duration model of migration.py) or, without it, their memory (MiB) over the bandwidth."""
+    hosts = set(traffic) | set(saved) | set(restored) | set(migrating or ())
+    return max(((migrating.get(h, 0.0) if migrating is not None else traffic.get(h, 0) / bandwidth_mib_s)
                 + (save_seconds(sum(saved[h]), len(saved[h])) if h in saved else 0.0)
                 + (restore_seconds(sum(restored[h]), len(restored[h])) if h in restored else 0.0) for h in hosts),
                default=0.0)
@@ -60,6 +63,13 @@ class _Step:
         self.saved: dict[int, list[int]] = {}      # host -> memory (MiB) of each VM it saves in this step
         self.restored: dict[int, list[int]] = {}   # host -> memory (MiB) of each VM it restores
         self.opened: set[int] = set()
+        self.link_count: dict[tuple, int] = {}   # migrations of the step on each link
+        self.link_need: dict[tuple, float] = {}  # the largest bandwidth one of them needs to converge
+        self.paths: list[tuple[dict, tuple, int]] = []   # (action, links, vm) of each migration
+        self.on_link: dict[tuple, list[int]] = {}   # VMs migrating on each link
+        self.path_of: dict[int, tuple] = {}
+        self.est: dict[int, float] = {}             # their durations at an equal share of their links
+        self.pending: tuple | None = None          # (vm, destination, new est) of the last migration that fitted
 
 
 class Planner:
@@ -82,6 +92,15 @@ class Planner:
         self.suspended: set[int] = set()
         self.steps: list[list[dict]] = []
         self.durations: list[float] = []   # estimated seconds per step (step_seconds)
+        # migration bandwidth and durations (migration.py): links, the allotment a VM needs to converge
+        self.links = Links(prob.model)
+        self.dm = DurationModel.of(prob.model.options)
+        self.need = [self.dm.required_bandwidth(prob.model.vm(v).memory_mib, prob.model.vm(v).dirty_mib_s or 0.0)
+                     for v in prob.vm_names]
+        self.postcopy: list[str] = []   # VMs whose dirty rate exceeds the bandwidth they can get alone
+        self.dirty = [prob.model.vm(v).dirty_mib_s or 0.0 for v in prob.vm_names]
+        self.any_dirty = any(self.dirty)
+        self.host_index = {name: i for i, name in enumerate(prob.host_names)}
         self.pivots = 0
         self.migrations = 0
         self.memory_moved = 0
@@ -96,10 +115,62 @@ class Planner:
         if self.max_parallel is not None:
             if step.touch[d] >= self.max_parallel or (src is not None and step.touch[src] >= self.max_parallel):
                 return False
+        if src is not None and not self._bandwidth_fits(step, j, src, d):
+            return False
         for con, data in self.guards:
             if not con.guard(self, step, j, d, data):
                 return False
         return True
+
+    def _bandwidth_fits(self, step: _Step, j: int, src: int, d: int) -> bool:
+        """With j added, an equal share of every link of j still gives each of its migrations what it needs to
+        converge (the max-min fair allotment gives at least that) and at least 1 MiB/s."""
+        names = self.prob.host_names
+        path = self.links.of(names[src], names[d])
+        need_j = self._need(j, path)
+        for link in path:
+            n = step.link_count.get(link, 0)
+            if n and math.floor(self.links.cap[link] / (n + 1) + 1e-9) < max(step.link_need.get(link, 0.0), need_j, 1.0):
+                return False
+        if not self.any_dirty:
+            return True   # sharing links costs what running one after the other costs, minus the setup
+        if not any(step.link_count.get(link) for link in path):
+            step.pending = (j, d, {j: self._estimate(j, self.links.alone(names[src], names[d]))})
+            return True
+        return self._faster_together(step, j, src, d, path)
+
+    def _estimate(self, j: int, bandwidth: float) -> float:
+        vm = self.prob.model.vm(self.prob.vm_names[j])
+        secs = self.dm.seconds(vm.memory_mib, self.dirty[j], bandwidth)
+        return secs if secs is not None else self.dm.postcopy_seconds(vm.memory_mib, self.dirty[j], bandwidth)
+
+    def _faster_together(self, step: _Step, j: int, src: int, d: int, path: tuple) -> bool:
+        """Only when a migration sharing a link with j dirties memory (without, sharing a link costs what
+        running one after the other costs, minus the setup): j joins the step only if the step, estimated at
+        an equal share of each link, then ends no later than it would followed by j alone."""
+        affected = {k for link in path for k in step.on_link.get(link, ())}
+        step.pending = None
+        if not self.dirty[j] and not any(self.dirty[k] for k in affected):
+            return True
+        cap, count = self.links.cap, step.link_count
+        extra = set(path)
+
+        def share(k: int) -> float:
+            return min(cap[lk] / (count.get(lk, 0) + (lk in extra)) for lk in step.path_of[k])
+
+        new = {k: self._estimate(k, share(k)) for k in affected}
+        new[j] = self._estimate(j, min(cap[lk] / (count.get(lk, 0) + 1) for lk in path))
+        before = max(step.est.values(), default=0.0)
+        after = max(before, *new.values())
+        names = self.prob.host_names
+        if after > before + self._estimate(j, self.links.alone(names[src], names[d])) + 1e-9:
+            return False
+        step.pending = (j, d, new)
+        return True
+
+    def _need(self, j: int, path: tuple) -> float:
+        """The allotment j needs to converge; 0 when even alone it cannot (it goes post-copy)."""
+        return self.need[j] if self.need[j] <= math.floor(min(self.links.cap[link] for link in path) + 1e-9) else 0.0
 
     def dest_now(self, step: _Step, k: int) -> int:
         """Host VM k is migrating or resuming to in this step (-1 if none)."""
@@ -119,6 +190,18 @@ class Planner:
             step.traffic[src] = step.traffic.get(src, 0) + mem_mib
             step.traffic[d] = step.traffic.get(d, 0) + mem_mib
             step.touch[src] += 1
+            path = self.links.of(names[src], names[d])
+            need = self._need(j, path)
+            for link in path:
+                step.link_count[link] = step.link_count.get(link, 0) + 1
+                step.link_need[link] = max(step.link_need.get(link, 0.0), need)
+            step.paths.append((act, path, j))
+            for link in path:
+                step.on_link.setdefault(link, []).append(j)
+            step.path_of[j] = path
+            if step.pending is not None and step.pending[:2] == (j, d):
+                step.est.update(step.pending[2])
+            step.pending = None
         elif action == "suspend":
             act = {"action": "suspend", "vm": vm, "host": names[src]}
             step.saved.setdefault(src, []).append(mem_mib)
@@ -150,7 +233,32 @@ class Planner:
                 self.cur[j] = d
                 self.suspended.discard(j)
         self.steps.append(step.actions)
-        self.durations.append(step_seconds(step.traffic, step.saved, step.restored, prob.model.options.bandwidth_mib_s))
+        self.durations.append(self._timing(step))
+
+    def _timing(self, step: _Step) -> float:
+        """Allot the step's migration bandwidth, estimate each migration's duration; the step's duration."""
+        model, opt = self.prob.model, self.prob.model.options
+        paths = [p for _a, p, _j in step.paths]
+        # weighted by memory, the migrations sharing a link end together (libvirt holds each to its share to
+        # the end); equal shares instead when that would leave a dirtying VM below what it needs to converge
+        shares = allot(paths, self.links.cap, [float(a["memory_mib"]) or 1.0 for a, _p, _j in step.paths])
+        if self.any_dirty and any(floor_mib_s(sh) < self._need(j, p) for (_a, p, j), sh in zip(step.paths, shares)):
+            shares = allot(paths, self.links.cap)
+        migrating: dict[int, float] = {}   # host -> its longest migration (they share its link in parallel)
+        for (act, _p, _j), share in zip(step.paths, shares):
+            bw = floor_mib_s(share)
+            vm = model.vm(act["vm"])
+            dirty = vm.dirty_mib_s or 0.0
+            secs = self.dm.seconds(vm.memory_mib, dirty, bw)
+            act["bandwidth_mib_s"] = bw
+            if secs is None:   # cannot converge even alone on its links (the planner never shares below the need)
+                act["postcopy"] = True
+                self.postcopy.append(act["vm"])
+                secs = self.dm.postcopy_seconds(vm.memory_mib, dirty, bw)
+            act["estimated_s"] = round(secs, 2)
+            for host in (self.host_index[act["from"]], self.host_index[act["to"]]):
+                migrating[host] = max(migrating.get(host, 0.0), secs)
+        return step_seconds(step.traffic, step.saved, step.restored, opt.bandwidth_mib_s, migrating)
 
     # --- main loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -247,6 +355,14 @@ class Planner:
             if best_key is None or key > best_key:
                 best, best_key = h, key
         return best
+
+
+def planner_warnings(planner: Planner) -> list[str]:
+    """One line per migration planned with post-copy: its dirty rate outruns the bandwidth it can get."""
+    model = planner.prob.model
+    return [f"vm {vm!r}: dirties {model.vm(vm).dirty_mib_s:g} MiB/s, more than its migration can send on its links: "
+            f"planned with post-copy (set options.non_converging to 'keep' to leave it where it is)"
+            for vm in planner.postcopy]
 
 
 def build_plan(prob: Problem, target: list[int], max_parallel: int | None = None,

@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import Any
 
 from .constraints import CPU_SCALE, Constraint
+from .migration import DurationModel, Links
 from .model import Model
 
 
@@ -141,6 +142,13 @@ class Builder:
             self.prob.vm_rules[j].append((con, data))
 
 
+def _converging(model: Model, active: list) -> list[bool]:
+    """non_converging 'keep': a VM whose dirty rate outruns what its host's migration link can send stays put."""
+    links, dm = Links(model), DurationModel.of(model.options)
+    return [dm.required_bandwidth(v.memory_mib, v.dirty_mib_s or 0.0) <= math.floor(links.cap["host", v.host] + 1e-9)
+            for v in active]
+
+
 def build_problem(model: Model) -> Problem:
     hidx = model.host_index
     host_names = [h.name for h in model.hosts]
@@ -156,6 +164,8 @@ def build_problem(model: Model) -> Problem:
     mem = [int(math.ceil(model.demand(v.name, "memory") - 1e-9)) for v in active]
     init = [hidx[v.host] for v in active]
     movable = [True] * len(active)
+    if model.options.non_converging == "keep":
+        movable = _converging(model, active)
     prob = Problem(model, host_names, cap_cpu, cap_mem, usable, vm_names, cpu, mem, init, [], movable, [])
     prob.vm_spreads = [[] for _unused in active]
     prob.vm_rules = [[] for _unused in active]

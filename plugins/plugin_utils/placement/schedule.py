@@ -28,7 +28,7 @@ from typing import Callable
 from .constraints import CPU_SCALE
 from .errors import InfeasibleError, PlacementError
 from .model import VM, Model
-from .planner import Planner, _Step
+from .planner import Planner, _Step, planner_warnings
 from .problem import Problem, build_problem
 from .state import State
 
@@ -393,6 +393,7 @@ def _plan(model: Model, prob: Problem, init: list[int], target: list[int], plann
         "vms_saved_after": len(saved_after),
         "steps": len(steps),
         "estimated_duration_s": round(sum(planner.durations), 1),
+        "postcopy_migrations": len(planner.postcopy),
         "solve_seconds": round(solve_s, 3),
         "plan_seconds": round(plan_s, 3),
         "lns_iterations": 0,
@@ -414,5 +415,5 @@ def _plan(model: Model, prob: Problem, init: list[int], target: list[int], plann
         "hosts_freed": sorted(before_hosts - after_hosts),
         "hosts_switched_on": sorted(after_hosts - before_hosts),
         "stats": stats,
-        "warnings": list(model.warnings),
+        "warnings": list(model.warnings) + planner_warnings(planner),
     }

@@ -16,7 +16,7 @@ from .pack import home_pass, pack_cosine, relabel
 from .lns import Lns
 from .neighbourhoods import balanced_stay, empty_hosts, is_big_vm_mix
 from .model import Model, load_model
-from .planner import build_plan
+from .planner import build_plan, planner_warnings
 from .schedule import solve_schedule
 from .problem import CPU_SCALE, Problem, build_problem
 from .state import State
@@ -323,6 +323,7 @@ def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, it
         "suspends": sum(1 for s in planner.steps for a in s if a["action"] == "suspend"),
         "steps": len(planner.steps),
         "estimated_duration_s": round(sum(planner.durations), 1),
+        "postcopy_migrations": len(planner.postcopy),
         "solve_seconds": round(solve_s, 3),
         "plan_seconds": round(time.monotonic() - t0 - solve_s, 3),
         "lns_iterations": iterations,
@@ -344,5 +345,5 @@ def _plan(prob: Problem, target: list[int], lb: int, t0: float, proved: bool, it
         "hosts_freed": sorted(before_hosts - after_hosts),
         "hosts_switched_on": sorted(after_hosts - before_hosts),
         "stats": stats,
-        "warnings": list(model.warnings),
+        "warnings": list(model.warnings) + planner_warnings(planner),
     }

@@ -123,3 +123,19 @@ def test_plan_action_host_is_where_the_action_runs(action, host):
 def test_plan_action_host_without_a_host_says_so():
     with pytest.raises(AnsibleFilterError, match="plan_action_host: expects a plan action with its hypervisor"):
         FILTERS["plan_action_host"]({"action": "start", "vm": "a"})
+
+
+@pytest.mark.parametrize("action, limit, expected", [
+    ({"action": "migrate", "vm": "a", "from": "hv1", "to": "hv2", "bandwidth_mib_s": 40}, 0, 40),
+    ({"action": "migrate", "vm": "a", "from": "hv1", "to": "hv2", "bandwidth_mib_s": 40}, 25, 25),
+    ({"action": "migrate", "vm": "a", "from": "hv1", "to": "hv2", "bandwidth_mib_s": 40}, "100", 40),
+    ({"action": "migrate", "vm": "a", "from": "hv1", "to": "hv2"}, 30, 30),   # a plan of an earlier release
+    ({"action": "migrate", "vm": "a", "from": "hv1", "to": "hv2"}, 0, 0),
+])
+def test_plan_action_bandwidth_is_the_allotment_under_the_limit(action, limit, expected):
+    assert FILTERS["plan_action_bandwidth"](action, limit) == expected
+
+
+def test_plan_action_bandwidth_refuses_a_bad_allotment():
+    with pytest.raises(AnsibleFilterError, match="action 'a' has bandwidth_mib_s -3; a plan allots a positive integer"):
+        FILTERS["plan_action_bandwidth"]({"action": "migrate", "vm": "a", "bandwidth_mib_s": -3})
