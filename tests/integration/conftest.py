@@ -23,6 +23,23 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 COLLECTIONS = os.path.join(ROOT, ".tmp", "collections")
 LAB_DIR = os.path.abspath(os.environ.get("ENTROPY_LAB_DIR") or "/var/tmp/entropy-lab")
+
+
+def _lab_of_this_worker() -> None:
+    """Under pytest-xdist (`run.sh integration` runs two workers), each worker after the first gets a lab of its
+    own: $ENTROPY_LAB_DIR-gwN on its own loopback /24, so two tests never share a hypervisor or a VM. Set in the
+    environment too, so tools/lab.py, ansible-playbook and every command a test runs see the same lab."""
+    global LAB_DIR  # pylint: disable=global-statement
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    number = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    if number:
+        octets = (os.environ.get("ENTROPY_LAB_SUBNET") or "127.0.0").split(".")
+        LAB_DIR = "%s-%s" % (LAB_DIR, worker)
+        os.environ["ENTROPY_LAB_SUBNET"] = "%s.%s.%d" % (octets[0], octets[1], (int(octets[2]) + 50 * number) % 250)
+    os.environ["ENTROPY_LAB_DIR"] = LAB_DIR
+
+
+_lab_of_this_worker()
 PLAYBOOKS = os.path.join(os.path.dirname(__file__), "playbooks")
 
 libvirt = pytest.importorskip("libvirt")

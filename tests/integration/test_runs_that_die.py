@@ -220,7 +220,7 @@ def test_after_kill_9_the_migration_goes_on_and_the_next_run_refuses_to_plan(lab
         wait_until(lambda: settled_placement(lab).get(GUEST) == [(src, "running")], 120, "%s to run on %s only" % (GUEST, src))
         # the orphaned module process notices and writes its result where nobody reads it any more
         result = wait_until(lambda: failed_async_result(async_dir), 120, "the orphaned vm_migrate module to finish")
-        assert "aborted" in result["msg"] and result["location"] == "source", result
+        assert "aborted" in result["msg"] and result["location"] == "source", json.dumps(result)  # a str: shown whole
     finally:
         if run is not None:
             stop_group(run)
