@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -137,9 +138,10 @@ def test_unreachable_hypervisor_with_strict_fails(lab, tmp_path):
     assert "hypervisor dead is unreachable" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_stopped_daemon_lands_in_unreachable(tmp_path):
+def test_stopped_daemon_lands_in_unreachable():
     """A real libvirtd of our own 1-host lab, stopped: the inventory reports it unreachable."""
-    lab_dir = str(tmp_path / "lab")
+    # not under tmp_path: a unix socket path holds at most 107 bytes, and pytest-xdist's tmp paths are long
+    lab_dir = tempfile.mkdtemp(prefix="entropy-lab-", dir="/var/tmp")
     env = dict(os.environ, ENTROPY_LAB_DIR=lab_dir)
     lab_py = [sys.executable, os.path.join(ROOT, "tools", "lab.py")]
     up = subprocess.run(lab_py + ["up", "--hosts", "1", "--vms-per-host", "0", "--subnet", "127.0.29"],
