@@ -1212,6 +1212,30 @@ def guest_xml(files: dict) -> str:
 """.format(name=GUEST_NAME, mem=GUEST_MEMORY_MIB, bridge=BRIDGE, **files)
 
 
+def job_guest_xml(name: str, seed: str | None = None, memory_mib: int = GUEST_MEMORY_MIB, console_log: str | None = None) -> str:
+    """A job VM of the lab: the OS guest's kernel and initrd, a NIC on the lab bridge and the job's seed volume
+    (entropy.cluster.job_seed) as a read-only virtio disk, which the guest's init reads (any virtio disk holding a seed). Names and paths are
+    escaped by ElementTree (a VM name may hold quotes or braces)."""
+    import xml.etree.ElementTree as ET  # pylint: disable=import-outside-toplevel
+
+    files = build_guest(lab_dir())
+    root = ET.fromstring(guest_xml(files))
+    root.find("name").text = name
+    root.find("memory").text = str(memory_mib)
+    devices = root.find("devices")
+    if seed:  # else attached later (entropy.cluster.job_seed with its domain option)
+        disk = ET.SubElement(devices, "disk", type="file", device="disk")
+        ET.SubElement(disk, "driver", name="qemu", type="raw")
+        ET.SubElement(disk, "source", file=seed)
+        ET.SubElement(disk, "target", dev="vda", bus="virtio")
+        ET.SubElement(disk, "readonly")
+    if console_log:
+        serial = ET.SubElement(devices, "serial", type="file")
+        ET.SubElement(serial, "source", path=console_log)
+        ET.SubElement(serial, "target", port="0")
+    return ET.tostring(root, encoding="unicode")
+
+
 def cmd_guest(args) -> int:
     """Start (or remove) the OS guest: a small Linux VM that sends link-local traffic on a tap and
     reports balloon statistics, for the measurements the firmware VMs cannot give."""

@@ -96,7 +96,7 @@ class JobSeed:
 
 def hostname_for(vm_name: str) -> str:
     """A valid host name (RFC 1123 label) for a VM name that may hold anything: lower case letters, digits and '-'."""
-    label = re.sub(r"[^a-z0-9-]+", "-", vm_name.lower()).strip("-")[:63].strip("-")
+    label = re.sub(r"[^a-z0-9]+", "-", vm_name.lower()).strip("-")[:63].strip("-")
     return label or "entropy-job"
 
 
@@ -107,12 +107,17 @@ def dump_yaml(data: dict) -> str:
     return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
+def fstab_escape(text: str) -> str:
+    """A field of /etc/fstab (where cloud-init writes ``mounts``): blanks and backslashes as octal escapes."""
+    return text.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
+
+
 def meta_data(seed: JobSeed) -> str:
     return dump_yaml({"instance-id": seed.instance_id, "local-hostname": seed.hostname})
 
 
 def user_data(seed: JobSeed) -> str:
-    source = "%s:%s" % (seed.nfs_server, seed.nfs_path)
+    source = fstab_escape("%s:%s" % (seed.nfs_server, seed.nfs_path))
     config = {
         "hostname": seed.hostname,
         "ssh_authorized_keys": [seed.ssh_key.strip()],
@@ -187,3 +192,150 @@ def seed_disk_xml(path: str, target: str = "vdz") -> str:
 def seed_from_params(params: t.Mapping) -> JobSeed:
     return JobSeed(vm_name=params["vm_name"], ssh_key=params["ssh_key"], command=params["command"], nfs_server=params["nfs_server"],
                    nfs_path=params["nfs_path"], hostname=params.get("hostname") or "")
+
+
+# --------------------------------------------------------------------------- entropy.cluster.job_seed
+
+def _target_names(root) -> set:
+    return {target.get("dev") for target in root.iter("target") if target.get("dev")}
+
+
+class JobSeedVolume:
+    """entropy.cluster.job_seed: a job VM's seed volume in a libvirt storage pool, present (with this content) or absent,
+    optionally attached to a defined domain (its persistent definition: the guest reads the seed when it boots)."""
+
+    def __init__(self, module, libvirt) -> None:
+        self.module = module
+        self.libvirt = libvirt
+        self.params = module.params
+        self.name: str = self.params["name"]
+        self.pool_name: str = self.params["pool"]
+        self.uri: str = module.uri
+
+    def fail(self, msg: str, kind: str) -> t.NoReturn:
+        self.module.fail(msg, kind, uri=self.uri)
+
+    def lookup_pool(self, conn):
+        try:
+            pool = conn.storagePoolLookupByName(self.pool_name)
+        except self.libvirt.libvirtError as exc:
+            if exc.get_error_code() == self.libvirt.VIR_ERR_NO_STORAGE_POOL:
+                self.fail("Storage pool %r is not defined on %s: define it (virsh pool-define-as) or name another pool."
+                          % (self.pool_name, self.uri), "no_pool")
+            raise
+        if not pool.isActive():
+            self.fail("Storage pool %r on %s is not active: start it (virsh pool-start) first." % (self.pool_name, self.uri), "pool_inactive")
+        pool.refresh(0)
+        return pool
+
+    def lookup_volume(self, pool):
+        try:
+            return pool.storageVolLookupByName(self.name)
+        except self.libvirt.libvirtError as exc:
+            if exc.get_error_code() == self.libvirt.VIR_ERR_NO_STORAGE_VOL:
+                return None
+            raise
+
+    def lookup_domain(self, conn):
+        name = self.params.get("domain")
+        if not name:
+            return None
+        try:
+            return conn.lookupByName(name)
+        except self.libvirt.libvirtError as exc:
+            if exc.get_error_code() == self.libvirt.VIR_ERR_NO_DOMAIN:
+                self.fail("job_seed %r: domain %r is not defined on %s: define the VM first, or leave out domain." % (self.name, name, self.uri),
+                          "no_domain")
+            raise
+
+    @staticmethod
+    def read_volume(conn, vol) -> bytes:
+        size = vol.info()[1]
+        stream = conn.newStream(0)
+        vol.download(stream, 0, size, 0)
+        chunks = []
+        while True:
+            data = stream.recv(1 << 18)
+            if not data:
+                break
+            chunks.append(data)
+        stream.finish()
+        return b"".join(chunks)
+
+    def write_volume(self, conn, pool, image: bytes):
+        import xml.etree.ElementTree as ET  # pylint: disable=import-outside-toplevel
+
+        vol = ET.Element("volume")
+        ET.SubElement(vol, "name").text = self.name
+        ET.SubElement(vol, "capacity", unit="bytes").text = str(len(image))
+        ET.SubElement(ET.SubElement(vol, "target"), "format", type="raw")
+        created = pool.createXML(ET.tostring(vol, encoding="unicode"), 0)
+        stream = conn.newStream(0)
+        created.upload(stream, 0, len(image), 0)
+        view = memoryview(image)
+        while view:
+            sent = stream.send(bytes(view[:1 << 18]))
+            view = view[sent:]
+        stream.finish()
+        return created
+
+    def attached(self, dom, path: str) -> bool:
+        import xml.etree.ElementTree as ET  # pylint: disable=import-outside-toplevel
+
+        root = ET.fromstring(dom.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE))
+        return any(source.get("file") == path for source in root.iter("source"))
+
+    def attach(self, dom, path: str) -> None:
+        import xml.etree.ElementTree as ET  # pylint: disable=import-outside-toplevel
+
+        used = _target_names(ET.fromstring(dom.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE)))
+        target = next(("vd" + letter for letter in "zyxwvutsrq" if "vd" + letter not in used), None)
+        if target is None:
+            self.fail("job_seed %r: domain %r has no free virtio disk name (vdq..vdz) for the seed." % (self.name, dom.name()), "no_target")
+        dom.attachDeviceFlags(seed_disk_xml(path, target), self.libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+
+    def run(self) -> t.NoReturn:
+        conn = self.module.connect()
+        pool = self.lookup_pool(conn)
+        vol = self.lookup_volume(pool)
+        dom = self.lookup_domain(conn)
+        self.module.result.update(uri=self.uri, pool=self.pool_name, name=self.name)
+        before = None
+        if vol is not None:
+            try:
+                before = {k: v.decode(errors="replace") for k, v in read_seed_image(self.read_volume(conn, vol)).items()}
+            except Exception:  # pylint: disable=broad-except
+                before = {"(not a seed volume)": ""}
+        if self.params["state"] == "absent":
+            if vol is None:
+                self.module.exit(state="absent")
+            path = vol.path()
+            self.module.result["changed"] = True
+            self.module.set_diff(dict(files=before), dict(files=None))
+            if not self.module.check_mode:
+                vol.delete(0)
+            self.module.exit(state="absent", path=path)
+        try:
+            seed = seed_from_params(self.params)
+            files = seed_files(seed)
+            image = build_seed_image(seed)
+        except SeedError as exc:
+            self.fail("job_seed %r: %s" % (self.name, exc), "invalid_argument")
+        after = {k: v.decode() for k, v in files.items()}
+        result = dict(state="present", hostname=seed.hostname, instance_id=seed.instance_id, files=sorted(files))
+        if before != after:
+            self.module.result["changed"] = True
+            self.module.set_diff(dict(files=before), dict(files=after))
+            if not self.module.check_mode:
+                if vol is not None:
+                    vol.delete(0)
+                vol = self.write_volume(conn, pool, image)
+        path = vol.path() if vol is not None else None
+        if dom is not None and (path is None or not self.attached(dom, path)):
+            self.module.result["changed"] = True
+            if not self.module.check_mode:
+                self.attach(dom, path)
+            result["attached_to"] = dom.name()
+        elif dom is not None:
+            result["attached_to"] = dom.name()
+        self.module.exit(path=path, **result)
