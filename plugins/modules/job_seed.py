@@ -9,7 +9,7 @@ module: job_seed
 short_description: Give a job VM its user's environment through a cloud-init NoCloud seed volume
 version_added: 0.1.0
 description:
-  - Makes the seed volume of one job VM present (with this content) or absent in a libvirt storage pool: an ISO 9660
+  - Makes the seed volume of one job VM present (with this content) or absent in a libvirt storage pool. It is an ISO 9660
     volume labelled C(cidata), a cloud-init NoCloud seed. Its C(meta-data) holds the instance id and the host name;
     its C(user-data) (C(#cloud-config)) holds the owner's SSH key, the owner's NFS share (mounted on
     C(/mnt/entropy-share)) and the job's command, run by C(runcmd) in the share, its output written to
