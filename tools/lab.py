@@ -1103,7 +1103,12 @@ until mount -t nfs4 -o vers=4.1,addr="$server" "$server:$path" /mnt/entropy-shar
   sleep 1
 done
 echo "entropy job seed: share mounted, running the command of $name"
-cd /mnt/entropy-share && { sh "$seed/entropy-job/command" > "/mnt/entropy-share/$name.out" 2>&1; echo $? > "/mnt/entropy-share/.$name.exit.tmp"; mv -f "/mnt/entropy-share/.$name.exit.tmp" "/mnt/entropy-share/$name.exit"; }
+share=/mnt/entropy-share
+cd "$share" && {
+  sh "$seed/entropy-job/command" > "$share/$name.out" 2>&1
+  echo $? > "$share/.$name.exit.tmp"
+  mv -f "$share/.$name.exit.tmp" "$share/$name.exit"
+}
 sync
 echo "entropy job seed: command of $name ended"
 """
@@ -1126,7 +1131,8 @@ def build_guest(base: str) -> dict:
     import hashlib  # pylint: disable=import-outside-toplevel
 
     # the initrd's name follows its init scripts: a lab keeps no initrd built from an older init
-    tag = hashlib.sha256((GUEST_INIT + GUEST_DHCP_EVENT + GUEST_JOB_SEED + repr(GUEST_MODULES + GUEST_SSH_PACKAGES)).encode()).hexdigest()[:8]
+    recipe = GUEST_INIT + GUEST_DHCP_EVENT + GUEST_JOB_SEED + repr(GUEST_MODULES + GUEST_SSH_PACKAGES)
+    tag = hashlib.sha256(recipe.encode()).hexdigest()[:8]
     kernel, initrd = os.path.join(gdir, "vmlinuz"), os.path.join(gdir, "initrd-%s.gz" % tag)
     if os.path.exists(kernel) and os.path.exists(initrd):
         return {"kernel": kernel, "initrd": initrd}

@@ -93,9 +93,10 @@ def test_job_vm_gets_key_share_and_command_from_its_seed(lab, playbook, seed_poo
     os.makedirs(share)
     os.chown(share, LAB_TOOL.NFS_ANON_ID, LAB_TOOL.NFS_ANON_ID)
     nfs_server = lab.state["network"]["address"].split("/")[0]
+    console_log = os.path.join(lab.dir, "job-guest-test.console.log")  # the guest's serial console, for a failure's story
     conn = lab.connect(host)
     try:
-        conn.defineXML(LAB_TOOL.job_guest_xml(VM, console_log=os.path.join(lab.dir, "job-guest-test.console.log")))
+        conn.defineXML(LAB_TOOL.job_guest_xml(VM, console_log=console_log))
         made_file = str(tmp_path / "made.json")
         vars_file = tmp_path / "vars.yml"
         vars_file.write_text(yaml.safe_dump({
@@ -138,6 +139,8 @@ def test_job_vm_gets_key_share_and_command_from_its_seed(lab, playbook, seed_poo
         lab.remove_vm(VM)
         conn.close()
         shutil.rmtree(share, ignore_errors=True)
+        if os.path.exists(console_log):
+            os.unlink(console_log)
     gone = playbook("job_seed.yml", extra_vars={"uri": lab.uri(host), "pool": POOL, "state": "absent"},
                     extra_args=["-e", "@%s" % _write(tmp_path / "absent.yml", {"volume": Unsafe(VM + ".seed.iso")})])
     assert gone.returncode == 0, gone.stdout[-4000:]
