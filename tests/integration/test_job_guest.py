@@ -93,6 +93,11 @@ def test_job_vm_gets_key_share_and_command_from_its_seed(lab, playbook, seed_poo
     os.makedirs(share)
     os.chown(share, LAB_TOOL.NFS_ANON_ID, LAB_TOOL.NFS_ANON_ID)
     nfs_server = lab.state["network"]["address"].split("/")[0]
+    # the lab's NFS server listens on the bridge address inside the lab's namespace, and nothing on the machine's network
+    inside = subprocess.run(["ip", "netns", "exec", lab.state["network"]["netns"], "ss", "-Hltn"], capture_output=True, text=True, check=True)
+    outside = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True)
+    assert [line.split()[3] for line in inside.stdout.splitlines() if line.split()[3].endswith(":2049")] == ["[::ffff:%s]:2049" % nfs_server]
+    assert not [line for line in outside.stdout.splitlines() if line.split()[3].endswith(":2049")], outside.stdout
     console_log = os.path.join(lab.dir, "job-guest-test.console.log")  # the guest's serial console, for a failure's story
     conn = lab.connect(host)
     try:
