@@ -1057,14 +1057,9 @@ udhcpc -i eth0 -s /bin/dhcp-event -t 10 -T 3 -b -q >/dev/null 2>&1 &
 echo "entropy lab guest up"
 # A job VM's seed: the cloud-init NoCloud volume (label cidata) the collection builds; this guest has no
 # cloud-init, so it reads the same values from the volume's entropy-job/ files (tools/lab.py, docs/lab.md).
-mkdir -p /seed
-for dev in /dev/vd[a-z]; do
-  [ -b "$dev" ] || continue
-  if mount -t iso9660 -o ro "$dev" /seed 2>/dev/null; then
-    if [ -f /seed/user-data ] && [ -f /seed/entropy-job/vm-name ]; then /bin/job-seed /seed > /dev/console 2>&1 & break; fi
-    umount /seed
-  fi
-done
+# A warm clone (restored from a saved base, never booted) gets its seed hot-plugged after the restore: the
+# watcher keeps looking, and then takes the clone's own MAC and a new lease first (bin/renew-nic).
+/bin/seed-watch > /dev/console 2>&1 &
 # Link-scoped traffic only (IPv6 all-nodes multicast on this link): it never leaves the tap.
 while true; do ping -6 -q -c 20 -i 0.2 -s 1000 -I eth0 ff02::1 >/dev/null 2>&1; done &
 while true; do sleep 3600; done
@@ -1076,6 +1071,41 @@ GUEST_DHCP_EVENT = """#!/bin/busybox sh
 case "$1" in
   bound|renew) ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" ;;
 esac
+"""
+
+
+GUEST_SEED_WATCH = """#!/bin/busybox sh
+# Look for a seed volume at boot, then every half second (a seed hot-plugged into a warm clone).
+mkdir -p /seed
+first=1
+while true; do
+  for dev in /dev/vd[a-z]; do
+    [ -b "$dev" ] || continue
+    if mount -t iso9660 -o ro "$dev" /seed 2>/dev/null; then
+      if [ -f /seed/user-data ] && [ -f /seed/entropy-job/vm-name ]; then
+        [ "$first" = 1 ] || /bin/renew-nic
+        exec /bin/job-seed /seed
+      fi
+      umount /seed
+    fi
+  done
+  first=0
+  sleep 0.5
+done
+"""
+
+# A warm clone's NIC still carries the base's MAC and lease: probe the virtio NIC again (it reads the clone's MAC
+# from the device) and ask for a lease of its own.
+GUEST_RENEW_NIC = """#!/bin/busybox sh
+for pid in $(pidof udhcpc); do kill "$pid"; done
+ip link set eth0 down
+rmmod virtio_net
+insmod /lib/virtio_net.ko
+while ! ip link show eth0 >/dev/null 2>&1; do sleep 0.1; done
+ip addr flush dev eth0
+ip link set eth0 up
+udhcpc -i eth0 -s /bin/dhcp-event -t 10 -T 3 -b -q >/dev/null 2>&1 &
+echo "entropy seed watch: NIC probed again, $(cat /sys/class/net/eth0/address)"
 """
 
 
@@ -1131,7 +1161,7 @@ def build_guest(base: str) -> dict:
     import hashlib  # pylint: disable=import-outside-toplevel
 
     # the initrd's name follows its init scripts: a lab keeps no initrd built from an older init
-    recipe = GUEST_INIT + GUEST_DHCP_EVENT + GUEST_JOB_SEED + repr(GUEST_MODULES + GUEST_SSH_PACKAGES)
+    recipe = GUEST_INIT + GUEST_DHCP_EVENT + GUEST_JOB_SEED + GUEST_SEED_WATCH + GUEST_RENEW_NIC + repr(GUEST_MODULES + GUEST_SSH_PACKAGES)
     tag = hashlib.sha256(recipe.encode()).hexdigest()[:8]
     kernel, initrd = os.path.join(gdir, "vmlinuz"), os.path.join(gdir, "initrd-%s.gz" % tag)
     if os.path.exists(kernel) and os.path.exists(initrd):
@@ -1169,9 +1199,10 @@ def build_guest(base: str) -> dict:
     with open(os.path.join(root, "bin", "dhcp-event"), "w", encoding="utf-8") as handle:
         handle.write(GUEST_DHCP_EVENT)
     os.chmod(os.path.join(root, "bin", "dhcp-event"), 0o755)
-    with open(os.path.join(root, "bin", "job-seed"), "w", encoding="utf-8") as handle:
-        handle.write(GUEST_JOB_SEED)
-    os.chmod(os.path.join(root, "bin", "job-seed"), 0o755)
+    for script, text in (("job-seed", GUEST_JOB_SEED), ("seed-watch", GUEST_SEED_WATCH), ("renew-nic", GUEST_RENEW_NIC)):
+        with open(os.path.join(root, "bin", script), "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(os.path.join(root, "bin", script), 0o755)
     # dropbear and its libraries (the dynamic loader in /lib64, the libraries in /lib, a trusted directory)
     shutil.copy(os.path.join(extracted, "usr", "sbin", "dropbear"), os.path.join(root, "bin", "dropbear"))
     os.makedirs(os.path.join(root, "lib64"))

@@ -84,3 +84,72 @@ def test_clones_restored_from_one_saved_image_run_with_their_own_identity(lab, t
         for name in CLONES + [BASE]:
             lab.remove_vm(name)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_warm_clone_of_the_os_guest_gets_its_identity_after_the_restore(lab, tmp_path):
+    """The lab's OS guest booted once without a seed and saved; a clone restored from the image under a new name, UUID
+    and MAC, then given its seed (hot-plugged: it never boots, so it cannot read one at boot). It takes its own MAC
+    and lease, and runs the job's command, whose result appears in the share."""
+    from ansible_collections.entropy.cluster.plugins.module_utils import _job_seed as js  # pylint: disable=import-outside-toplevel
+
+    hosts = sorted(lab.hosts)
+    work = os.path.join(lab.dir, "warm-os-test")
+    share = os.path.join(lab.dir, "shares", "warm-os-test")
+    for directory in (work, share):
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory)
+    os.chown(share, LAB_TOOL.NFS_ANON_ID, LAB_TOOL.NFS_ANON_ID)
+    base, clone = "warm-os-base", "warm-os-clone 'a' {{ 1 }}"
+    base_mac, clone_mac = "52:54:00:77:01:01", "52:54:00:77:01:02"
+    leases = os.path.join(lab.dir, "net", "dnsmasq.leases")
+
+    def lease(mac):
+        with open(leases, encoding="utf-8") as handle:
+            return next((line.split()[2] for line in handle if line.split()[1:2] == [mac]), None)
+
+    try:
+        xml = ET.fromstring(LAB_TOOL.job_guest_xml(base))
+        ET.SubElement(xml.find("devices/interface"), "mac", address=base_mac)
+        conn = lab.connect(hosts[0])
+        try:
+            dom = conn.defineXML(ET.tostring(xml, encoding="unicode"))
+            dom.create()
+            deadline = time.monotonic() + 400
+            while lease(base_mac) is None and time.monotonic() < deadline:
+                time.sleep(1)
+            assert lease(base_mac), "the base guest got no lease in 400 s"
+            image_path = os.path.join(work, "base.save")
+            dom.save(image_path)
+        finally:
+            conn.close()
+        image = wc.read_save_image(image_path)
+        clone_image = wc.write_clone_image(image, wc.CloneIdentity(name=clone, uuid=str(uuid.uuid4()), macs=(clone_mac,), disks={}),
+                                           os.path.join(work, "clone.save"))
+        seed = js.JobSeed(vm_name=clone, ssh_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGwxrhaxd0mbyHjRwqQ4LGtl2AHMwHwMXBEjld3BfmMk o@lab",
+                          command="echo warm $(hostname)", nfs_server=lab.state["network"]["address"].split("/")[0], nfs_path=share)
+        seed_path = os.path.join(work, "clone-seed.iso")
+        with open(seed_path, "wb") as handle:
+            handle.write(js.build_seed_image(seed))
+        conn = lab.connect(hosts[1])
+        try:
+            started = time.monotonic()
+            conn.restore(clone_image)
+            restored = conn.lookupByName(clone)
+            restored.attachDeviceFlags(js.seed_disk_xml(seed_path, "vda"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            exit_file = os.path.join(share, clone + ".exit")
+            deadline = time.monotonic() + 300
+            while not os.path.exists(exit_file) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            took = time.monotonic() - started
+            assert os.path.exists(exit_file), "no result from the warm clone in 300 s: %s" % os.listdir(share)
+        finally:
+            conn.close()
+        with open(os.path.join(share, clone + ".out"), encoding="utf-8") as handle:
+            assert handle.read() == "warm %s\n" % seed.hostname
+        assert lease(clone_mac), "the clone did not ask for a lease with its own MAC"
+        print("warm clone: restore to command result in %.1f s" % took)
+    finally:
+        for name in (clone, base):
+            lab.remove_vm(name)
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(share, ignore_errors=True)
