@@ -130,6 +130,8 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
         "tests/unit/plugins/plugin_utils/jobs/test_job_schema.py::test_documented_entry_entropy_job_check",),
     ".venv/bin/python tools/entropy_job.py check job.yml --model model.json": (
         "tests/unit/plugins/plugin_utils/jobs/test_job_schema.py::test_documented_entry_entropy_job_check",),
+    ".venv/bin/python tools/bench_warm_clones.py --counts 1 4": "not run: a benchmark of several minutes on the lab; its cold path is "
+    "tests/integration/test_job_guest.py, its warm path tests/integration/test_warm_clone.py",
     # docs/playbooks.md
     "virsh -c 'qemu+unix:///system?socket=/var/tmp/entropy-lab/hosts/hv1/run/libvirt/libvirt-sock' domjobabort osvm": (
         "tests/integration/test_runs_that_die.py::test_after_kill_9_the_migration_goes_on_and_the_next_run_refuses_to_plan",),
