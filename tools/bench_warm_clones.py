@@ -105,7 +105,7 @@ def clean(conns: list, work: str, share: str) -> None:
                 lab.remove_domain(conn, dom.name())
     for directory in (work, share):
         shutil.rmtree(directory, ignore_errors=True)
-        os.makedirs(directory)
+        os.makedirs(directory, exist_ok=True)
     os.chown(share, lab.NFS_ANON_ID, lab.NFS_ANON_ID)
 
 
