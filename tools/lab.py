@@ -201,6 +201,9 @@ def ensure_network(state: dict) -> list[str]:
     if dnsmasq_pid(state) is None:
         start_dnsmasq(state)
         created.append("dnsmasq")
+    if nfs_pid(state) is None:
+        start_nfs(state)
+        created.append("NFS server")
     return created
 
 
@@ -226,8 +229,122 @@ def start_dnsmasq(state: dict) -> None:
     raise LabError("dnsmasq did not start in the lab's namespace %s; see %s/dnsmasq.log" % (net["netns"], ndir))
 
 
+# --------------------------------------------------------------------------- the lab's NFS server
+
+# NFS-Ganesha (a user-space NFS server) from Debian's packages, downloaded and extracted, never installed: its
+# package would pull in rpcbind and dbus services that listen on the machine's own network. Its libraries
+# (libntirpc4.3, liburcu8, libwbclient0, libnfsidmap1: libraries only, no service) are in tests/bindep.txt.
+NFS_PACKAGES = ("nfs-ganesha", "nfs-ganesha-vfs")
+NFS_PORT = 2049
+# Files written over NFS belong to this user on the machine, whoever wrote them in the guest (all_squash).
+NFS_ANON_ID = 65534
+
+
+def shares_dir(state: dict) -> str:
+    """The directory the lab's NFS server exports (to the lab bridge's subnet only): job shares are directories in it."""
+    return os.path.join(state["dir"], "shares")
+
+
+def nfs_address(state: dict) -> str:
+    return state["network"]["address"].split("/")[0]
+
+
+def build_nfs_server(base: str) -> str:
+    """NFS-Ganesha's files extracted from its Debian packages into <lab>/nfs/ganesha (cached); returns that root."""
+    root = os.path.join(base, "nfs", "ganesha")
+    if os.path.exists(os.path.join(root, "usr", "bin", "ganesha.nfsd")):
+        return root
+    work = root + ".build"
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    _apt_download(list(NFS_PACKAGES), work)
+    for deb in os.listdir(work):
+        if deb.endswith(".deb"):
+            subprocess.run(["dpkg-deb", "-x", os.path.join(work, deb), os.path.join(work, "x")], check=True)
+    shutil.rmtree(root, ignore_errors=True)
+    os.replace(os.path.join(work, "x"), root)
+    shutil.rmtree(work, ignore_errors=True)
+    return root
+
+
+def nfs_config(state: dict, root: str) -> str:
+    """Ganesha's configuration: NFS 4.1+ over TCP on the bridge address only, one export (the shares directory)
+    read-write to the lab bridge's subnet and to nothing else, every client user mapped to NFS_ANON_ID."""
+    ndir = os.path.join(state["dir"], "nfs")
+    subnet = state["network"]["address"].rsplit(".", 1)[0] + ".0/" + state["network"]["address"].split("/")[1]
+    return "\n".join([
+        "NFS_CORE_PARAM {",
+        "  Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false;",
+        "  Bind_addr = %s; NFS_Port = %d;" % (nfs_address(state), NFS_PORT),
+        '  Plugins_Dir = "%s";' % os.path.join(root, "usr", "lib", "x86_64-linux-gnu", "ganesha"),
+        "}",
+        'NFSV4 { Graceless = true; Lease_Lifetime = 10; Allow_Numeric_Owners = true; Only_Numeric_Owners = true;',
+        '        RecoveryBackend = fs; RecoveryRoot = "%s"; }' % os.path.join(ndir, "recovery"),
+        "NFS_KRB5 { Active_krb5 = false; }",
+        "EXPORT {",
+        '  Export_Id = 1; Path = "%s"; Pseudo = "%s";' % (shares_dir(state), shares_dir(state)),
+        "  Access_Type = None; Squash = All_Squash; Anonymous_Uid = %d; Anonymous_Gid = %d;" % (NFS_ANON_ID, NFS_ANON_ID),
+        "  Protocols = 4; Transports = TCP; SecType = sys;",
+        "  CLIENT { Clients = %s; Access_Type = RW; }" % subnet,
+        "  FSAL { Name = VFS; }",
+        "}", ""])
+
+
+def nfs_pid(state: dict) -> int | None:
+    """The PID of the lab's NFS server from its pidfile, when that process is a ganesha.nfsd inside the lab's namespace."""
+    pid = _pidfile_pid(os.path.join(state["dir"], "nfs", "ganesha.pid"))
+    if pid is None or _exe_name(pid) != "ganesha.nfsd" or not process_running(pid) or not pid_in_netns(pid, state):
+        return None
+    return pid
+
+
+def start_nfs(state: dict) -> None:
+    """Start the lab's NFS server inside the lab's network namespace, listening on the bridge address only."""
+    root = build_nfs_server(state["dir"])
+    ndir = os.path.join(state["dir"], "nfs")
+    os.makedirs(os.path.join(ndir, "recovery"), exist_ok=True)
+    os.makedirs(shares_dir(state), exist_ok=True)
+    os.chown(shares_dir(state), NFS_ANON_ID, NFS_ANON_ID)
+    conf = os.path.join(ndir, "ganesha.conf")
+    with open(conf, "w", encoding="utf-8") as handle:
+        handle.write(nfs_config(state, root))
+    pidfile, log = os.path.join(ndir, "ganesha.pid"), os.path.join(ndir, "ganesha.log")
+    if os.path.exists(pidfile):
+        os.unlink(pidfile)
+    out = open(os.path.join(ndir, "ganesha.stdout.log"), "ab")  # pylint: disable=consider-using-with
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        ["nsenter", "--net=%s" % netns_path(state["network"]["netns"]), "--",
+         os.path.join(root, "usr", "bin", "ganesha.nfsd"), "-F", "-f", conf, "-L", log, "-p", pidfile, "-N", "NIV_EVENT"],
+        stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, close_fds=True,
+        env=dict(os.environ, LD_LIBRARY_PATH=os.path.join(root, "usr", "lib", "ganesha")))
+    out.close()
+    address = "%s:%d" % (nfs_address(state), NFS_PORT)
+    for _tick in range(100):
+        if proc.poll() is not None:
+            break
+        listening = in_netns(state, "ss", "-Hltn", "src", nfs_address(state), check=False).stdout
+        if nfs_address(state) in listening and ":%d " % NFS_PORT in listening + " " and nfs_pid(state):
+            return
+        time.sleep(0.1)
+    raise LabError("the lab's NFS server (ganesha.nfsd) did not start listening on %s in the namespace %s; see %s "
+                   "(its libraries: tests/bindep.txt)" % (address, state["network"]["netns"], log))
+
+
+def stop_nfs(state: dict) -> None:
+    pid = nfs_pid(state)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        for _tick in range(100):
+            if not process_running(pid):
+                return
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+
+
 def remove_network(state: dict) -> None:
-    """Stop the lab's dnsmasq (by its pidfile) and delete the lab's network namespace (its bridge and taps go with it)."""
+    """Stop the lab's NFS server and dnsmasq (by their pidfiles) and delete the lab's network namespace (its bridge
+    and taps go with it)."""
+    stop_nfs(state)
     pid = dnsmasq_pid(state)
     if pid:
         os.kill(pid, signal.SIGTERM)
@@ -997,7 +1114,12 @@ def require_state(base: str) -> dict:
 GUEST_NAME = "osvm"
 GUEST_MEMORY_MIB = 128
 GUEST_MODULES = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
-                 "failover", "net_failover", "virtio_net", "virtio_balloon")
+                 "failover", "net_failover", "virtio_net", "virtio_balloon",
+                 # a job VM's seed (an ISO 9660 volume on a virtio disk) and its NFS share (NFS 4.1 client)
+                 "virtio_blk", "cdrom", "isofs", "sunrpc", "grace", "lockd", "netfs", "fscache", "nfs", "dns_resolver", "nfsv4")
+# Dropbear (the SSH server a job VM's owner logs in with) and the shared libraries it needs, from Debian's packages.
+GUEST_SSH_PACKAGES = ("dropbear-bin", "libtomcrypt1", "libtommath1", "libgmp10", "zlib1g", "libcrypt1", "libc6")
+GUEST_SSH_LIBS = ("ld-linux-x86-64.so.2", "libc.so.6", "libcrypt.so.1", "libz.so.1", "libgmp.so.10", "libtommath.so.1", "libtomcrypt.so.1")
 GUEST_INIT = """#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -1009,6 +1131,11 @@ ip link set eth0 up
 # An address from the lab's dnsmasq (inside the lab's network namespace), in the background, retried until it comes.
 udhcpc -i eth0 -s /bin/dhcp-event -t 10 -T 3 -b -q >/dev/null 2>&1 &
 echo "entropy lab guest up"
+# A job VM's seed: the cloud-init NoCloud volume (label cidata) the collection builds; this guest has no
+# cloud-init, so it reads the same values from the volume's entropy-job/ files (tools/lab.py, docs/lab.md).
+# A warm clone (restored from a saved base, never booted) gets its seed hot-plugged after the restore: the
+# watcher keeps looking, and then takes the clone's own MAC and a new lease first (bin/renew-nic).
+/bin/seed-watch > /dev/console 2>&1 &
 # Link-scoped traffic only (IPv6 all-nodes multicast on this link): it never leaves the tap.
 while true; do ping -6 -q -c 20 -i 0.2 -s 1000 -I eth0 ff02::1 >/dev/null 2>&1; done &
 while true; do sleep 3600; done
@@ -1020,6 +1147,76 @@ GUEST_DHCP_EVENT = """#!/bin/busybox sh
 case "$1" in
   bound|renew) ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" ;;
 esac
+"""
+
+
+GUEST_SEED_WATCH = """#!/bin/busybox sh
+# Look for a seed volume at boot, then every half second (a seed hot-plugged into a warm clone).
+mkdir -p /seed
+first=1
+while true; do
+  for dev in /dev/vd[a-z]; do
+    [ -b "$dev" ] || continue
+    if mount -t iso9660 -o ro "$dev" /seed 2>/dev/null; then
+      if [ -f /seed/user-data ] && [ -f /seed/entropy-job/vm-name ]; then
+        [ "$first" = 1 ] || /bin/renew-nic
+        exec /bin/job-seed /seed
+      fi
+      umount /seed
+    fi
+  done
+  first=0
+  sleep 0.5
+done
+"""
+
+# A warm clone's NIC still carries the base's MAC and lease: probe the virtio NIC again (it reads the clone's MAC
+# from the device) and ask for a lease of its own.
+GUEST_RENEW_NIC = """#!/bin/busybox sh
+for pid in $(pidof udhcpc); do kill "$pid"; done
+ip link set eth0 down
+rmmod virtio_net
+insmod /lib/virtio_net.ko
+while ! ip link show eth0 >/dev/null 2>&1; do sleep 0.1; done
+ip addr flush dev eth0
+ip link set eth0 up
+udhcpc -i eth0 -s /bin/dhcp-event -t 10 -T 3 -b -q >/dev/null 2>&1 &
+echo "entropy seed watch: NIC probed again, $(cat /sys/class/net/eth0/address)"
+"""
+
+
+# What a job VM does with its seed (the seed's files are data: every value is read into a quoted variable, never
+# evaluated; only the job's command is run, by sh, as the job asks).
+GUEST_JOB_SEED = """#!/bin/busybox sh
+seed=$1
+name=$(cat "$seed/entropy-job/vm-name")
+hostname "$(cat "$seed/entropy-job/hostname")"
+mkdir -p /root/.ssh /etc/dropbear /dev/pts /mnt/entropy-share /var/run /tmp
+chmod 700 /root /root/.ssh
+cp "$seed/entropy-job/authorized_keys" /root/.ssh/authorized_keys
+chmod 600 /root/.ssh/authorized_keys
+mount -t devpts devpts /dev/pts
+# the owner's key only: no password login (-s), host keys made at the first connection (-R)
+/bin/dropbear -R -s -p 22
+echo "entropy job seed: ssh up for $name"
+until ip -4 addr show dev eth0 | grep -q inet; do sleep 0.2; done
+server=$(cat "$seed/entropy-job/nfs-server")
+path=$(cat "$seed/entropy-job/nfs-path")
+tries=0
+until mount -t nfs4 -o vers=4.1,addr="$server" "$server:$path" /mnt/entropy-share; do
+  tries=$((tries + 1))
+  if [ "$tries" -ge 60 ]; then echo "entropy job seed: cannot mount $server:$path"; exit 1; fi
+  sleep 1
+done
+echo "entropy job seed: share mounted, running the command of $name"
+share=/mnt/entropy-share
+cd "$share" && {
+  sh "$seed/entropy-job/command" > "$share/$name.out" 2>&1
+  echo $? > "$share/.$name.exit.tmp"
+  mv -f "$share/.$name.exit.tmp" "$share/$name.exit"
+}
+sync
+echo "entropy job seed: command of $name ended"
 """
 
 
@@ -1040,7 +1237,8 @@ def build_guest(base: str) -> dict:
     import hashlib  # pylint: disable=import-outside-toplevel
 
     # the initrd's name follows its init scripts: a lab keeps no initrd built from an older init
-    tag = hashlib.sha256((GUEST_INIT + GUEST_DHCP_EVENT).encode()).hexdigest()[:8]
+    recipe = GUEST_INIT + GUEST_DHCP_EVENT + GUEST_JOB_SEED + GUEST_SEED_WATCH + GUEST_RENEW_NIC + repr(GUEST_MODULES + GUEST_SSH_PACKAGES)
+    tag = hashlib.sha256(recipe.encode()).hexdigest()[:8]
     kernel, initrd = os.path.join(gdir, "vmlinuz"), os.path.join(gdir, "initrd-%s.gz" % tag)
     if os.path.exists(kernel) and os.path.exists(initrd):
         return {"kernel": kernel, "initrd": initrd}
@@ -1051,7 +1249,7 @@ def build_guest(base: str) -> dict:
     work = os.path.join(gdir, "build")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    _apt_download([image, "busybox-static"], work)
+    _apt_download([image, "busybox-static", *GUEST_SSH_PACKAGES], work)
     for deb in os.listdir(work):
         if deb.endswith(".deb"):
             subprocess.run(["dpkg-deb", "-x", os.path.join(work, deb), os.path.join(work, "x")], check=True)
@@ -1077,6 +1275,28 @@ def build_guest(base: str) -> dict:
     with open(os.path.join(root, "bin", "dhcp-event"), "w", encoding="utf-8") as handle:
         handle.write(GUEST_DHCP_EVENT)
     os.chmod(os.path.join(root, "bin", "dhcp-event"), 0o755)
+    for script, text in (("job-seed", GUEST_JOB_SEED), ("seed-watch", GUEST_SEED_WATCH), ("renew-nic", GUEST_RENEW_NIC)):
+        with open(os.path.join(root, "bin", script), "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(os.path.join(root, "bin", script), 0o755)
+    # dropbear and its libraries (the dynamic loader in /lib64, the libraries in /lib, a trusted directory)
+    shutil.copy(os.path.join(extracted, "usr", "sbin", "dropbear"), os.path.join(root, "bin", "dropbear"))
+    os.makedirs(os.path.join(root, "lib64"))
+    libs = {}
+    for dirpath, _dirs, files in os.walk(extracted):
+        for name in files + _dirs:
+            if name in GUEST_SSH_LIBS and name not in libs and os.path.exists(os.path.join(dirpath, name)):
+                libs[name] = os.path.realpath(os.path.join(dirpath, name))
+    missing = [lib for lib in GUEST_SSH_LIBS if lib not in libs]
+    if missing:
+        raise LabError("the guest's SSH server lacks the libraries %s in the packages %s" % (", ".join(missing), ", ".join(GUEST_SSH_PACKAGES)))
+    for name, path in libs.items():
+        shutil.copy(path, os.path.join(root, "lib64" if name.startswith("ld-linux") else "lib", name))
+    os.makedirs(os.path.join(root, "etc"))
+    with open(os.path.join(root, "etc", "passwd"), "w", encoding="utf-8") as handle:
+        handle.write("root:x:0:0:root:/root:/bin/sh\n")
+    with open(os.path.join(root, "etc", "group"), "w", encoding="utf-8") as handle:
+        handle.write("root:x:0:\n")
     listing = subprocess.run(["find", "."], cwd=root, capture_output=True, text=True, check=True).stdout
     archive = subprocess.run([busybox, "cpio", "-o", "-H", "newc"], cwd=root, input=listing.encode(), capture_output=True, check=True).stdout
     with open(initrd + ".tmp", "wb") as handle:
@@ -1103,6 +1323,30 @@ def guest_xml(files: dict) -> str:
   </devices>
 </domain>
 """.format(name=GUEST_NAME, mem=GUEST_MEMORY_MIB, bridge=BRIDGE, **files)
+
+
+def job_guest_xml(name: str, seed: str | None = None, memory_mib: int = GUEST_MEMORY_MIB, console_log: str | None = None) -> str:
+    """A job VM of the lab: the OS guest's kernel and initrd, a NIC on the lab bridge and the job's seed volume
+    (entropy.cluster.job_seed) as a read-only virtio disk, which the guest's init reads (any virtio disk holding a seed). Names and paths are
+    escaped by ElementTree (a VM name may hold quotes or braces)."""
+    import xml.etree.ElementTree as ET  # pylint: disable=import-outside-toplevel
+
+    files = build_guest(lab_dir())
+    root = ET.fromstring(guest_xml(files))
+    root.find("name").text = name
+    root.find("memory").text = str(memory_mib)
+    devices = root.find("devices")
+    if seed:  # else attached later (entropy.cluster.job_seed with its domain option)
+        disk = ET.SubElement(devices, "disk", type="file", device="disk")
+        ET.SubElement(disk, "driver", name="qemu", type="raw")
+        ET.SubElement(disk, "source", file=seed)
+        ET.SubElement(disk, "target", dev="vda", bus="virtio")
+        ET.SubElement(disk, "readonly")
+    if console_log:
+        serial = ET.SubElement(devices, "serial", type="file")
+        ET.SubElement(serial, "source", path=console_log)
+        ET.SubElement(serial, "target", port="0")
+    return ET.tostring(root, encoding="unicode")
 
 
 def cmd_guest(args) -> int:
@@ -1160,8 +1404,9 @@ def cmd_status(args) -> int:
     network = None
     if state.get("network"):
         network = dict(state["network"], namespace_exists=os.path.exists(netns_path(state["network"]["netns"])),
-                       dnsmasq_pid=dnsmasq_pid(state))
-        all_ok = all_ok and network["namespace_exists"] and network["dnsmasq_pid"] is not None
+                       dnsmasq_pid=dnsmasq_pid(state), nfs_pid=nfs_pid(state),
+                       nfs_export="%s:%s" % (nfs_address(state), shares_dir(state)))
+        all_ok = all_ok and network["namespace_exists"] and network["dnsmasq_pid"] is not None and network["nfs_pid"] is not None
     if args.json:
         print(json.dumps({"up": all_ok, "dir": base, "hosts": rows, "network": network}, indent=2))
     else:
@@ -1170,6 +1415,7 @@ def cmd_status(args) -> int:
             print("  network namespace %s%s, bridge %s %s, dnsmasq pid %s" % (
                 network["netns"], "" if network["namespace_exists"] else " (MISSING)", network["bridge"], network["address"],
                 network["dnsmasq_pid"] or "DOWN"))
+            print("  NFS server pid %s, export %s (to %s only)" % (network["nfs_pid"] or "DOWN", network["nfs_export"], network["address"]))
         for row in rows:
             load = " ".join("%s(%s)" % (n, s) for n, s in sorted(row["vms"].items())) or "-"
             print("  %-4s %-26s %-6s pid %-8s VMs: %s" % (row["host"], row["uri"], "up" if row["alive"] else "DOWN", row["pid"], load))
