@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from ansible_collections.entropy.cluster.plugins.module_utils import vm_metadata
 from ansible_collections.entropy.cluster.plugins.module_utils._linked_clone import volume_xml
 from ansible_collections.entropy.cluster.plugins.module_utils._run_lock import iso, user_at_host
+from ansible_collections.entropy.cluster.plugins.module_utils._storage import active_pool, find_volume
 from ansible_collections.entropy.cluster.plugins.module_utils._vm_ops import libvirt
 from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import ClusterStore, StoreError, volume_name
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import (
@@ -102,26 +103,12 @@ class JobVM:
         self.module.fail(msg, kind, uri=self.uri)
 
     def pool(self, conn):
-        try:
-            pool = conn.storagePoolLookupByName(self.params["pool"])
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
-                self.fail("Storage pool %r for the overlays of job %r is not defined on %s: define it on every hypervisor over "
-                          "the shared image directory (entropy_job_pool)." % (self.params["pool"], self.job, self.uri), "no_pool")
-            raise
-        if not pool.isActive():
-            self.fail("Storage pool %r on %s is not active: start it (virsh pool-start) first." % (self.params["pool"], self.uri),
-                      "pool_inactive")
-        pool.refresh(0)
-        return pool
+        return active_pool(conn, self.params["pool"], self.uri, self.fail, missing=(
+            "Storage pool %r for the overlays of job %r is not defined on %s: define it on every hypervisor over the shared "
+            "image directory (entropy_job_pool)." % (self.params["pool"], self.job, self.uri)))
 
     def volume(self, pool):
-        try:
-            return pool.storageVolLookupByName(self.overlay)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
-                return None
-            raise
+        return find_volume(pool, self.overlay)
 
     def owned(self, dom) -> dict:
         """The job metadata of an existing domain; fails when the VM belongs to no job or to another one."""

@@ -24,6 +24,8 @@ import json
 import re
 import typing as t
 
+from ansible_collections.entropy.cluster.plugins.module_utils._storage import active_pool, find_volume
+
 try:
     import pycdlib
 
@@ -216,25 +218,10 @@ class JobSeedVolume:
         self.module.fail(msg, kind, uri=self.uri)
 
     def lookup_pool(self, conn):
-        try:
-            pool = conn.storagePoolLookupByName(self.pool_name)
-        except self.libvirt.libvirtError as exc:
-            if exc.get_error_code() == self.libvirt.VIR_ERR_NO_STORAGE_POOL:
-                self.fail("Storage pool %r is not defined on %s: define it (virsh pool-define-as) or name another pool."
-                          % (self.pool_name, self.uri), "no_pool")
-            raise
-        if not pool.isActive():
-            self.fail("Storage pool %r on %s is not active: start it (virsh pool-start) first." % (self.pool_name, self.uri), "pool_inactive")
-        pool.refresh(0)
-        return pool
+        return active_pool(conn, self.pool_name, self.uri, self.fail)
 
     def lookup_volume(self, pool):
-        try:
-            return pool.storageVolLookupByName(self.name)
-        except self.libvirt.libvirtError as exc:
-            if exc.get_error_code() == self.libvirt.VIR_ERR_NO_STORAGE_VOL:
-                return None
-            raise
+        return find_volume(pool, self.name)
 
     def lookup_domain(self, conn):
         name = self.params.get("domain")
