@@ -330,11 +330,15 @@ case "$cmd" in
     start=$SECONDS
     units > "$TMP/units.log" 2>&1 &
     units_pid=$!
+    # Each layer runs as a plain command, so that `set -e` stops at its first failing step (inside `a || b`
+    # bash ignores -e in a: a failing ansible-lint went unnoticed that way); the unit tests stop with us.
+    trap 'kill "$units_pid" 2>/dev/null || true' EXIT
     for layer in lint sanity build; do
-      "$layer" || { kill "$units_pid" 2>/dev/null; die "the $layer layer failed"; }
+      "$layer"
     done
     units_rc=0
     wait "$units_pid" || units_rc=$?
+    trap - EXIT
     cat "$TMP/units.log"
     [ "$units_rc" = 0 ] || die "the unit tests failed"
     echo "-- units, lint, sanity, build: $((SECONDS - start)) s"
