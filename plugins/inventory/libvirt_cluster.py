@@ -113,6 +113,19 @@ options:
     type: bool
     default: true
     version_added: 0.1.0
+  dirty_rate:
+    description:
+      - Measure how fast each running VM dirties its memory, during the sampling interval, with libvirt's dirty-rate
+        calculation (QEMU's C(calc-dirty-rate) in page-sampling mode, which hashes a sample of the guest's pages; the guest
+        keeps running), and give it as C(entropy_dirty_mib_s). The network model (version 2) takes it as the VM's
+        C(dirty_mib_s), which decides a migration's duration and whether it converges.
+      - Needs O(sampling_interval) of at least 1 (the calculation runs for whole seconds). A VM whose hypervisor cannot
+        measure it (an older QEMU, another driver) gets V(null). The dirty-bitmap mode is not used (it crashed QEMU 7.2 under TCG).
+      - libvirt starts the calculation only on a read-write connection, so with this option the inventory connects read-write
+        (otherwise read-only), and the credentials must allow it.
+    type: bool
+    default: false
+    version_added: 0.1.0
   model_host:
     description:
       - Name of an extra host that carries the solver model as the variable C(entropy_model)
@@ -178,7 +191,7 @@ notes:
     C(entropy_uuid), C(entropy_state), C(entropy_vcpus), C(entropy_memory_mib) (allocated),
     C(entropy_memory_max_mib), C(entropy_memory_used_mib) (guest balloon statistics, V(null) where
     the guest reports none), C(entropy_memory_rss_mib) (QEMU process), C(entropy_cpu_demand_cores),
-    C(entropy_net_rx_bytes_s), C(entropy_net_tx_bytes_s), C(entropy_snapshot_count),
+    C(entropy_net_rx_bytes_s), C(entropy_net_tx_bytes_s), C(entropy_dirty_mib_s) (O(dirty_rate)), C(entropy_snapshot_count),
     C(entropy_has_managed_save), C(entropy_priority) (from the VM's metadata, see entropy.cluster.vm_priority; V(null) when unset),
     C(entropy_save_image) and C(entropy_defined_on) (saved VMs, see O(save_dir)), C(entropy_job_name) and C(entropy_job_owner)
     (the user job the VM belongs to and who submitted it, from its metadata, see the entropy.cluster.submit playbook;
@@ -353,6 +366,53 @@ def _sample(conn):
     return {"t": stamp, "node_cpu": dict(node_cpu), "domains": stats}, domains
 
 
+def _start_dirty_rates(domains, seconds):
+    """Start libvirt's dirty-rate calculation (page sampling, ``seconds`` long) on each running domain: the names started."""
+    started = []
+    mode = getattr(libvirt, "VIR_DOMAIN_DIRTYRATE_MODE_PAGE_SAMPLING", 0)
+    for name, dom in domains.items():
+        try:
+            if dom.isActive() and dom.info()[0] == libvirt.VIR_DOMAIN_RUNNING:
+                dom.startDirtyRateCalc(seconds, mode)
+                started.append(name)
+        except (libvirt.libvirtError, AttributeError):
+            continue  # this VM (or its QEMU, or the driver) cannot measure it: its rate stays null
+    return started
+
+
+def _read_dirty_rates(conn, names, wait_s):
+    """name -> MiB/s of the calculations started on ``names``, waiting up to ``wait_s`` for those still measuring."""
+    flag = getattr(libvirt, "VIR_DOMAIN_STATS_DIRTYRATE", None)
+    measured_status = getattr(libvirt, "VIR_DOMAIN_DIRTYRATE_MEASURED", 2)
+    rates, deadline = {}, time.monotonic() + wait_s
+    pending = list(names)
+    while pending and flag is not None:
+        doms = []
+        for name in pending:
+            try:
+                doms.append(conn.lookupByName(name))
+            except libvirt.libvirtError:
+                continue  # gone since the first sample
+        if not doms:
+            break
+        try:
+            records = conn.domainListGetStats(doms, flag, 0)
+        except libvirt.libvirtError:
+            break
+        pending = []
+        for dom, values in records:
+            if values.get("dirtyrate.calc_status") == measured_status and "dirtyrate.megabytes_per_second" in values:
+                # QEMU's "MB" here is 2^20 bytes (calc-dirty-rate divides by 1024 * 1024)
+                rates[dom.name()] = float(values["dirtyrate.megabytes_per_second"])
+            elif values.get("dirtyrate.calc_status") == getattr(libvirt, "VIR_DOMAIN_DIRTYRATE_MEASURING", 1):
+                pending.append(dom.name())
+        if pending:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+    return rates
+
+
 def _guest_addresses(dom):
     """{"macs": the VM's own MAC addresses, source: [[interface, hwaddr, address], ...] for each source that
     answered}, asking the next source only while none gave a usable address."""
@@ -428,8 +488,10 @@ def _details(dom, state, reason=None, addresses=False):
 class _Hypervisor:
     """One hypervisor during a fetch: its connection and the raw record being filled."""
 
-    def __init__(self, spec, username, password, addresses=False, connect_timeout=None):
+    def __init__(self, spec, username, password, addresses=False, connect_timeout=None, dirty_seconds=0):
         self.spec = spec
+        self.dirty_seconds = dirty_seconds
+        self.dirty_started = []
         self.connect_timeout = connect_timeout
         self.username = username
         self.password = password
@@ -440,7 +502,9 @@ class _Hypervisor:
     def first(self):
         raw = self.raw
         try:
-            self.conn = open_connection(self.spec["uri"], self.username, self.password, readonly=True, connect_timeout=self.connect_timeout)
+            # libvirt starts a dirty-rate calculation only on a read-write connection; everything else here only reads
+            self.conn = open_connection(self.spec["uri"], self.username, self.password, readonly=not self.dirty_seconds,
+                                        connect_timeout=self.connect_timeout)
             info = self.conn.getInfo()  # [model, memory MiB, cpus, MHz, nodes, sockets, cores, threads]
             raw["node"] = {"model": info[0], "memory_mib": info[1], "cpus": info[2], "mhz": info[3]}
             raw["host_uuid"] = host_uuid(self.conn)
@@ -451,6 +515,8 @@ class _Hypervisor:
             raw["details"] = {name: _details(dom, sample["domains"][name].get("state.state"), sample["domains"][name].get("state.reason"),
                                              self.addresses)
                               for name, dom in domains.items()}
+            if self.dirty_seconds:
+                self.dirty_started = _start_dirty_rates(domains, self.dirty_seconds)
             raw["reachable"] = True
         except EntropyLibvirtError as exc:
             self._fail(exc.message)
@@ -466,6 +532,8 @@ class _Hypervisor:
         try:
             sample, _domains = _sample(self.conn)
             self.raw["samples"].append(sample)
+            if self.dirty_started:
+                self.raw["dirty_mib_s"] = _read_dirty_rates(self.conn, self.dirty_started, wait_s=1.0)
         except libvirt.libvirtError as exc:
             self._fail(describe_error(exc, "second load sample of hypervisor %s" % self.spec["name"], self.spec["uri"]).message)
         except Exception as exc:  # pylint: disable=broad-except
@@ -482,12 +550,15 @@ class _Hypervisor:
         self.conn = None
 
 
-def fetch(specs, sampling_interval, parallelism, username=None, password=None, guest_addresses=False, connect_timeout=None):
-    """Read every hypervisor: sample 1 on all (concurrently), one wait, sample 2 on all.
+def fetch(specs, sampling_interval, parallelism, username=None, password=None, guest_addresses=False, connect_timeout=None,
+          dirty_rate=False):
+    """Read every hypervisor: sample 1 on all (concurrently), one wait, sample 2 on all. With ``dirty_rate``, each running
+    VM's dirty-rate calculation runs between the two samples (whole seconds, so at least 1).
 
     Returns the raw data (JSON-serializable, no credentials): what the cache stores.
     """
-    workers = [_Hypervisor(spec, username, password, guest_addresses, connect_timeout) for spec in specs]
+    dirty_seconds = int(sampling_interval) if dirty_rate and sampling_interval >= 1 else 0  # parse() refuses < 1
+    workers = [_Hypervisor(spec, username, password, guest_addresses, connect_timeout, dirty_seconds) for spec in specs]
     started = time.time()
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(workers) or 1))) as pool:
         list(pool.map(lambda w: w.first(), workers))
@@ -499,7 +570,7 @@ def fetch(specs, sampling_interval, parallelism, username=None, password=None, g
                 list(pool.map(lambda w: w.second(), reachable))
         list(pool.map(lambda w: w.close(), workers))
     return {"version": RAW_VERSION, "fetched_at": started, "sampling_interval": sampling_interval,
-            "guest_addresses": guest_addresses, "hypervisors": [w.raw for w in workers]}
+            "guest_addresses": guest_addresses, "dirty_rate": bool(dirty_seconds), "hypervisors": [w.raw for w in workers]}
 
 
 # --------------------------------------------------------------------------- raw data -> variables (pure)
@@ -527,6 +598,8 @@ def summarize(raw, specs, default_reserved_mib=0):
         for name in sorted(first["domains"]):
             later = (second or {}).get("domains", {}).get(name) if second else None
             vm = _vm_vars(spec, first["domains"][name], later, record.get("details", {}).get(name, {}), seconds)
+            if raw.get("dirty_rate"):
+                vm["entropy_dirty_mib_s"] = (record.get("dirty_mib_s") or {}).get(name)
             copies.append((name, vm))
             if is_active_word(vm["entropy_state"]):
                 active += 1
@@ -824,6 +897,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             interval = float(self.get_option("sampling_interval"))
             if interval < 0:
                 raise ValueError("'sampling_interval' must be 0 or more seconds, got %r" % interval)
+            if self.get_option("dirty_rate") and interval < 1:
+                raise ValueError("'dirty_rate' measures over whole seconds between the two samples: set 'sampling_interval' to 1 or more "
+                                 "(it is %r)" % interval)
             parallelism = self.get_option("parallelism")
             if parallelism < 1:
                 raise ValueError("'parallelism' must be at least 1, got %r" % parallelism)
@@ -845,14 +921,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 update_cache = True
             else:
-                if not self._cache_matches(raw, specs, interval, self.get_option("guest_addresses")):
+                if not self._cache_matches(raw, specs, interval, self.get_option("guest_addresses"), self.get_option("dirty_rate")):
                     raw, update_cache = None, True
         if raw is None:
             if libvirt is None:
                 raise AnsibleParserError("%s: the Python module 'libvirt' (libvirt-python) is not installed on the controller: "
                                          "pip install libvirt-python" % path)
             raw = fetch(specs, interval, parallelism, self.get_option("auth_username"), self.get_option("auth_password"),
-                        self.get_option("guest_addresses"), self.get_option("connect_timeout"))
+                        self.get_option("guest_addresses"), self.get_option("connect_timeout"), self.get_option("dirty_rate"))
             if self.get_option("store_pool"):
                 raw["maintenance"], raw["fenced"] = self._read_store_marks(raw, path)
             if self.get_option("save_dir"):
@@ -888,13 +964,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return [image for image in images if not image.get("error")]
 
     @staticmethod
-    def _cache_matches(raw, specs, interval, guest_addresses):
+    def _cache_matches(raw, specs, interval, guest_addresses, dirty_rate=False):
         """A cached record is used only if it covers exactly the configured hypervisors."""
         if not isinstance(raw, dict) or raw.get("version") != RAW_VERSION:
             return False
         cached = [(h.get("name"), h.get("uri")) for h in raw.get("hypervisors") or []]
         return (cached == [(s["name"], s["uri"]) for s in specs] and raw.get("sampling_interval") == interval
-                and raw.get("guest_addresses", False) == guest_addresses)
+                and raw.get("guest_addresses", False) == guest_addresses
+                and raw.get("dirty_rate", False) == bool(dirty_rate and interval >= 1))
 
     def _populate(self, raw, specs, path):
         strict = self.get_option("strict")

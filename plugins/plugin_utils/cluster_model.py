@@ -64,7 +64,8 @@ def build_model(hostvars: Mapping[str, Mapping], constraints: list | None = None
     and cannot run anywhere else: it is paused in the model and pinned to its host (a ``root`` constraint).
 
     ``network``: build the network model (version 2): each running VM's ``net_mbps`` is its measured
-    receive + transmit rate (``entropy_net_rx_bytes_s`` + ``entropy_net_tx_bytes_s``, in Mbit/s); NIC
+    receive + transmit rate (``entropy_net_rx_bytes_s`` + ``entropy_net_tx_bytes_s``, in Mbit/s) and, when measured
+    (``entropy_dirty_mib_s``), its ``dirty_mib_s``; NIC
     capacities, racks and traffic groups are not measured and are left to the user (docs/model-format.md).
 
     Raises ValueError when the carried constraints or options are malformed or when hypervisors carry
@@ -182,9 +183,12 @@ def _vm_entry(name: str, vvars: Mapping, online: Mapping[str, dict], hypervisors
 
 
 def _net_rate(name: str, vvars: Mapping, entry: dict, warnings: list[str]) -> None:
-    """A running VM's net_mbps: the inventory's measured rx + tx rates (bytes/s) in Mbit/s."""
+    """A running VM's net_mbps: the inventory's measured rx + tx rates (bytes/s) in Mbit/s; its dirty_mib_s when measured."""
     if entry["state"] != "running":
         return
+    dirty = vvars.get("entropy_dirty_mib_s")
+    if dirty is not None:
+        entry["dirty_mib_s"] = _round(max(0.0, float(dirty)))   # measured (the inventory's dirty_rate option)
     rx, tx = vvars.get("entropy_net_rx_bytes_s"), vvars.get("entropy_net_tx_bytes_s")
     if rx is None and tx is None:
         warnings.append("VM %s: network rates not measured (sampling_interval 0 or no network card): net_mbps left out" % name)

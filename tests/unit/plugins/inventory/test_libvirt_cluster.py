@@ -453,3 +453,17 @@ def test_a_vm_marked_saved_whose_image_is_missing_is_named_with_the_fix(cluster,
             in lost[0]), lost
     assert "Put the image back" in lost[0] and "entropy.cluster.vm_image state=absent" in lost[0]
     assert not [w for w in warnings if "web1" in w]
+
+
+def test_dirty_rate_is_null_where_the_driver_cannot_measure_it_and_the_rest_builds(cluster):
+    """The test driver has no dirty-rate calculation: the VMs get entropy_dirty_mib_s null, nothing fails
+    (the measurement itself is checked on the lab, tests/integration/test_inventory.py)."""
+    inv = cluster.inventory(two_hosts(cluster, dirty_rate=True, sampling_interval=1))
+    assert names(inv, "unreachable") == []
+    assert hvars(inv, "web1")["entropy_dirty_mib_s"] is None
+    assert "entropy_dirty_mib_s" not in cluster.inventory(two_hosts(cluster)).get_host("web1").get_vars()
+
+
+def test_dirty_rate_with_a_sampling_interval_under_a_second_is_refused_with_the_fix(cluster):
+    with pytest.raises(AnsibleParserError, match=r"'dirty_rate' measures over whole seconds.*set 'sampling_interval' to 1 or more"):
+        cluster.parse(two_hosts(cluster, dirty_rate=True, sampling_interval=0.5))

@@ -211,3 +211,15 @@ def test_network_model_fills_net_mbps_from_the_measured_rates():
     if load_model is not None:
         assert load_model(model).vm("vm1").net_mbps == 12.0
     assert "net_mbps" not in cluster_model.build_model(hostvars)["vms"][0]
+
+
+def test_network_model_takes_the_measured_dirty_rate():
+    hostvars = {"hv1": hv(), "vm1": vm("hv1", entropy_dirty_mib_s=18.4, entropy_net_rx_bytes_s=None, entropy_net_tx_bytes_s=None),
+                "vm2": vm("hv1", entropy_dirty_mib_s=None),
+                "vm3": vm("hv1", state="paused", demand=None, entropy_dirty_mib_s=3.0)}
+    model = cluster_model.build_model(hostvars, network=True)
+    assert model["vms"][0]["dirty_mib_s"] == 18.4
+    assert "dirty_mib_s" not in model["vms"][1] and "dirty_mib_s" not in model["vms"][2]
+    if load_model is not None:
+        assert load_model(model).vm("vm1").dirty_mib_s == 18.4
+    assert "dirty_mib_s" not in cluster_model.build_model(hostvars)["vms"][0]   # version 1 has no such field
