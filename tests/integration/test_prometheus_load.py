@@ -35,10 +35,13 @@ def fixture_monitoring(lab):
     result = lab_cmd("monitoring", "up")
     assert result.returncode == 0, result.stdout + result.stderr
     try:
+        status = json.loads(lab_cmd("monitoring", "status", "--json").stdout)
+        assert status["prometheus_pid"] and all(e["pid"] for e in status["exporters"].values()), status
         with open(os.path.join(lab.dir, "lab.json"), encoding="utf-8") as handle:
             yield json.load(handle)["monitoring"]
     finally:
-        lab_cmd("monitoring", "down")
+        result = lab_cmd("monitoring", "down")
+    assert result.returncode == 0 and "stopped prometheus" in result.stdout, result.stdout + result.stderr
 
 
 def _series_cover_the_window(monitoring: dict, domain: str) -> bool:
