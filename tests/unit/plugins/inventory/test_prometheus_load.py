@@ -8,6 +8,7 @@ The lab test (tests/integration/test_prometheus_load.py) compares real QEMU VMs'
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -54,7 +55,7 @@ def _ready(url: str, series: int) -> bool:
     """Every series has samples over the whole rate window: rate() divides by the window, so a series younger than the
     window shows less than its real rate (Prometheus' extrapolation stops half an interval before its first sample)."""
     request = urllib.request.Request(url + "/api/v1/query?query=libvirt_domain_info_cpu_time_seconds_total%20offset%20" + WINDOW)
-    request.add_header("Authorization", "Basic " + __import__("base64").b64encode(b"prom:" + PASSWORD.encode()).decode())
+    request.add_header("Authorization", "Basic " + base64.b64encode(b"prom:" + PASSWORD.encode()).decode())
     try:
         with urllib.request.urlopen(request, timeout=2) as response:
             return len(json.loads(response.read().decode())["data"]["result"]) >= series
@@ -77,8 +78,8 @@ def fixture_prom(tmp_path_factory):
         "scrape_configs": [{"job_name": "libvirt", "static_configs": [
             {"targets": ["127.0.0.1:%d" % exporter_port], "labels": {"hypervisor": "hv1"}}]}]}))
     log = open(base / "processes.log", "ab")  # pylint: disable=consider-using-with
-    procs = [subprocess.Popen([_program("prometheus-libvirt-exporter"), "--web.listen-address=127.0.0.1:%d" % exporter_port,  # pylint: disable=consider-using-with
-                               "--libvirt.uri=" + hv1], stdout=log, stderr=log),
+    exporter = [_program("prometheus-libvirt-exporter"), "--web.listen-address=127.0.0.1:%d" % exporter_port, "--libvirt.uri=" + hv1]
+    procs = [subprocess.Popen(exporter, stdout=log, stderr=log),  # pylint: disable=consider-using-with
              subprocess.Popen([_program("prometheus"), "--config.file=%s" % (base / "prometheus.yml"),  # pylint: disable=consider-using-with
                                "--web.config.file=%s" % (base / "web.yml"), "--storage.tsdb.path=%s" % (base / "data"),
                                "--web.listen-address=127.0.0.1:%d" % prometheus_port, "--log.level=warn"], stdout=log, stderr=log)]
@@ -136,10 +137,10 @@ def test_load_from_prometheus_replaces_the_libvirt_samples(prom, prom_env, clust
     raw = json.loads(json.loads(cached)["__payload__"])
     assert raw["prometheus"]["vms"]["hv1"]["web01"]["cpu"] == pytest.approx(hostvars["web01"]["entropy_cpu_demand_cores"], abs=1e-3)
     assert raw["prometheus"]["url"] == url and PASSWORD not in cached and "prom:" not in cached
-    replay = _hostvars(cluster.inventory(cluster.config(entries[:1], name="p.libvirt_cluster.yml", load_source="prometheus",
-                                                    prometheus_url="http://127.0.0.1:1", prometheus_window=WINDOW, sampling_interval=5,
-                                                    cache=True, cache_plugin="ansible.builtin.jsonfile", cache_connection=str(cache)),
-                                     cache=True))
+    offline = cluster.config(entries[:1], name="p.libvirt_cluster.yml", load_source="prometheus", prometheus_url="http://127.0.0.1:1",
+                             prometheus_window=WINDOW, sampling_interval=5, cache=True, cache_plugin="ansible.builtin.jsonfile",
+                             cache_connection=str(cache))
+    replay = _hostvars(cluster.inventory(offline, cache=True))
     assert replay["web01"]["entropy_cpu_demand_cores"] == hostvars["web01"]["entropy_cpu_demand_cores"]
 
 
