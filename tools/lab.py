@@ -20,6 +20,7 @@ is the cluster store (run lock, maintenance marks): the generated inventory and 
   lab.py status [--json]
   lab.py guest [--host hv1] [--remove]                          a small Linux VM with traffic and balloon stats
   lab.py down                                                    destroy VMs, stop our daemons, remove all
+  lab.py monitoring up|down|status [--json]                      Prometheus + libvirt exporters on 127.0.S.1 (lab_monitoring.py)
 
 The lab directory is $ENTROPY_LAB_DIR (default /var/tmp/entropy-lab). It holds lab.json
 (the state, read by tests), lab.libvirt_cluster.yml (inventory for entropy.cluster.libvirt_cluster),
@@ -889,6 +890,9 @@ def cmd_up(args) -> int:
                 conn.close()
         write_inventories(state)
         save_state(base, state)
+        if getattr(args, "monitoring", False) or (state.get("monitoring") or {}).get("enabled"):
+            _monitoring().up(state)   # asked for, or running before: started again where it is down
+            save_state(base, state)
     print("lab up in %s: %d hosts (%d started), %d VMs (%d created)" % (base, len(state["hosts"]), started, len(state["vms"]), created))
     return 0
 
@@ -1018,6 +1022,7 @@ def cmd_down(_args) -> int:
                     print("warning: could not clean the VMs of %s: %s" % (host["name"], exc), file=sys.stderr)
             stop_daemon(host)
         kill_leftover_qemu(base)
+        _monitoring().down(state)
         if state.get("network"):
             remove_network(state)
     shutil.rmtree(base, ignore_errors=True)
@@ -1099,6 +1104,52 @@ def cmd_fence(args) -> int:
     killed = fence_host(base, host)
     print("lab fence %s: killed %s; 'lab.py up' starts its daemon again (its VMs stay shut off)"
           % (host["name"], ", ".join(killed) if killed else "nothing (already down)"))
+    return 0
+
+
+def _monitoring():
+    """tools/lab_monitoring.py (Prometheus and the libvirt exporters), loaded by path: lab.py is also loaded that way."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+
+    spec = importlib.util.spec_from_file_location("entropy_lab_monitoring", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                                         "lab_monitoring.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cmd_monitoring(args) -> int:
+    monitoring = _monitoring()
+    base = lab_dir()
+    state = require_state(base)
+    started = time.monotonic()
+    with Locked(base):
+        state = require_state(base)
+        try:
+            if args.action == "up":
+                if not all(daemon_alive(h) for h in state["hosts"]):
+                    raise LabError("not every lab daemon runs: run 'lab.py up' first")
+                report = monitoring.up(state)
+            elif args.action == "down":
+                report = {"stopped": monitoring.down(state)}
+            else:
+                report = monitoring.status(state)
+        except monitoring.MonitoringError as exc:
+            save_state(base, state)
+            raise LabError(str(exc)) from None
+        if args.action != "status":
+            save_state(base, state)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    elif args.action == "up":
+        print("lab monitoring up in %.1f s: Prometheus %s (pid %s), exporters %s; inventory %s" % (
+            time.monotonic() - started, report["prometheus_url"], report["prometheus_pid"],
+            ", ".join("%s %s" % (name, e["address"]) for name, e in sorted(report["exporters"].items())), report["inventory"]))
+    elif args.action == "down":
+        print("lab monitoring down: stopped %s" % (", ".join(report["stopped"]) or "nothing (not running)"))
+    else:
+        print("lab monitoring: Prometheus %s pid %s; %s" % (report["prometheus_url"], report["prometheus_pid"] or "DOWN", ", ".join(
+            "exporter of %s %s pid %s" % (name, e["address"], e["pid"] or "DOWN") for name, e in sorted(report["exporters"].items()))))
     return 0
 
 
@@ -1462,6 +1513,8 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="create the lab or restart what is missing (idempotent)")
     up.add_argument("--hosts", type=int, default=None, help="number of hypervisors (default 3)")
     up.add_argument("--vms-per-host", type=int, default=2, help="VMs placed on each host at creation (default 2)")
+    up.add_argument("--monitoring", action="store_true",
+                    help="also start Prometheus and the libvirt exporters (see: lab.py monitoring); kept on by later 'up's")
     up.add_argument("--subnet", default=os.environ.get("ENTROPY_LAB_SUBNET", "127.0.0"),
                     help="loopback /24 for the hosts' addresses, .2 upwards (default 127.0.0, env ENTROPY_LAB_SUBNET)")
     sub.add_parser("reset", help="put every VM back on its home host, fresh (no snapshots)")
@@ -1474,11 +1527,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="destroy the VMs, stop the daemons, remove the lab directory")
     fence = sub.add_parser("fence", help="kill one host's daemon and QEMUs by the PIDs in its own pidfiles (a power-off)")
     fence.add_argument("host", help="lab host name, for example hv2")
+    monitoring = sub.add_parser("monitoring", help="Prometheus and one libvirt exporter per host, on the lab's loopback address 127.0.S.1")
+    monitoring.add_argument("action", choices=("up", "down", "status"))
+    monitoring.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "up":
         args.hosts_given = args.hosts is not None
         args.hosts = args.hosts if args.hosts is not None else 3
-    handlers = {"up": cmd_up, "reset": cmd_reset, "status": cmd_status, "guest": cmd_guest, "down": cmd_down, "fence": cmd_fence}
+    handlers = {"up": cmd_up, "reset": cmd_reset, "status": cmd_status, "guest": cmd_guest, "down": cmd_down, "fence": cmd_fence,
+                "monitoring": cmd_monitoring}
     try:
         return handlers[args.command](args)
     except LabError as exc:

@@ -38,6 +38,14 @@ install_packages() {
   say "installing Debian packages: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the services of prometheus and prometheus-libvirt-exporter when it installs them, listening on every
+  # address of the machine: the lab runs its own on loopback (lab.py monitoring), so the ones just installed are stopped.
+  if [ -d /run/systemd/system ]; then
+    local unit
+    for unit in prometheus prometheus-libvirt-exporter; do
+      case " ${missing[*]} " in *" $unit "*) systemctl disable --now "$unit.service" >/dev/null 2>&1 || true ;; esac
+    done
+  fi
 }
 
 pick_python() {

@@ -79,6 +79,66 @@ options:
         assumes every vCPU of a running VM is busy.
     type: float
     default: 1.0
+  load_source:
+    description:
+      - Where the CPU and network load come from.
+      - V(libvirt) - two samples of every hypervisor O(sampling_interval) apart, as described above.
+      - V(prometheus) - rates over O(prometheus_window) from the Prometheus server at O(prometheus_url), which scrapes
+        Debian's C(prometheus-libvirt-exporter) on every hypervisor with the label O(prometheus_host_label) set to the
+        hypervisor's inventory name. One libvirt sample is still read (states, memory, details) and there is no
+        sampling wait. The variables are the same; C(entropy_cpu_used_cores) of a hypervisor is then the CPU of its VMs (the
+        exporter has no node counters). An unreachable server, a refused query or a running VM without a CPU series makes
+        the inventory fail with a message naming it and the fix.
+    type: str
+    choices: [libvirt, prometheus]
+    default: libvirt
+    version_added: 0.1.0
+  prometheus_url:
+    description:
+      - Base URL of the Prometheus server (its HTTP API is under C(/api/v1/)), for O(load_source=prometheus).
+    type: str
+    env:
+      - name: ENTROPY_PROMETHEUS_URL
+    version_added: 0.1.0
+  prometheus_window:
+    description:
+      - Range of the C(rate()) queries, a Prometheus duration such as C(30s) or C(2m); at least two scrape intervals.
+    type: str
+    default: 2m
+    version_added: 0.1.0
+  prometheus_host_label:
+    description:
+      - The label of the libvirt exporter's series whose value is the hypervisor's inventory name (set in the scrape configuration).
+    type: str
+    default: hypervisor
+    version_added: 0.1.0
+  prometheus_token:
+    description:
+      - Bearer token for the Prometheus server. Never written to the inventory, the cache or messages.
+    type: str
+    env:
+      - name: ENTROPY_PROMETHEUS_TOKEN
+    version_added: 0.1.0
+  prometheus_username:
+    description:
+      - User name for HTTP basic authentication to the Prometheus server.
+    type: str
+    env:
+      - name: ENTROPY_PROMETHEUS_USERNAME
+    version_added: 0.1.0
+  prometheus_password:
+    description:
+      - Password for HTTP basic authentication to the Prometheus server. Never written to the inventory, the cache or messages.
+    type: str
+    env:
+      - name: ENTROPY_PROMETHEUS_PASSWORD
+    version_added: 0.1.0
+  prometheus_validate_certs:
+    description:
+      - Check the TLS certificate of an C(https) O(prometheus_url).
+    type: bool
+    default: true
+    version_added: 0.1.0
   parallelism:
     description: Maximum number of hypervisors contacted at the same time.
     type: int
@@ -254,6 +314,13 @@ parallelism: 16
 # compose:
 #   memory_gib: (entropy_memory_mib | default(0)) / 1024
 
+# CPU and network load from Prometheus (scraping prometheus-libvirt-exporter, label hypervisor: <inventory name>)
+# plugin: entropy.cluster.libvirt_cluster
+# hypervisors: [...]
+# load_source: prometheus
+# prometheus_url: http://prometheus.example.com:9090   # or env ENTROPY_PROMETHEUS_URL; token: env ENTROPY_PROMETHEUS_TOKEN
+# prometheus_window: 2m
+
 # Export the solver model to a file each time the inventory is built.
 # plugin: entropy.cluster.libvirt_cluster
 # hypervisors: [...]
@@ -289,6 +356,7 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
 from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import is_active_code, is_active_word, model_state, state_word
 from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import CONSTRAINTS_VAR, OPTIONS_VAR, build_model
 from ansible_collections.entropy.cluster.plugins.plugin_utils.inventory_values import inventory_value, trust_as_template
+from ansible_collections.entropy.cluster.plugins.plugin_utils import prometheus_load
 
 RAW_VERSION = 1
 # One entry of the hypervisors option. ansible-core's validator finds unknown keys and converts numbers given as
@@ -590,6 +658,7 @@ def summarize(raw, specs, default_reserved_mib=0):
             continue
         first, second = samples[0], (samples[1] if len(samples) > 1 else None)
         seconds = (second["t"] - first["t"]) if second else None
+        loads = (raw["prometheus"]["vms"].get(spec["name"]) or {}) if raw.get("prometheus") else None  # load_source: prometheus
         if second:
             busy = [sum(s["node_cpu"].get(k, 0) for k in ("kernel", "user")) for s in (first, second)]
             used = _rate(busy[0], busy[1], seconds)
@@ -600,6 +669,8 @@ def summarize(raw, specs, default_reserved_mib=0):
             vm = _vm_vars(spec, first["domains"][name], later, record.get("details", {}).get(name, {}), seconds)
             if raw.get("dirty_rate"):
                 vm["entropy_dirty_mib_s"] = (record.get("dirty_mib_s") or {}).get(name)
+            if loads is not None:
+                prometheus_load.apply_vm_load(vm, loads.get(name), model_state(vm["entropy_state"]) == "running")
             copies.append((name, vm))
             if is_active_word(vm["entropy_state"]):
                 active += 1
@@ -608,7 +679,9 @@ def summarize(raw, specs, default_reserved_mib=0):
         hv["entropy_vm_count"] = len(first["domains"])
         hv["entropy_vm_active_count"] = active
         hv["entropy_vm_memory_mib"] = memory_sum
-        hv["entropy_vm_cpu_demand_cores"] = round(demand_sum, 4) if second else None
+        hv["entropy_vm_cpu_demand_cores"] = round(demand_sum, 4) if second or loads is not None else None
+        if loads is not None:  # the exporter has no node counters: the CPU its VMs use there
+            hv["entropy_cpu_used_cores"] = hv["entropy_vm_cpu_demand_cores"]
     return hypervisors, copies
 
 
@@ -904,6 +977,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if parallelism < 1:
                 raise ValueError("'parallelism' must be at least 1, got %r" % parallelism)
             resolve_connect_timeout(self.get_option("connect_timeout"))
+            source = self._prometheus_source()
+            if source is not None:
+                interval = 0.0  # one libvirt sample: the rates come from Prometheus
         except ValueError as exc:
             raise AnsibleParserError("%s: %s" % (path, exc)) from None
         for spec in specs:
@@ -921,7 +997,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 update_cache = True
             else:
-                if not self._cache_matches(raw, specs, interval, self.get_option("guest_addresses"), self.get_option("dirty_rate")):
+                if (not self._cache_matches(raw, specs, interval, self.get_option("guest_addresses"), self.get_option("dirty_rate"))
+                        or bool(raw.get("prometheus")) != (source is not None)):
                     raw, update_cache = None, True
         if raw is None:
             if libvirt is None:
@@ -929,6 +1006,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                                          "pip install libvirt-python" % path)
             raw = fetch(specs, interval, parallelism, self.get_option("auth_username"), self.get_option("auth_password"),
                         self.get_option("guest_addresses"), self.get_option("connect_timeout"), self.get_option("dirty_rate"))
+            if source is not None:
+                try:
+                    raw["prometheus"] = prometheus_load.fetch_loads(raw, source)
+                except prometheus_load.PrometheusError as exc:
+                    raise AnsibleParserError("%s: %s" % (path, exc)) from None
             if self.get_option("store_pool"):
                 raw["maintenance"], raw["fenced"] = self._read_store_marks(raw, path)
             if self.get_option("save_dir"):
@@ -936,6 +1018,23 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if update_cache:
             self._cache[cache_key] = raw
         self._populate(raw, specs, path)
+
+    def _prometheus_source(self):
+        """The Prometheus server of load_source: prometheus (None for libvirt sampling); ValueError naming the option."""
+        if self.get_option("load_source") != "prometheus":
+            return None
+        if not self.get_option("prometheus_url"):
+            raise ValueError("load_source: prometheus needs prometheus_url (or env ENTROPY_PROMETHEUS_URL), "
+                             "the URL of the Prometheus server that scrapes the libvirt exporters")
+        plain = {key: None if self.get_option(key) is None else str(self.get_option(key))  # untagged: they go into the cache
+                 for key in ("prometheus_url", "prometheus_window", "prometheus_host_label")}
+        source = prometheus_load.Source(
+            url=plain["prometheus_url"], window=plain["prometheus_window"], host_label=plain["prometheus_host_label"],
+            timeout=resolve_connect_timeout(self.get_option("connect_timeout")), token=self.get_option("prometheus_token"),
+            username=self.get_option("prometheus_username"), password=self.get_option("prometheus_password"),
+            validate_certs=self.get_option("prometheus_validate_certs"))
+        prometheus_load.check_source(source)
+        return source
 
     def _read_store_marks(self, raw, path):
         """(host -> maintenance mark, host -> fence record), read from the cluster store through the hypervisors that answered."""
