@@ -101,6 +101,18 @@ dashboard_deps() {
   echo "$want" > "$stamp"
 }
 
+eda_deps() {
+  # ansible-rulebook for the event-driven loop (extensions/eda/requirements.txt) in the venv, installed again only when
+  # that file changes. Its Java runtime is a Debian package of tests/bindep.txt.
+  local stamp=$VENV/.entropy-eda-requirements
+  local want
+  want=$(sha256sum < "$ROOT/extensions/eda/requirements.txt" | cut -d' ' -f1)
+  [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  say "installing ansible-rulebook into $VENV"
+  "$VENV/bin/python" -m pip install -q -r "$ROOT/extensions/eda/requirements.txt"
+  echo "$want" > "$stamp"
+}
+
 link_collection() {
   # Ansible finds collections only under .../ansible_collections/<namespace>/<name>.
   mkdir -p "$(dirname "$COLLECTION_LINK")"
@@ -111,6 +123,7 @@ setup() {
   install_packages
   make_venv "$VENV"
   dashboard_deps
+  eda_deps
   make_lint_venv
   link_collection
 }

@@ -99,6 +99,20 @@ options:
     type: str
     vars:
       - name: entropy_save_dir
+  grid:
+    description:
+      - V(true) solves each cluster of a grid on its own, in parallel worker processes, after a grid level that moves VMs
+        out of clusters above 90% of their capacity (C(placement.grid.solve_grid), C(docs/solver.md)); the plan gets C(grid),
+        each cluster's figures, and its moves between clusters. V(false) solves the whole model as one problem.
+      - Unset - V(true) when the model's hosts belong to two clusters or more (the inventory's C(clusters) option) and the
+        objective is not V(schedule), else V(false).
+    type: bool
+    version_added: 0.1.0
+  grid_workers:
+    description: Worker processes that solve the clusters of a grid side by side (never more than the controller's cores).
+    type: int
+    default: 2
+    version_added: 0.1.0
   on_error:
     description:
       - V(raise) fails the task that uses the lookup; Ansible then wraps the message in its own (the task, the variable,
@@ -178,6 +192,7 @@ from ansible.plugins.lookup import LookupBase
 from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import build_model, union_constraints
 from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook import cross_host_resumes, initial_placement
 from ansible_collections.entropy.cluster.plugins.plugin_utils.placement import InfeasibleError, ModelError, PlacementError, solve
+from ansible_collections.entropy.cluster.plugins.plugin_utils.placement.grid import solve_grid
 
 # Options this lookup may be given by name; each one given replaces the model's own.
 NAMED_OPTIONS = ("objective", "time_limit_s", "seed", "max_migrations", "max_memory_moved_mib", "min_gain_hosts")
@@ -212,7 +227,13 @@ class LookupModule(LookupBase):
         overrides = self._overrides(model.get("options"))
         warnings = list(model.pop("warnings", None) or [])
         try:
-            plan = solve(model, **overrides)
+            if self._use_grid(model, overrides):
+                workers = self.get_option("grid_workers")
+                if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+                    raise AnsibleLookupError("reconfiguration_plan: grid_workers must be a positive integer, got %r" % (workers,))
+                plan = solve_grid(model, workers=workers, **overrides)
+            else:
+                plan = solve(model, **overrides)
         except InfeasibleError as exc:
             raise AnsibleLookupError("no placement satisfies the request: %s" % (getattr(exc, "explanation", None) or exc)) from None
         except ModelError as exc:
@@ -229,6 +250,19 @@ class LookupModule(LookupBase):
         plan["initial"] = initial_placement(model)
         plan["model_warnings"] = warnings
         return plan
+
+    def _use_grid(self, model: Mapping, overrides: Mapping) -> bool:
+        """The grid option, or (unset) whether the hosts form two clusters or more and the solve can be partitioned."""
+        wanted = self.get_option("grid")
+        if wanted is not None:
+            return bool(wanted)
+        hosts = model.get("hosts")
+        if model.get("version") != 1 or not isinstance(hosts, list):
+            return False
+        clusters = {h.get("cluster") for h in hosts if isinstance(h, Mapping)}
+        own = model.get("options") if isinstance(model.get("options"), Mapping) else {}
+        objective = overrides.get("objective", own.get("objective"))
+        return len(clusters) >= 2 and objective != "schedule"
 
     def _overrides(self, own: object) -> dict:
         """Options for the solver: given here > the model's own (they stay in the model) > LOOKUP_DEFAULTS."""

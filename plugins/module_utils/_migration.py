@@ -9,6 +9,7 @@ call in a thread), ``poll`` (progress, post-copy switch, abort at the timeout) a
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
     lookup_domain,
 )
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_module import LibvirtModule
+from ansible_collections.entropy.cluster.plugins.module_utils._disk_copy import DiskCopyError, dir_pool, disk_paths, remove_files, retarget_disks
 from ansible_collections.entropy.cluster.plugins.module_utils._vm_ops import (
     MIGRATION_BANDWIDTH_MAX_MIB_S,
     MIGRATION_DOWNTIME_MAX_MS,
@@ -100,6 +102,7 @@ class Migration:
         self.dst = None
         self.same = False  # source and destination are one host
         self.previous_downtime: int | None = None
+        self.dest_xml: str | None = None   # disk_dir: the destination XML naming the disks' new paths
         self.result: dict = module.result
         self.result.update(vm=self.name, source=self.src_uri, destination=self.dst_uri,
                            location="unknown", defined_on=[], job={}, timed_out=False, reactivated_disks=False)
@@ -215,6 +218,12 @@ class Migration:
                         timeout=(0, TIMEOUT_MAX_S)),
             texts=dict(name="the VM's name", destination_uri="the destination's libvirt URI, e.g. qemu+tcp://hv02/system",
                        uri="the source's libvirt URI, or leave uri unset for $LIBVIRT_DEFAULT_URI or qemu:///system"))
+        disk_dir = self.params.get("disk_dir")
+        if disk_dir is not None and not os.path.isabs(disk_dir):
+            problems.append("disk_dir must be an absolute path on the destination, got %r" % disk_dir)
+        for option in ("disk_dir", "remove_source_disks"):
+            if self.params.get(option) and self.params["copy_storage"] == "none":
+                problems.append("%s needs copy_storage: all (the disks are copied to the destination)" % option)
         if problems:
             self.module.fail("Cannot migrate VM %r: %s. Nothing was done." % (self.name, "; ".join(problems)), "invalid_argument")
 
@@ -279,12 +288,54 @@ class Migration:
 
         flags, names, kind = self.flags(src_active)
         self.result["migration"] = dict(kind=kind, mode=self.params["mode"], flags=names, parameters=self.parameters(), paused=paused)
+        if self.params["copy_storage"] != "none" and src_active:
+            self.prepare_disk_copy(src_dom)
         self.result["changed"] = True
         self.set_diff()
         if self.module.check_mode:
             self.locate()
             self.module.exit()
         self.conclude(self.poll(self.start(src_dom, flags, src_active, paused)))
+
+    def prepare_disk_copy(self, dom) -> None:
+        """The disks' paths on the destination (disk_dir) and, outside check mode, the storage pool there that lets
+        libvirt create the copies."""
+        xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+        disk_dir = self.params.get("disk_dir")
+        try:
+            new_xml, moves = retarget_disks(xml, disk_dir) if disk_dir else (xml, [])
+        except DiskCopyError as exc:
+            self.fail("Cannot migrate VM %r with its disks: %s." % (self.name, exc), "invalid_argument")
+        if disk_dir:
+            self.dest_xml = new_xml
+            self.result["disks"] = moves
+        else:
+            self.result["disks"] = [{"source": p, "destination": p} for p in disk_paths(xml)]
+        if self.module.check_mode or not disk_dir:
+            return   # without disk_dir the copies go to the same paths, as before: made by the user or an existing pool
+        try:
+            dir_pool(self.dst, disk_dir)
+        except libvirt.libvirtError as exc:
+            self.fail("Cannot migrate VM %r with its disks: no storage pool over disk_dir %s on %s could be started (%s). Create "
+                      "the directory on the destination or define a dir pool over it." % (self.name, disk_dir, self.dst_uri, exc), "other")
+
+    def remove_source_disks(self) -> None:
+        """After a move with storage copy: the disk files the VM used on the source, deleted through the source's
+        libvirt, only when the VM runs on the destination and the source no longer defines it."""
+        paths = [m["source"] for m in self.result.get("disks") or []]
+        self.result["removed_source_disks"] = []
+        if not paths:
+            return
+        if self.result["location"] != "destination" or self.result["defined_on"] != ["destination"]:
+            self.module.warn("VM %r: its disks on the source were kept (%s): it %s" % (
+                self.name, ", ".join(paths), "is still defined on the source" if "source" in self.result["defined_on"]
+                else "is not running on the destination"))
+            return
+        removed, problems = remove_files(self.src, paths)
+        self.result["removed_source_disks"] = removed
+        if problems:
+            self.module.warn("VM %r runs on %s with its disks copied; removing the old disks on the source failed, remove "
+                             "them by hand: %s" % (self.name, self.dst_uri, "; ".join(problems)))
 
     def done_already(self) -> NoReturn:
         self.locate()
@@ -404,6 +455,8 @@ class Migration:
                 self.fail(describe_error(exc, "setting max_downtime_ms of VM %r" % self.name, self.src_uri).message, "other")
 
         params = self.parameters()
+        if self.dest_xml is not None:
+            params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = self.dest_xml
         outcome: dict = {}
 
         def worker() -> None:
@@ -504,6 +557,8 @@ class Migration:
                       "other")
         if job.paused:
             self.reactivate_on_destination()
+        if self.params.get("remove_source_disks") and job.active:
+            self.remove_source_disks()
         self.module.exit()
 
     def reactivate_on_destination(self) -> None:

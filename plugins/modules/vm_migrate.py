@@ -117,6 +117,25 @@ options:
     type: str
     choices: [none, all, incremental]
     default: none
+  disk_dir:
+    description:
+      - With O(copy_storage=all), the directory of the destination where the VM's disks are copied (same file names), for a
+        move to a cluster whose storage the source does not see. The module passes libvirt a destination definition
+        naming the new paths and starts a C(dir) storage pool over the directory on the destination when none exists
+        (transient; the files stay), so that libvirt creates the copies there.
+      - Only file disks without a backing file can be moved this way; the others are refused before anything moves.
+      - QEMU's disk-copy (NBD) server on the destination listens on the destination's C(migration_address) of C(qemu.conf)
+        (set it to the address of the migration network).
+    type: path
+    version_added: 0.1.0
+  remove_source_disks:
+    description:
+      - With O(copy_storage=all), delete the disk files the VM used on the source once the migration succeeded - the VM
+        runs on the destination and the source no longer defines it (O(undefine_source=true)) - through the source's
+        libvirt (storage volume delete). Never after a failed migration; a failed removal is a warning naming the files.
+    type: bool
+    default: false
+    version_added: 0.1.0
   persistent:
     description:
       - Define the VM persistently on the destination (C(VIR_MIGRATE_PERSIST_DEST)). With V(false) it runs
@@ -189,6 +208,15 @@ EXAMPLES = r"""
     destination_uri: qemu+ssh://root@hv02/system
     name: web01
     copy_storage: all
+
+- name: To another cluster, into its storage directory; the old disk removed once web01 runs there
+  entropy.cluster.vm_migrate:
+    uri: qemu+ssh://root@hv01/system
+    destination_uri: qemu+ssh://root@lyon-hv01/system
+    name: web01
+    copy_storage: all
+    disk_dir: /srv/lyon/images
+    remove_source_disks: true
 """
 
 RETURN = r"""
@@ -330,6 +358,20 @@ wall_time_s:
   returned: when a migration was started
   type: float
   sample: 2.7
+disks:
+  description:
+    - With O(copy_storage) other than V(none) and a running VM, each file disk copied - its path on the source and on the
+      destination (in O(disk_dir) when given).
+  returned: when copy_storage is not none and the VM was running
+  type: list
+  elements: dict
+  sample: [{"source": "/srv/paris/images/web01.qcow2", "destination": "/srv/lyon/images/web01.qcow2"}]
+removed_source_disks:
+  description: With O(remove_source_disks=true), the disk files deleted on the source after the migration succeeded.
+  returned: when remove_source_disks is true and the migration ran
+  type: list
+  elements: str
+  sample: ["/srv/paris/images/web01.qcow2"]
 reactivated_disks:
   description:
     - True when the VM was paused, moved paused, and the module re-activated its disks on the destination (resumed it and
@@ -391,6 +433,8 @@ def main() -> None:
             postcopy=dict(type="bool", default=False),
             unsafe=dict(type="bool", default=False),
             copy_storage=dict(type="str", default="none", choices=["none", "all", "incremental"]),
+            disk_dir=dict(type="path"),
+            remove_source_disks=dict(type="bool", default=False),
             persistent=dict(type="bool", default=True),
             undefine_source=dict(type="bool", default=True),
             timeout=dict(type="int", default=0),

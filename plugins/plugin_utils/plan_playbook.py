@@ -249,6 +249,8 @@ SUMMARY_ACTIONS = 50
 SUMMARY_STEPS = 30
 # Host names listed after "hosts freed".
 SUMMARY_HOSTS = 20
+# Cluster lines of a grid plan the summary shows.
+SUMMARY_CLUSTERS = 20
 
 
 def _some(names: list, limit: int) -> str:
@@ -282,6 +284,8 @@ def plan_table(plan: Mapping, max_actions: int = SUMMARY_ACTIONS) -> str:
         figures.append(("clusters", "%s, %s migrations between them" % (len(grid.get("clusters") or {}), len(grid.get("moves") or []))))
     width = max(len(name) for name, _value in figures)
     lines += ["  %s  %s" % (name.ljust(width), value) for name, value in figures]
+    if isinstance(plan.get("grid"), Mapping) and isinstance(plan["grid"].get("clusters"), Mapping):
+        lines += _cluster_lines(plan["grid"]["clusters"])
     steps = plan.get("steps", [])
     budget = max_actions
     for number, step in enumerate(steps[:SUMMARY_STEPS], start=1):
@@ -295,6 +299,20 @@ def plan_table(plan: Mapping, max_actions: int = SUMMARY_ACTIONS) -> str:
     if not plan.get("steps"):
         lines.append("nothing to do: the cluster already matches the target")
     return "\n".join(lines)
+
+
+def _cluster_lines(clusters: Mapping) -> list:
+    """One line per cluster of a grid plan (its own solve), at most SUMMARY_CLUSTERS, the most migrations first."""
+    names = sorted(clusters, key=lambda c: (-(clusters[c].get("migrations") or 0) if isinstance(clusters[c], Mapping) else 0, str(c)))
+    lines = []
+    for name in names[:SUMMARY_CLUSTERS]:
+        fig = clusters[name] if isinstance(clusters[name], Mapping) else {}
+        lines.append("  cluster %s: hosts %s -> %s (lower bound %s), %s migrations, %s, solved in %s s" % (
+            name or "(none)", fig.get("hosts_used_before", "?"), fig.get("hosts_used_after", "?"), fig.get("hosts_lower_bound", "?"),
+            fig.get("migrations", 0), fig.get("status", "?"), fig.get("solve_seconds", "?")))
+    if len(names) > SUMMARY_CLUSTERS:
+        lines.append("  ... and %d more clusters (see the plan file)" % (len(names) - SUMMARY_CLUSTERS))
+    return lines
 
 
 class _Unsafe(str):

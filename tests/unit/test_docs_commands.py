@@ -176,6 +176,11 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "python3 tools/entropy_solve.py": (
         "tests/unit/plugins/plugin_utils/placement/test_cli_and_import.py::test_documented_entry_python3_without_ortools_uses_the_venv",),
     "ansible-test sanity": CI + ": `bash tools/run.sh sanity`",
+    # docs/autonomic.md and README.md (the event-driven loop)
+    "ENTROPY_INVENTORY=inventory/prod.libvirt_cluster.yml ansible-rulebook -r entropy.cluster.autonomic -i inventory/ -E ENTROPY_INVENTORY": (
+        "tests/integration/test_autonomic_loop.py::test_an_overloaded_host_is_repaired_within_30_s_once",),
+    "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.repair": (
+        "tests/integration/test_autonomic_loop.py::test_an_overloaded_host_is_repaired_within_30_s_once",),
     # docs/dashboard.md and README.md (web dashboard)
     "bash tools/run.sh dashboard": ("tests/integration/test_dashboard_browser.py::test_dashboard_in_a_browser",),
     "python -m dashboard adduser --users users.json alice --role operator": ("tests/unit/test_dashboard.py::test_adduser_command",),
