@@ -435,3 +435,16 @@ def test_plan_view_computes_shows_and_applies_a_plan(cluster):
     _login(viewer, "victor")
     assert "act-apply" not in viewer.get("/plan/%s" % plan_id).text
     assert viewer.post("/plan/%s/apply" % plan_id, headers={"X-CSRF-Token": _session_token(viewer)}).status_code == 403
+
+
+def test_only_an_operator_can_drag_a_vm(cluster):
+    """Drag-and-drop (dashboard.js) posts to the Migrate button's URL: only an operator's map has draggable blocks, and
+    the server refuses a viewer's migration whatever the page offers."""
+    calls = []
+    client = TestClient(_app(cluster, runner=_stub(calls)))
+    _login(client, "olga")
+    assert 'data-vm="web01" data-state="running" draggable="true"' in client.get("/partials/map").text
+    _login(client, "victor")
+    assert 'draggable="true"' not in client.get("/partials/map").text
+    refused = client.post("/vm/web01/migrate", data={"destination": "hv2", "csrf_token": _session_token(client)})
+    assert refused.status_code == 403 and calls == []
