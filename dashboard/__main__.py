@@ -1,7 +1,8 @@
 # Copyright: entropy.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """python -m dashboard serve -i CLUSTER.libvirt_cluster.yml --users USERS.json [--bind 127.0.0.1] [--port 8080]
-python -m dashboard adduser --users USERS.json NAME --role viewer|operator   (password from the prompt or $ENTROPY_DASHBOARD_PASSWORD)
+python -m dashboard adduser --users USERS.json NAME --role viewer|operator [--if-changed] [--dry-run]
+    (password from the prompt or $ENTROPY_DASHBOARD_PASSWORD)
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _adduser(args: argparse.Namespace) -> int:
-    from .auth import add_user  # pylint: disable=import-outside-toplevel
+    from .auth import add_user, user_matches  # pylint: disable=import-outside-toplevel
 
     password = os.environ.get("ENTROPY_DASHBOARD_PASSWORD")
     if password is None:
@@ -52,6 +53,12 @@ def _adduser(args: argparse.Namespace) -> int:
         if getpass.getpass("again: ") != password:
             print("error: the two passwords differ", file=sys.stderr)
             return 2
+    if args.if_changed and user_matches(args.users, args.name, password, args.role):
+        print("user %s (%s) unchanged in %s" % (args.name, args.role, args.users))
+        return 0
+    if args.dry_run:
+        print("user %s (%s) would be written to %s" % (args.name, args.role, args.users))
+        return 0
     try:
         add_user(args.users, args.name, password, args.role)
     except (ValueError, OSError) as exc:
@@ -81,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     adduser.add_argument("--users", required=True)
     adduser.add_argument("name")
     adduser.add_argument("--role", choices=("viewer", "operator"), default="viewer")
+    adduser.add_argument("--if-changed", action="store_true",
+                         help="leave the file alone when the user already has this role and password (prints 'unchanged')")
+    adduser.add_argument("--dry-run", action="store_true", help="say whether the user would be written; write nothing")
     adduser.set_defaults(func=_adduser)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -448,3 +448,83 @@ def test_only_an_operator_can_drag_a_vm(cluster):
     assert 'draggable="true"' not in client.get("/partials/map").text
     refused = client.post("/vm/web01/migrate", data={"destination": "hv2", "csrf_token": _session_token(client)})
     assert refused.status_code == 403 and calls == []
+
+
+# ---------------------------------------------------------------------------------------------- the role entropy.cluster.dashboard
+ROLE_PLAY = """- hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: entropy.cluster.dashboard
+"""
+
+
+def _apply_role(tmp_path, variables, check=False):
+    play = tmp_path / "play.yml"
+    play.write_text(ROLE_PLAY)
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", str(play), "-e", json.dumps(variables)]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".tmp", "collections"), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+               ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    done = subprocess.run(cmd + (["--check", "--diff"] if check else []), capture_output=True, text=True, check=False, env=env, cwd=str(tmp_path))
+    recap = re.search(r"localhost\s*: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", done.stdout)
+    assert done.returncode == 0 and recap, done.stdout[-4000:] + done.stderr[-2000:]
+    return int(recap.group(2)), done.stdout
+
+
+def test_dashboard_role_installs_a_hardened_service(tmp_path, cluster):
+    """The role applied for real on localhost, every path in a temporary directory and the test venv as its virtualenv
+    (no systemd runs here): check mode writes nothing, the run writes the unit, users, key and environment, a second run and
+    a check-mode run change nothing; systemd-analyze verify accepts the unit, and its ExecStart serves /login."""
+    import getpass  # pylint: disable=import-outside-toplevel
+    import shlex  # pylint: disable=import-outside-toplevel
+    import socket  # pylint: disable=import-outside-toplevel
+    import urllib.request  # pylint: disable=import-outside-toplevel
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    state, units = tmp_path / "state", tmp_path / "units"
+    variables = {"entropy_dashboard_inventory": str(cluster["dir"] / "cluster.libvirt_cluster.yml"), "entropy_dashboard_venv": sys.prefix,
+                 "entropy_dashboard_packages": [], "entropy_dashboard_create_user": False, "entropy_dashboard_service_user": getpass.getuser(),
+                 "entropy_dashboard_manage_service": False, "entropy_dashboard_state_dir": str(state),
+                 "entropy_dashboard_config_dir": str(tmp_path / "etc"), "entropy_dashboard_unit_dir": str(units),
+                 "entropy_dashboard_port": port, "entropy_dashboard_metrics_token": "tok3n",
+                 "entropy_dashboard_users": [{"name": "ops", "role": "operator", "password": PASSWORD}]}
+    units.mkdir()  # /etc/systemd/system exists on a real host
+    changed, out = _apply_role(tmp_path, variables, check=True)
+    assert changed > 0 and not state.exists() and not list(units.iterdir()), out[-3000:]
+    assert PASSWORD not in out
+    changed, out = _apply_role(tmp_path, variables)
+    assert changed > 0 and PASSWORD not in out
+    unit = units / "entropy-dashboard.service"
+    assert oct(os.stat(state / "users.json").st_mode & 0o777) == "0o600" and oct(os.stat(state / "secret").st_mode & 0o777) == "0o600"
+    assert oct(os.stat(tmp_path / "etc" / "environment").st_mode & 0o777) == "0o600"
+    assert 'ENTROPY_DASHBOARD_METRICS_TOKEN="tok3n"' in (tmp_path / "etc" / "environment").read_text()
+    text = unit.read_text()
+    for option in ("NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=\n", "ReadWritePaths=%s" % state, "PrivateTmp=yes"):
+        assert option in text, option
+    assert "--bind 127.0.0.1" in text
+    assert _apply_role(tmp_path, variables)[0] == 0, "a second run changes nothing"
+    assert _apply_role(tmp_path, variables, check=True)[0] == 0, "check mode on the installed service changes nothing"
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    # the unit's own command, in its working directory with its environment
+    lines = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    env = dict(os.environ, **dict(item.split("=", 1) for item in shlex.split(lines["Environment"])))
+    server = subprocess.Popen(shlex.split(lines["ExecStart"]), cwd=lines["WorkingDirectory"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        url = "http://127.0.0.1:%d" % port
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                page = urllib.request.urlopen(url + "/login", timeout=2).read().decode()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read() if server.poll() is not None else "timeout"
+                time.sleep(0.3)
+        assert 'name="csrf_token"' in page
+        assert auth.Users(str(state / "users.json")).authenticate("ops", PASSWORD) == "operator"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
