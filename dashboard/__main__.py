@@ -1,7 +1,8 @@
 # Copyright: entropy.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """python -m dashboard serve -i CLUSTER.libvirt_cluster.yml --users USERS.json [--bind 127.0.0.1] [--port 8080]
-python -m dashboard adduser --users USERS.json NAME --role viewer|operator   (password from the prompt or $ENTROPY_DASHBOARD_PASSWORD)
+python -m dashboard adduser --users USERS.json NAME --role viewer|operator [--if-changed] [--dry-run]
+    (password from the prompt or $ENTROPY_DASHBOARD_PASSWORD)
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
         with open(args.secret_file, encoding="utf-8") as handle:
             secret = handle.read().strip()
     config = Config(users_file=args.users, audit_file=args.audit_log, secret_key=secret, https_only=args.https_only,
-                    migrate_unsafe=args.migrate_unsafe, metrics_token=os.environ.get("ENTROPY_DASHBOARD_METRICS_TOKEN"))
+                    migrate_unsafe=args.migrate_unsafe, metrics_token=os.environ.get("ENTROPY_DASHBOARD_METRICS_TOKEN"),
+                    inventory_file=os.path.abspath(args.inventory), plan_dir=args.plan_dir)
     collector = Collector(settings, refresh=args.refresh)
     collector.start()
     app = create_app(collector, config)
@@ -43,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _adduser(args: argparse.Namespace) -> int:
-    from .auth import add_user  # pylint: disable=import-outside-toplevel
+    from .auth import add_user, user_matches  # pylint: disable=import-outside-toplevel
 
     password = os.environ.get("ENTROPY_DASHBOARD_PASSWORD")
     if password is None:
@@ -51,6 +53,12 @@ def _adduser(args: argparse.Namespace) -> int:
         if getpass.getpass("again: ") != password:
             print("error: the two passwords differ", file=sys.stderr)
             return 2
+    if args.if_changed and user_matches(args.users, args.name, password, args.role):
+        print("user %s (%s) unchanged in %s" % (args.name, args.role, args.users))
+        return 0
+    if args.dry_run:
+        print("user %s (%s) would be written to %s" % (args.name, args.role, args.users))
+        return 0
     try:
         add_user(args.users, args.name, password, args.role)
     except (ValueError, OSError) as exc:
@@ -74,11 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--https-only", action="store_true", help="mark the session cookie Secure (behind a TLS proxy)")
     serve.add_argument("--migrate-unsafe", action="store_true",
                        help="migrate with vm_migrate unsafe=true (disks on storage every host sees that libvirt cannot detect)")
+    serve.add_argument("--plan-dir", default=None, help="where the plans computed from the page are written (default: plans/ beside the users file)")
     serve.set_defaults(func=_serve)
     adduser = sub.add_parser("adduser", help="add or replace a user in the users file")
     adduser.add_argument("--users", required=True)
     adduser.add_argument("name")
     adduser.add_argument("--role", choices=("viewer", "operator"), default="viewer")
+    adduser.add_argument("--if-changed", action="store_true",
+                         help="leave the file alone when the user already has this role and password (prints 'unchanged')")
+    adduser.add_argument("--dry-run", action="store_true", help="say whether the user would be written; write nothing")
     adduser.set_defaults(func=_adduser)
     args = parser.parse_args(argv)
     return args.func(args)

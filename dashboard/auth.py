@@ -76,6 +76,15 @@ class Users:
         return entry.get("role") if isinstance(entry, dict) and entry.get("role") in ROLES else None
 
 
+def user_matches(path: str, name: str, password: str, role: str) -> bool:
+    """True when the users file already has ``name`` with ``role`` and ``password`` (nothing to write)."""
+    try:
+        users = Users(path)
+        return users.role(name) == role and users.authenticate(name, password) == role
+    except (OSError, ValueError):
+        return False
+
+
 def add_user(path: str, name: str, password: str, role: str) -> None:
     """Add or replace one user in the users file (created mode 0600)."""
     if role not in ROLES:

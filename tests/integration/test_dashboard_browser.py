@@ -109,6 +109,19 @@ def _wait(predicate, timeout: float, what: str) -> float:
     raise AssertionError("%s: not seen within %s s" % (what, timeout))
 
 
+def _open_panel(page, vm: str, badge: str) -> None:
+    """Click the VM's block until its panel shows ``badge`` (the map is redrawn on every change: a click may land on a
+    block being replaced)."""
+    for _attempt in range(5):
+        page.click('#map .vm[data-vm="%s"]' % vm)
+        try:
+            page.wait_for_selector('.vmpanel[data-vm="%s"] .badge >> text=%s' % (vm, badge), timeout=4000)
+            return
+        except playwright_sync.TimeoutError:
+            continue
+    raise AssertionError("the panel of %s never showed %s" % (vm, badge))
+
+
 def test_dashboard_in_a_browser(dashboard, browser):
     url, lab = dashboard["url"], dashboard["lab"]
     page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -153,23 +166,35 @@ def test_dashboard_in_a_browser(dashboard, browser):
         conn.close()
     assert seen <= 2.0, "shown after %.2f s" % seen
 
-    # migrate vm1 to another host and see it move
+    # migrate vm1: drag its block onto another host's column, confirm, and see it move
     before = _hosts_of(page, vm)
-    page.click('.vm[data-vm="%s"]' % vm)
-    page.wait_for_selector(".vmpanel .act-migrate")
-    target = page.locator(".vmpanel select.destination option").first.get_attribute("value")
-    page.select_option(".vmpanel select.destination", target)
-    page.click(".vmpanel .act-migrate")
+    target = [h.get_attribute("data-host") for h in page.locator("#map .host").all() if h.get_attribute("data-host") not in before][0]
+    page.drag_and_drop('#map .vm[data-vm="%s"]' % vm, '#map .host[data-host="%s"] .stack' % target)
     _wait(lambda: _hosts_of(page, vm) == [target], 240, "vm1 on %s" % target)
-    page.wait_for_selector("#result .result.ok >> text=migrate vm1", timeout=240000)
+    page.wait_for_selector("#panel .result.ok >> text=migrate vm1", timeout=240000)
     assert lab.running_on(vm) == [target] and before != [target]
+
+    # save vm3 to the lab's shared save directory (vm_image), then resume it: both seen without a reload
+    page.click('.vm[data-vm="vm3"]')
+    page.wait_for_selector('.vmpanel[data-vm="vm3"] .act-save')
+    page.click(".vmpanel .act-save")
+    saved = _wait(lambda: _state(page, "vm3") == "saved", 60, "vm3 saved")
+    page.wait_for_selector("#result .result.ok >> text=save vm3: done", timeout=60000)
+    _open_panel(page, "vm3", "saved")
+    page.click(".vmpanel .act-resume")
+    _wait(lambda: _state(page, "vm3") == "running", 60, "vm3 running again")
+    page.wait_for_selector("#result .result.ok >> text=resume vm3: done", timeout=60000)
+    assert page.evaluate("window.__noReload") is True, "the page was reloaded"
+    assert lab.running_on("vm3") and len(lab.running_on("vm3")) == 1
+
     page.goto(url + "/audit")
     audit = page.locator("#audit").inner_text()
-    assert "migrate" in audit and "admin" in audit and "changed" in audit
+    assert "migrate" in audit and "admin" in audit and "changed" in audit and "save" in audit
     page.screenshot(path=os.path.join(SHOTS, "dashboard-audit.png"))
     page.goto(url + "/host/" + target)
     page.screenshot(path=os.path.join(SHOTS, "dashboard-host.png"), full_page=True)
-    assert alerts == ["Suspend vm1?", "Resume vm1?", "Migrate vm1?"], alerts
+    assert alerts == ["Suspend vm1?", "Resume vm1?", "Migrate vm1 to %s?" % target, "Save vm3 to disk (it stops until resumed)?",
+                      "Resume vm3?"], alerts
 
     # a viewer's action is refused by the server (the request sent by hand: the viewer has no button)
     viewer = browser.new_page()
@@ -185,4 +210,14 @@ def test_dashboard_in_a_browser(dashboard, browser):
     assert status == 403
     placement = lab.placement()
     assert [s for h, s in placement["vm3"] if s in ("running", "paused")] == ["running"], placement["vm3"]
-    print(json.dumps({"state_change_seen_s": round(seen, 2)}))
+
+    # the plan view: the solver run from the page (objective chosen there) shows the before/after maps and the steps
+    page.goto(url + "/plan")
+    page.select_option("select.objective", "consolidate")
+    page.click(".act-plan")
+    page.wait_for_selector("#plan-job .plan .plan-after", timeout=120000)
+    assert page.locator("#plan-job .plan-before .vm").count() == page.locator("#plan-job .plan-after .vm").count() >= len(lab.vms)
+    steps = page.locator("#plan-job .plansteps tr").count() - 1
+    assert steps > 0 and page.locator("#plan-job .act-apply").count() == 1, "lab after the moves above: consolidation has work"
+    page.screenshot(path=os.path.join(SHOTS, "dashboard-plan.png"), full_page=True)
+    print(json.dumps({"state_change_seen_s": round(seen, 2), "save_seen_s": round(saved, 2), "plan_steps": steps}))

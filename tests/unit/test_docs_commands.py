@@ -83,6 +83,7 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "bash tools/run.sh changelog": "not run: it rewrites changelogs/ and CHANGELOG.rst in the checkout (a release step); "
                                    "`bash tools/run.sh lint` checks the fragments and changelog.yaml it reads with antsibull-changelog lint",
     "ansible-doc -t role entropy.cluster.plan": (HERE + "test_the_ansible_doc_lines",),
+    "ansible-doc -t role entropy.cluster.dashboard": (HERE + "test_the_ansible_doc_lines",),
     "ansible-inventory -i inventories/prod.libvirt_cluster.yml --graph": (
         "tests/unit/plugins/inventory/test_awx_inventory_example.py::test_the_awx_inventory_source_example_builds",),
     # docs/benchmarks.md
@@ -368,7 +369,7 @@ def test_the_ansible_doc_lines(tmp_path):
         assert shown.returncode == 0, shown.stderr
         assert shown.stdout.startswith("> %s entropy.cluster.%s " % (plugin_type.upper(), name)) and "OPTIONS" in shown.stdout, shown.stdout[:500]
     # docs/awx.md: the roles' variables
-    for role in ("plan", "apply_plan"):
+    for role in ("plan", "apply_plan", "dashboard"):
         shown = subprocess.run([ansible_doc, "-t", "role", "entropy.cluster." + role], capture_output=True, text=True, check=False,
                                env=env, cwd=tmp_path, timeout=120)
         assert shown.returncode == 0 and shown.stdout.startswith("> ROLE: *entropy.cluster.%s* " % role), shown.stdout[:500] + shown.stderr
