@@ -217,6 +217,29 @@ class Recovery:
     def _active_anywhere(self, vm: str) -> list[str]:
         return sorted(host for host, active in self.live().get(vm, []) if active)
 
+    def failed_host_runs(self, vms: t.Iterable[str]) -> list[str]:
+        """Which of ``vms`` the fenced hypervisor runs *now*: asked again each time (a fresh connection, bounded by the
+        connect timeout), never taken from the assessment, since a "dead" hypervisor may come back during the recovery."""
+        try:
+            conn = open_connection(self.failed_uri, *self.auth, connect_timeout=min(self.timeout or 5, 5))
+        except EntropyLibvirtError:
+            return []  # fenced and silent, as expected
+        try:
+            return sorted(dom.name() for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE) if dom.name() in set(vms))
+        except libvirt.libvirtError as exc:
+            raise EntropyLibvirtError("hypervisor %s answers again but could not list its VMs (%s): nothing more is restored while "
+                                      "it may run them" % (self.failed, describe_error(exc, "listing the VMs", self.failed_uri).message),
+                                      kind="conflict") from None
+        finally:
+            close_quietly(conn)
+
+    def _refuse_if_back(self, vms: t.Iterable[str], what: str) -> None:
+        back = self.failed_host_runs(vms)
+        if back:
+            raise EntropyLibvirtError(
+                "hypervisor %s answers again and runs %s: %s not %s (never two copies). Fence it again (its power), then run the "
+                "recovery again" % (self.failed, ", ".join(back), ", ".join(sorted(set(vms))), what), kind="conflict")
+
     def _restore_one(self, vm: str, entry: dict[str, t.Any], host: str, stamp: str) -> None:
         conn = self.conns[host]
         running = self._active_anywhere(vm)
@@ -234,6 +257,12 @@ class Recovery:
         _point_disks(root, overlays)
         dxml = ET.tostring(root, encoding="unicode")
         flags = libvirt.VIR_DOMAIN_SAVE_RUNNING if entry.get("was_running", True) else libvirt.VIR_DOMAIN_SAVE_PAUSED
+        try:
+            self._refuse_if_back([vm], "restored")  # right before this VM's restore: the fenced host may have come back
+        except EntropyLibvirtError:
+            for overlay in overlays.values():
+                os.unlink(overlay)
+            raise
         conn.restoreFlags(entry["memory_file"], dxml, flags)
         dom = conn.lookupByName(vm)
         definition = ET.fromstring(entry.get("definition") or dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
@@ -258,6 +287,12 @@ class Recovery:
                            check=True, capture_output=True, text=True)
             overlays[disk.find("target").get("dev")] = overlay
         _point_disks(root, overlays)
+        try:
+            self._refuse_if_back([vm], "booted")
+        except EntropyLibvirtError:
+            for overlay in overlays.values():
+                os.unlink(overlay)
+            raise
         dom = conn.defineXML(ET.tostring(root, encoding="unicode"))
         dom.setAutostart(0)
         dom.create()
@@ -279,6 +314,18 @@ class Recovery:
                 for vm in members:
                     if report.get(vm, {}).get("action") == "roll_back":
                         report[vm].update(action="kept", host=report[vm]["from"], lost="nothing: its group could not be restored")
+                continue
+            # the fenced host came back with a member running: the whole group stays as it is (its survivors keep running)
+            try:
+                self._refuse_if_back(members, "restored, and the group's other members keep running")
+            except EntropyLibvirtError as exc:
+                for vm in members:
+                    if report.get(vm, {}).get("action") == "roll_back":
+                        report[vm].update(action="kept", host=report[vm]["from"], done=False, error=exc.message,
+                                          lost="nothing: its group could not be restored")
+                    elif vm in report:
+                        report[vm].update(host=None, done=False, error=exc.message)
+                problems.append(exc.message)
                 continue
             # the group rolls back together: its surviving members stop first, then every member is restored, all at once
             stopping = [vm for vm in sorted(members) if report[vm]["action"] == "roll_back"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -269,6 +270,77 @@ def test_a_fenced_host_that_still_runs_its_vms_is_not_recovered(lab_reset, playb
         out = recover(lab, playbook, directory, report)
         assert out.returncode != 0 and "hv2 is fenced but answers and runs vm3, vm4" in out.stdout, out.stdout
         assert lab.running_on("vm3") == ["hv2"] and lab.running_on("vm4") == ["hv2"]
+    finally:
+        assert lab_cmd("reset").returncode == 0  # also clears the fence record
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def hold_lock_book(tmp_path, lab) -> str:
+    """A playbook that takes the lab's cluster run lock for this pytest process (alive: the lock is not stale)."""
+    args = {"backend": "cluster", "pool": LAB_TOOL.STORE_POOL, "uris": [h["uri"] for h in lab.hosts.values()],
+            "owner": "test holder", "owner_pid": os.getpid()}
+    book = tmp_path / "lock.yml"
+    book.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n    - entropy.cluster.run_lock: %s\n" % json.dumps(args))
+    return str(book)
+
+
+def break_lock(lab) -> None:
+    from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import ClusterStore  # pylint: disable=import-outside-toplevel
+    with ClusterStore([h["uri"] for h in lab.hosts.values()], LAB_TOOL.STORE_POOL) as store:
+        store.delete("lock", "run")
+
+
+def test_recover_and_checkpoint_are_refused_while_another_run_holds_the_lock(lab, playbook, tmp_path):
+    """While another run (a plan being applied) holds the cluster run lock, recover and the checkpoint playbook refuse at once,
+    naming the holder, and change nothing."""
+    directory = os.path.join(lab.dir, "checkpoints-lock")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    out = playbook(hold_lock_book(tmp_path, lab))
+    assert out.returncode == 0, out.stdout
+    try:
+        out = recover(lab, playbook, directory, str(tmp_path / "report.json"))
+        assert out.returncode != 0 and "another entropy.cluster run holds" in out.stdout and "'test holder'" in out.stdout, out.stdout
+        assert "is not fenced" not in out.stdout and "Traceback" not in out.stdout, out.stdout
+        out = playbook("entropy.cluster.checkpoint", inventory=lab.inventory,
+                       extra_vars={"entropy_checkpoint_vms": ["vm1"], "entropy_checkpoint_dir": directory})
+        assert out.returncode != 0 and "another entropy.cluster run holds" in out.stdout and "'test holder'" in out.stdout, out.stdout
+        assert os.listdir(directory) == []
+    finally:
+        break_lock(lab)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_fenced_host_that_answers_again_during_the_recovery_keeps_its_vm_and_nothing_runs_twice(lab_reset, playbook, tmp_path):
+    """hv2 is silent (its daemon stopped) while the recovery assesses, with a fence recorded on trust; it answers again, still
+    running vm3, before the restore: the re-check right before the restore stops it, with a report naming hv2 and vm3."""
+    from ansible_collections.entropy.cluster.plugins.module_utils._recover import Recovery  # pylint: disable=import-outside-toplevel
+    from test_fault_tolerance import stopped_daemon  # pylint: disable=import-outside-toplevel
+
+    lab = lab_reset
+    directory = os.path.join(lab.dir, "checkpoints-back")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    uris = {name: host["uri"] for name, host in lab.hosts.items()}
+    try:
+        book = checkpoint_book(tmp_path, lab, {"vm3": lab.uri("hv2")}, "b-0001", directory, tmp_path / "ck.json")
+        with open(book, "a", encoding="utf-8") as handle:  # the same run records a fence on trust: hv2 still runs vm3
+            handle.write("    - entropy.cluster.host_fence: {host: hv2, uris: %s, method: trusted}\n" % json.dumps(list(uris.values())))
+        out = playbook(book)
+        assert out.returncode == 0, out.stdout
+        recovery = Recovery("hv2", uris, directory, "report", connect_timeout=2)
+        try:
+            with stopped_daemon(lab, "hv2"):  # silent while the recovery connects and assesses
+                recovery.connect()
+                assessed = recovery.assess()
+            assert not assessed["failed_host_answers"] and assessed["vms"]["vm3"]["action"] == "restore", assessed
+            done = recovery.carry_out(assessed, {"vm3": "hv1"})  # hv2 answers again, vm3 still running there
+        finally:
+            recovery.close()
+        entry = done["vms"]["vm3"]
+        assert not entry["done"] and "hypervisor hv2 answers again and runs vm3: vm3 not restored" in entry["error"], done
+        assert done["problems"] and lab.running_on("vm3") == ["hv2"]
+        assert [f for f in os.listdir(directory) if re.search(r"\.r[0-9]{14}\.", f)] == []  # no overlay left of the restore that did not happen
     finally:
         assert lab_cmd("reset").returncode == 0  # also clears the fence record
         shutil.rmtree(directory, ignore_errors=True)
