@@ -220,18 +220,23 @@ def test_the_recovery_benchmark_in_one_round(lab):
 
 @pytest.mark.lab_vms_may_stop
 def test_a_vm_without_a_usable_checkpoint_is_cold_booted_or_reported_by_the_policy(lab_reset, playbook, tmp_path):
-    """vm3 has a checkpoint, vm4's lost its memory image, vm9 never had one: with without_checkpoint=cold_boot vm3 is restored,
-    vm4 boots again from its newest disk (its counter starts from zero), vm9 is reported lost."""
+    """vm3's newest checkpoint lost its memory image, an older one is whole; vm4 never had a checkpoint, only its definition
+    in the cluster store (the checkpoint playbook keeps every VM's there); vm9 is unknown. With without_checkpoint=cold_boot
+    vm3 is restored from the older checkpoint, vm4 boots again from its disk (its counter starts from zero) with the
+    definition from the store - hv2 being dead, nobody else knows it - and vm9 is reported lost."""
     lab = lab_reset
     directory = os.path.join(lab.dir, "checkpoints-policy")
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory)
     report = str(tmp_path / "report.json")
     try:
-        for vm, name in (("vm3", "p3-0001"), ("vm4", "p4-0001")):
-            out = playbook(checkpoint_book(tmp_path, lab, {vm: lab.uri("hv2")}, name, directory, tmp_path / "ck.json"))
-            assert out.returncode == 0, out.stdout
-        os.unlink(os.path.join(directory, "vm4.p4-0001.mem"))
+        out = playbook("entropy.cluster.checkpoint", inventory=lab.inventory,
+                       extra_vars={"entropy_checkpoint_vms": ["vm3"], "entropy_checkpoint_dir": directory,
+                                   "entropy_checkpoint_name": "p3-0001", "entropy_checkpoint_max_skew_ms": 3000})
+        assert out.returncode == 0, out.stdout
+        out = playbook(checkpoint_book(tmp_path, lab, {"vm3": lab.uri("hv2")}, "p3-0002", directory, tmp_path / "ck.json"))
+        assert out.returncode == 0, out.stdout
+        os.unlink(os.path.join(directory, "vm3.p3-0002.mem"))
         assert lab_cmd("fence", "hv2").returncode == 0
         out = playbook("entropy.cluster.fence", inventory=lab.inventory, env={"ENTROPY_LIBVIRT_CONNECT_TIMEOUT": "3"},
                        extra_vars={"entropy_fence_hosts": ["hv2"]})
@@ -241,6 +246,7 @@ def test_a_vm_without_a_usable_checkpoint_is_cold_booted_or_reported_by_the_poli
         result = json.loads(open(report, encoding="utf-8").read())["vms"]
         assert result["vm3"]["action"] == "restore" and result["vm3"]["done"] and result["vm3"]["checkpoint"] == "p3-0001"
         assert result["vm4"]["action"] == "cold_boot" and result["vm4"]["done"] and "memory state" in result["vm4"]["lost"]
+        assert result["vm4"]["definition_from"] == "the cluster store (recorded on hv2)", result["vm4"]
         assert result["vm9"]["action"] == "lost" and "no known definition" in result["vm9"]["lost"]
         for vm in ("vm3", "vm4"):
             assert running_on(lab, vm) == [result[vm]["host"]]
