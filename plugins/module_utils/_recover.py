@@ -8,7 +8,8 @@ hypervisor's VMs on the surviving hypervisors from their latest group checkpoint
    manifests last seen there, plus the names the caller gives, that are active on no surviving hypervisor. Each one
    restarts from the newest checkpoint that holds it and whose files are all there; every other VM of that checkpoint's
    group rolls back with it (on its own hypervisor). A VM without a usable checkpoint is cold-booted from its newest disk
-   (policy ``cold_boot``, when its definition is known from a manifest) or reported lost (policy ``report``).
+   (policy ``cold_boot``, when its definition is known: its record in the cluster store, written by entropy.cluster.vm_definitions,
+   or a checkpoint manifest) or reported lost (policy ``report``). The store's records also name VMs never checkpointed.
 2. restore, with the placement the solver chose for the lost VMs: for each group, the surviving members are destroyed,
    then every member is restored from its memory image onto a new qcow2 overlay over its frozen disk (the checkpoint's
    files stay untouched, so the checkpoint can be used again), defined there with autostart off. Right before each
@@ -37,6 +38,7 @@ from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common imp
 from ansible_collections.entropy.cluster.plugins.module_utils import vm_metadata
 from ansible_collections.entropy.cluster.plugins.module_utils._checkpoint import _parallel, file_part
 from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import ClusterStore
+from ansible_collections.entropy.cluster.plugins.module_utils._definitions import read_records as read_definition_records
 
 POLICIES = ("report", "cold_boot")
 
@@ -95,6 +97,7 @@ class Recovery:
         self.conns: dict[str, t.Any] = {}
         self.failed_conn = None
         self.unreachable: dict[str, str] = {}
+        self.definitions: dict[str, dict[str, t.Any]] = {}
         self.started = time.time()
 
     # ------------------------------------------------------------------ reading
@@ -118,9 +121,12 @@ class Recovery:
             close_quietly(conn)
 
     def fence_record(self) -> dict[str, t.Any] | None:
+        """The failed hypervisor's fence record (None without one); also reads the VM definition records of the store
+        (entropy.cluster.vm_definitions) into ``self.definitions``."""
         uris = [self.survivors[name] for name in sorted(self.conns)]
         with ClusterStore(uris, self.pool, *self.auth, connect_timeout=self.timeout) as store:
             record = store.read("fence", self.failed)
+            self.definitions = read_definition_records(store) if record is not None else {}
         return None if record is None else (record.data or {})
 
     def live(self) -> dict[str, list[tuple[str, bool]]]:
@@ -159,7 +165,9 @@ class Recovery:
         for manifest in reversed(manifests):  # oldest first: the newest manifest's URI wins
             for vm, entry in manifest["vms"].items():
                 last_seen[vm] = entry.get("uri", "")
-        lost = sorted({vm for vm, uri in last_seen.items() if uri == self.failed_uri} | set(self.extra))
+        # the VMs the store's definition records place on the failed hypervisor (checkpointed or not)
+        recorded_there = {vm for vm, rec in self.definitions.items() if rec.get("host") == self.failed or rec.get("uri") == self.failed_uri}
+        lost = sorted({vm for vm, uri in last_seen.items() if uri == self.failed_uri} | recorded_there | set(self.extra))
         lost = [vm for vm in lost if vm not in active_elsewhere]
         groups: dict[str, dict[str, t.Any]] = {}
         report: dict[str, dict[str, t.Any]] = {}
@@ -179,9 +187,10 @@ class Recovery:
             if chosen is not None:
                 groups[chosen["checkpoint"]] = {"manifest": chosen, "lost": []}
                 continue
-            definition = next((m["vms"][vm].get("definition") for m in manifests if m["vms"].get(vm, {}).get("definition")), None)
+            definition, source = self.newest_definition(vm, manifests)
             if self.policy == "cold_boot" and definition:
                 report[vm] = {"action": "cold_boot", "checkpoint": None, "checkpoint_age_s": None, "definition": definition,
+                              "definition_from": source,
                               "lost": "its memory state (no usable checkpoint): it boots again from its newest disk"}
             else:
                 report[vm] = {"action": "lost", "checkpoint": None, "checkpoint_age_s": None, "host": None,
@@ -212,10 +221,46 @@ class Recovery:
                 "skipped_checkpoints": skipped, "stale_definitions": stale, "failed_host_answers": self.failed_conn is not None,
                 "unreachable": self.unreachable}
 
+    def newest_definition(self, vm: str, manifests: list[dict[str, t.Any]]) -> tuple[str | None, str | None]:
+        """The newest known definition of ``vm`` and where it comes from: its record in the cluster store
+        (entropy.cluster.vm_definitions) or the newest checkpoint manifest that holds it."""
+        found = [(float(m["created"]), m["vms"][vm]["definition"], "checkpoint %s" % m["checkpoint"])
+                 for m in manifests if m["vms"].get(vm, {}).get("definition")][:1]
+        record = self.definitions.get(vm) or {}
+        if record.get("definition"):
+            found.append((float(record.get("recorded") or 0), record["definition"], "the cluster store (recorded on %s)" % record.get("host")))
+        if not found:
+            return None, None
+        _when, definition, source = max(found, key=lambda f: f[0])
+        return definition, source
+
     # ------------------------------------------------------------------ acting
 
     def _active_anywhere(self, vm: str) -> list[str]:
         return sorted(host for host, active in self.live().get(vm, []) if active)
+
+    def failed_host_runs(self, vms: t.Iterable[str]) -> list[str]:
+        """Which of ``vms`` the fenced hypervisor runs *now*: asked again each time (a fresh connection, bounded by the
+        connect timeout), never taken from the assessment, since a "dead" hypervisor may come back during the recovery."""
+        try:
+            conn = open_connection(self.failed_uri, *self.auth, connect_timeout=min(self.timeout or 5, 5))
+        except EntropyLibvirtError:
+            return []  # fenced and silent, as expected
+        try:
+            return sorted(dom.name() for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE) if dom.name() in set(vms))
+        except libvirt.libvirtError as exc:
+            raise EntropyLibvirtError("hypervisor %s answers again but could not list its VMs (%s): nothing more is restored while "
+                                      "it may run them" % (self.failed, describe_error(exc, "listing the VMs", self.failed_uri).message),
+                                      kind="conflict") from None
+        finally:
+            close_quietly(conn)
+
+    def _refuse_if_back(self, vms: t.Iterable[str], what: str) -> None:
+        back = self.failed_host_runs(vms)
+        if back:
+            raise EntropyLibvirtError(
+                "hypervisor %s answers again and runs %s: %s not %s (never two copies). Fence it again (its power), then run the "
+                "recovery again" % (self.failed, ", ".join(back), ", ".join(sorted(set(vms))), what), kind="conflict")
 
     def _restore_one(self, vm: str, entry: dict[str, t.Any], host: str, stamp: str) -> None:
         conn = self.conns[host]
@@ -234,6 +279,12 @@ class Recovery:
         _point_disks(root, overlays)
         dxml = ET.tostring(root, encoding="unicode")
         flags = libvirt.VIR_DOMAIN_SAVE_RUNNING if entry.get("was_running", True) else libvirt.VIR_DOMAIN_SAVE_PAUSED
+        try:
+            self._refuse_if_back([vm], "restored")  # right before this VM's restore: the fenced host may have come back
+        except EntropyLibvirtError:
+            for overlay in overlays.values():
+                os.unlink(overlay)
+            raise
         conn.restoreFlags(entry["memory_file"], dxml, flags)
         dom = conn.lookupByName(vm)
         definition = ET.fromstring(entry.get("definition") or dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
@@ -258,6 +309,12 @@ class Recovery:
                            check=True, capture_output=True, text=True)
             overlays[disk.find("target").get("dev")] = overlay
         _point_disks(root, overlays)
+        try:
+            self._refuse_if_back([vm], "booted")
+        except EntropyLibvirtError:
+            for overlay in overlays.values():
+                os.unlink(overlay)
+            raise
         dom = conn.defineXML(ET.tostring(root, encoding="unicode"))
         dom.setAutostart(0)
         dom.create()
@@ -279,6 +336,18 @@ class Recovery:
                 for vm in members:
                     if report.get(vm, {}).get("action") == "roll_back":
                         report[vm].update(action="kept", host=report[vm]["from"], lost="nothing: its group could not be restored")
+                continue
+            # the fenced host came back with a member running: the whole group stays as it is (its survivors keep running)
+            try:
+                self._refuse_if_back(members, "restored, and the group's other members keep running")
+            except EntropyLibvirtError as exc:
+                for vm in members:
+                    if report.get(vm, {}).get("action") == "roll_back":
+                        report[vm].update(action="kept", host=report[vm]["from"], done=False, error=exc.message,
+                                          lost="nothing: its group could not be restored")
+                    elif vm in report:
+                        report[vm].update(host=None, done=False, error=exc.message)
+                problems.append(exc.message)
                 continue
             # the group rolls back together: its surviving members stop first, then every member is restored, all at once
             stopping = [vm for vm in sorted(members) if report[vm]["action"] == "roll_back"]
@@ -305,15 +374,15 @@ class Recovery:
                     message = "restoring VM %r: %s" % (vm, getattr(exc, "stderr", None) or exc)
                 report[vm].update(host=None, done=False, error=message)
                 problems.append(message)
-        for vm, entry in sorted(report.items()):
-            if entry["action"] == "cold_boot" and vm not in missing:
-                host = placement[vm]
-                try:
-                    self._cold_boot(vm, entry.pop("definition"), host, stamp)
-                    entry.update(host=host, done=True, restored_at=round(time.time(), 2))
-                except (libvirt.libvirtError, EntropyLibvirtError, subprocess.CalledProcessError, OSError) as exc:
-                    entry.update(host=None, done=False, error=str(getattr(exc, "message", exc)))
-                    problems.append(entry["error"])
+        booting = [vm for vm, entry in sorted(report.items()) if entry["action"] == "cold_boot" and vm not in missing]
+        for vm, (_res, exc) in zip(booting, _parallel(booting, lambda vm: self._cold_boot(vm, report[vm]["definition"], placement[vm], stamp))):
+            if exc is None:
+                report[vm].update(host=placement[vm], done=True, restored_at=round(time.time(), 2))
+            else:
+                message = exc.message if isinstance(exc, EntropyLibvirtError) else str(getattr(exc, "stderr", None) or exc)
+                report[vm].update(host=None, done=False, error="cold boot of VM %r: %s" % (vm, message))
+                problems.append(report[vm]["error"])
+        for entry in report.values():
             entry.pop("definition", None)
         removed = self.remove_stale_copies()
         return {"vms": report, "problems": problems, "stale_definitions_removed": removed}

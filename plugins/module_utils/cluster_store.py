@@ -41,7 +41,7 @@ STORE_SPEC = dict(
     uris=dict(type="list", elements="str", required=True),
 )
 # The kinds of record the store keeps; a volume name is "entropy.<kind>.<key>".
-KINDS = ("lock", "maintenance", "takeover", "queue", "checkpoint", "fence", "job")
+KINDS = ("lock", "maintenance", "takeover", "queue", "checkpoint", "fence", "job", "definition")
 RECORD_FORMAT = 1
 MAX_RECORD_BYTES = 65536
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

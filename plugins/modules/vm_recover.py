@@ -12,17 +12,22 @@ description:
   - Refuses unless O(failed_host) is fenced (its fence record in the cluster store, see M(entropy.cluster.host_fence)), and
     refuses while the fenced hypervisor answers with VMs running.
   - The failed hypervisor's VMs are the VMs last seen there by a checkpoint of O(directory)
-    (M(entropy.cluster.vm_checkpoint)), and the names in O(vms), that run on no surviving hypervisor.
+    (M(entropy.cluster.vm_checkpoint)), the VMs whose definition record in the cluster store names it
+    (M(entropy.cluster.vm_definitions)), and the names in O(vms), that run on no surviving hypervisor.
   - Each restarts from the newest checkpoint that holds it and whose files are all there; the other VMs of that checkpoint's
     group roll back with it, on their own hypervisor, so the group restarts from one common state. Each VM is restored from
     its memory image onto a new qcow2 overlay over its frozen disk (the checkpoint stays usable), defined there with
     autostart off.
-  - A VM without a usable checkpoint is cold-booted from its newest disk (O(without_checkpoint=cold_boot), when its definition
-    is known from a checkpoint manifest) or reported lost (O(without_checkpoint=report)).
+  - A VM without a usable checkpoint is cold-booted from its newest disk (O(without_checkpoint=cold_boot), with the newest
+    definition known of it - its record in the cluster store or a checkpoint manifest) or reported lost
+    (O(without_checkpoint=report), or when no definition is known).
   - Without O(placement) the module only assesses (nothing changes) and returns in RV(to_place) the VMs to place, with their
     size and priority, for the solver; the P(entropy.cluster.recover#role) role then asks the solver and runs it again with
     the placement.
-  - Right before each restore the VM is checked to run on no hypervisor (never two copies). When the fenced hypervisor
+  - Right before each group's restore and each VM's restore or cold boot, the fenced hypervisor is asked again (a fresh
+    connection, bounded by O(connect_timeout)), since it may come back during the recovery; when it answers and runs the VM
+    (or a member of its group), that restore does not happen, the VM's entry in RV(vms) says why and the module fails
+    (never two copies). When the fenced hypervisor
     answers again, its inactive definitions of VMs that now run elsewhere are removed, so they cannot be started there.
 author:
   - entropy.cluster contributors (!UNKNOWN)
@@ -99,7 +104,8 @@ vms:
   description:
     - Per VM, what happens to it - V(restore) (from the failed hypervisor, placed by the solver), V(roll_back) (a group member on a
       surviving hypervisor), V(cold_boot), V(lost) or V(kept) - with the checkpoint, its age in seconds, the hypervisor it runs on
-      now (C(host)), C(done), when it was restored (C(restored_at), epoch seconds) and what was lost.
+      now (C(host)), C(done), when it was restored (C(restored_at), epoch seconds), what was lost, C(error) when it was not
+      restored, and for a cold boot where its definition came from (C(definition_from)).
   returned: always
   type: dict
   sample:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -219,18 +220,23 @@ def test_the_recovery_benchmark_in_one_round(lab):
 
 @pytest.mark.lab_vms_may_stop
 def test_a_vm_without_a_usable_checkpoint_is_cold_booted_or_reported_by_the_policy(lab_reset, playbook, tmp_path):
-    """vm3 has a checkpoint, vm4's lost its memory image, vm9 never had one: with without_checkpoint=cold_boot vm3 is restored,
-    vm4 boots again from its newest disk (its counter starts from zero), vm9 is reported lost."""
+    """vm3's newest checkpoint lost its memory image, an older one is whole; vm4 never had a checkpoint, only its definition
+    in the cluster store (the checkpoint playbook keeps every VM's there); vm9 is unknown. With without_checkpoint=cold_boot
+    vm3 is restored from the older checkpoint, vm4 boots again from its disk (its counter starts from zero) with the
+    definition from the store - hv2 being dead, nobody else knows it - and vm9 is reported lost."""
     lab = lab_reset
     directory = os.path.join(lab.dir, "checkpoints-policy")
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory)
     report = str(tmp_path / "report.json")
     try:
-        for vm, name in (("vm3", "p3-0001"), ("vm4", "p4-0001")):
-            out = playbook(checkpoint_book(tmp_path, lab, {vm: lab.uri("hv2")}, name, directory, tmp_path / "ck.json"))
-            assert out.returncode == 0, out.stdout
-        os.unlink(os.path.join(directory, "vm4.p4-0001.mem"))
+        out = playbook("entropy.cluster.checkpoint", inventory=lab.inventory,
+                       extra_vars={"entropy_checkpoint_vms": ["vm3"], "entropy_checkpoint_dir": directory,
+                                   "entropy_checkpoint_name": "p3-0001", "entropy_checkpoint_max_skew_ms": 3000})
+        assert out.returncode == 0, out.stdout
+        out = playbook(checkpoint_book(tmp_path, lab, {"vm3": lab.uri("hv2")}, "p3-0002", directory, tmp_path / "ck.json"))
+        assert out.returncode == 0, out.stdout
+        os.unlink(os.path.join(directory, "vm3.p3-0002.mem"))
         assert lab_cmd("fence", "hv2").returncode == 0
         out = playbook("entropy.cluster.fence", inventory=lab.inventory, env={"ENTROPY_LIBVIRT_CONNECT_TIMEOUT": "3"},
                        extra_vars={"entropy_fence_hosts": ["hv2"]})
@@ -240,6 +246,7 @@ def test_a_vm_without_a_usable_checkpoint_is_cold_booted_or_reported_by_the_poli
         result = json.loads(open(report, encoding="utf-8").read())["vms"]
         assert result["vm3"]["action"] == "restore" and result["vm3"]["done"] and result["vm3"]["checkpoint"] == "p3-0001"
         assert result["vm4"]["action"] == "cold_boot" and result["vm4"]["done"] and "memory state" in result["vm4"]["lost"]
+        assert result["vm4"]["definition_from"] == "the cluster store (recorded on hv2)", result["vm4"]
         assert result["vm9"]["action"] == "lost" and "no known definition" in result["vm9"]["lost"]
         for vm in ("vm3", "vm4"):
             assert running_on(lab, vm) == [result[vm]["host"]]
@@ -269,6 +276,77 @@ def test_a_fenced_host_that_still_runs_its_vms_is_not_recovered(lab_reset, playb
         out = recover(lab, playbook, directory, report)
         assert out.returncode != 0 and "hv2 is fenced but answers and runs vm3, vm4" in out.stdout, out.stdout
         assert lab.running_on("vm3") == ["hv2"] and lab.running_on("vm4") == ["hv2"]
+    finally:
+        assert lab_cmd("reset").returncode == 0  # also clears the fence record
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def hold_lock_book(tmp_path, lab) -> str:
+    """A playbook that takes the lab's cluster run lock for this pytest process (alive: the lock is not stale)."""
+    args = {"backend": "cluster", "pool": LAB_TOOL.STORE_POOL, "uris": [h["uri"] for h in lab.hosts.values()],
+            "owner": "test holder", "owner_pid": os.getpid()}
+    book = tmp_path / "lock.yml"
+    book.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n    - entropy.cluster.run_lock: %s\n" % json.dumps(args))
+    return str(book)
+
+
+def break_lock(lab) -> None:
+    from ansible_collections.entropy.cluster.plugins.module_utils.cluster_store import ClusterStore  # pylint: disable=import-outside-toplevel
+    with ClusterStore([h["uri"] for h in lab.hosts.values()], LAB_TOOL.STORE_POOL) as store:
+        store.delete("lock", "run")
+
+
+def test_recover_and_checkpoint_are_refused_while_another_run_holds_the_lock(lab, playbook, tmp_path):
+    """While another run (a plan being applied) holds the cluster run lock, recover and the checkpoint playbook refuse at once,
+    naming the holder, and change nothing."""
+    directory = os.path.join(lab.dir, "checkpoints-lock")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    out = playbook(hold_lock_book(tmp_path, lab))
+    assert out.returncode == 0, out.stdout
+    try:
+        out = recover(lab, playbook, directory, str(tmp_path / "report.json"))
+        assert out.returncode != 0 and "another entropy.cluster run holds" in out.stdout and "'test holder'" in out.stdout, out.stdout
+        assert "is not fenced" not in out.stdout and "Traceback" not in out.stdout, out.stdout
+        out = playbook("entropy.cluster.checkpoint", inventory=lab.inventory,
+                       extra_vars={"entropy_checkpoint_vms": ["vm1"], "entropy_checkpoint_dir": directory})
+        assert out.returncode != 0 and "another entropy.cluster run holds" in out.stdout and "'test holder'" in out.stdout, out.stdout
+        assert os.listdir(directory) == []
+    finally:
+        break_lock(lab)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_fenced_host_that_answers_again_during_the_recovery_keeps_its_vm_and_nothing_runs_twice(lab_reset, playbook, tmp_path):
+    """hv2 is silent (its daemon stopped) while the recovery assesses, with a fence recorded on trust; it answers again, still
+    running vm3, before the restore: the re-check right before the restore stops it, with a report naming hv2 and vm3."""
+    from ansible_collections.entropy.cluster.plugins.module_utils._recover import Recovery  # pylint: disable=import-outside-toplevel
+    from test_fault_tolerance import stopped_daemon  # pylint: disable=import-outside-toplevel
+
+    lab = lab_reset
+    directory = os.path.join(lab.dir, "checkpoints-back")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    uris = {name: host["uri"] for name, host in lab.hosts.items()}
+    try:
+        book = checkpoint_book(tmp_path, lab, {"vm3": lab.uri("hv2")}, "b-0001", directory, tmp_path / "ck.json")
+        with open(book, "a", encoding="utf-8") as handle:  # the same run records a fence on trust: hv2 still runs vm3
+            handle.write("    - entropy.cluster.host_fence: {host: hv2, uris: %s, method: trusted}\n" % json.dumps(list(uris.values())))
+        out = playbook(book)
+        assert out.returncode == 0, out.stdout
+        recovery = Recovery("hv2", uris, directory, "report", connect_timeout=2)
+        try:
+            with stopped_daemon(lab, "hv2"):  # silent while the recovery connects and assesses
+                recovery.connect()
+                assessed = recovery.assess()
+            assert not assessed["failed_host_answers"] and assessed["vms"]["vm3"]["action"] == "restore", assessed
+            done = recovery.carry_out(assessed, {"vm3": "hv1"})  # hv2 answers again, vm3 still running there
+        finally:
+            recovery.close()
+        entry = done["vms"]["vm3"]
+        assert not entry["done"] and "hypervisor hv2 answers again and runs vm3: vm3 not restored" in entry["error"], done
+        assert done["problems"] and lab.running_on("vm3") == ["hv2"]
+        assert [f for f in os.listdir(directory) if re.search(r"\.r[0-9]{14}\.", f)] == []  # no overlay left of the restore that did not happen
     finally:
         assert lab_cmd("reset").returncode == 0  # also clears the fence record
         shutil.rmtree(directory, ignore_errors=True)

@@ -116,6 +116,9 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "-e entropy_checkpoint_dir=/srv/shared/checkpoints": (
         "tests/integration/test_recover.py::test_a_group_restarts_from_its_checkpoint_after_its_host_dies_and_never_runs_twice",),
     ".venv/bin/python benchmarks/bench_recover.py --rounds 3": ("tests/integration/test_recover.py::test_the_recovery_benchmark_in_one_round",),
+    "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.recover -e entropy_recover_host=hv02 "
+    "-e entropy_checkpoint_dir=/srv/shared/checkpoints -e entropy_recover_without_checkpoint=cold_boot": (
+        "tests/integration/test_recover.py::test_a_vm_without_a_usable_checkpoint_is_cold_booted_or_reported_by_the_policy",),
     # docs/inventory.md
     "ansible-doc -t inventory entropy.cluster.libvirt_cluster": (HERE + "test_the_ansible_doc_lines",),
     "ansible-inventory -i cluster.libvirt_cluster.yml --graph": (LAB + "test_the_inventory_md_file_and_its_commands",),

@@ -55,3 +55,14 @@ def test_a_definition_gives_the_solver_its_size_and_priority():
     facts = domain_facts(xml, "vm3")
     assert facts["vcpus"] == 2 and facts["memory_mib"] == 128
     assert facts["priority"] == 7
+
+
+def test_a_vm_definition_record_follows_where_the_vm_runs_not_a_stale_copy():
+    from ansible_collections.entropy.cluster.plugins.module_utils._definitions import choose  # pylint: disable=import-outside-toplevel
+    hvs = {"hv1": "qemu:///a", "hv2": "qemu:///b", "hv3": "qemu:///c"}
+    seen = {"hv1": {"vm1": (False, "<old1/>")}, "hv2": {"vm1": (True, "<new1/>"), "vm2": (False, "<d2/>")},
+            "hv3": {"vm2": (False, "<copy2/>")}}
+    wanted = choose(seen, hvs, {"vm2": {"host": "hv3"}})
+    assert wanted["vm1"] == {"host": "hv2", "uri": "qemu:///b", "definition": "<new1/>"}  # it runs on hv2: hv1 has a stale copy
+    assert wanted["vm2"]["host"] == "hv3"  # shut off on both: its record's hypervisor stays
+    assert choose(seen, hvs, {})["vm2"]["host"] == "hv2"
