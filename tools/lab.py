@@ -1500,6 +1500,9 @@ def write_inventories(state: dict) -> None:
                      "entropy_store_pool: %s\n" % STORE_POOL)
         handle.write("# Jobs (entropy.cluster.submit): their VMs' linked clones in the shared image directory, TCG guests on the lab bridge.\n"
                      "entropy_job_pool: %s\nentropy_job_domain_type: qemu\nentropy_job_bridge: %s\n" % (JOB_POOL, BRIDGE))
+        if state.get("network"):
+            handle.write("# The NFS server of the job VMs' shares (the lab's, inside its namespace; shares are directories of %s).\n"
+                         "entropy_job_nfs_server: %s\n" % (shares_dir(state), nfs_address(state)))
         # The fence role's hook for the lab: tools/lab_fence_hook.yml kills a host by the PIDs in its pidfiles.
         tools = os.path.dirname(os.path.abspath(__file__))
         handle.write("# The fencing hook of entropy.cluster.fence: kill a lab host by its pidfiles (tools/lab.py fence).\n"

@@ -25,9 +25,13 @@ options:
     description: Not used.
     required: false
   job_file:
-    description: Path of the job file on the controller.
+    description: Path of the job file on the controller. One of O(job_file) and O(job) is required.
     type: path
-    required: true
+  job:
+    description:
+      - The job's fields as a dictionary instead of a file - the C(job) of its record in the cluster store, which
+        entropy.cluster.job_queue places again - validated the same way.
+    type: dict
   place:
     description:
       - V(false) only reads and validates the job file (C(outcome) V(read) or V(invalid)), for a playbook that needs
@@ -69,7 +73,7 @@ _raw:
       description: The validated job's fields (absent when the file is invalid).
       type: dict
     vms:
-      description: "The job's VMs, C({name, host, overlay}) (host null when not placed)."
+      description: "The job's VMs, C({name, host, overlay, seed}) (host null when not placed; C(seed), the name of its seed volume)."
       type: list
       elements: dict
     plan:
@@ -83,19 +87,23 @@ _raw:
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.entropy.cluster.plugins.module_utils._job import overlay_name
+from ansible_collections.entropy.cluster.plugins.module_utils._job import overlay_name, seed_name
 from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import build_model
-from ansible_collections.entropy.cluster.plugins.plugin_utils.jobs import JobError, check_room, load_job_file, place_job, real_model
+from ansible_collections.entropy.cluster.plugins.plugin_utils.jobs import JobError, check_room, load_job_file, parse_job, place_job, real_model
 from ansible_collections.entropy.cluster.plugins.plugin_utils.plan_playbook import initial_placement
 
 
-def outcome(job_file: str, model: dict | None, time_limit_s: float) -> dict:
-    """The job placed, or why not (see RETURN)."""
+def outcome(job_file: str | dict, model: dict | None, time_limit_s: float) -> dict:
+    """The job placed, or why not (see RETURN). ``job_file``: a path, or the job's fields (a record's ``job``)."""
     try:
-        job = load_job_file(job_file)
+        if isinstance(job_file, dict):
+            job = parse_job(dict(job_file), "job %r (its record)" % job_file.get("name"))
+        else:
+            job = load_job_file(job_file)
     except JobError as exc:
         return {"outcome": "invalid", "error": str(exc), "field": exc.field}
-    result = {"job": job.to_dict(), "vms": [{"name": n, "host": None, "overlay": overlay_name(n)} for n in job.vm_names()],
+    result = {"job": job.to_dict(), "vms": [{"name": n, "host": None, "overlay": overlay_name(n), "seed": seed_name(n)}
+                                            for n in job.vm_names()],
               "error": "", "figures": {}}
     if model is None:
         return dict(result, outcome="read")
@@ -126,8 +134,11 @@ class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
         self.set_options(var_options=variables, direct=kwargs)
+        source = self.get_option("job") if self.get_option("job") is not None else self.get_option("job_file")
+        if not source:
+            raise AnsibleLookupError("job_plan: give job_file (the path of a job file) or job (the job's fields)")
         if not self.get_option("place"):
-            return [outcome(self.get_option("job_file"), None, 0)]
+            return [outcome(source, None, 0)]
         hostvars = self.get_option("ansible_lookup_hostvars") or (variables or {}).get("hostvars") or {}
         try:
             model = build_model({name: hostvars[name] for name in hostvars})
@@ -137,4 +148,4 @@ class LookupModule(LookupBase):
         if not model["hosts"]:
             raise AnsibleLookupError("job_plan: the inventory has no reachable hypervisor (no host with entropy_kind=hypervisor): use "
                                      "the entropy.cluster.libvirt_cluster inventory")
-        return [outcome(self.get_option("job_file"), model, float(self.get_option("time_limit_s")))]
+        return [outcome(source, model, float(self.get_option("time_limit_s")))]

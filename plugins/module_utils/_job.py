@@ -12,6 +12,7 @@ into JSON records, never into a template or a shell.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 import typing as t
@@ -41,6 +42,11 @@ def overlay_name(vm: str) -> str:
     return "entropy-job-%s-%s.qcow2" % (_UNSAFE.sub("_", vm)[:48], hashlib.sha256(vm.encode("utf-8")).hexdigest()[:10])
 
 
+def seed_name(vm: str) -> str:
+    """The seed volume of a job VM (entropy.cluster.job_seed), named like its overlay: removed with it."""
+    return overlay_name(vm)[:-len(".qcow2")] + ".seed.iso"
+
+
 def domain_xml(params: dict, disk: str) -> str:
     """The definition of a job VM (every name a text node, escaped by ElementTree)."""
     dom = ET.Element("domain", type=params["domain_type"])
@@ -57,7 +63,12 @@ def domain_xml(params: dict, disk: str) -> str:
     ET.SubElement(dom, "vcpu").text = str(params["vcpus"])
     os_ = ET.SubElement(dom, "os")
     ET.SubElement(os_, "type", arch="x86_64", machine="pc").text = "hvm"
-    ET.SubElement(os_, "boot", dev="hd")
+    if params.get("kernel"):  # direct kernel boot (the disk is still the job's linked clone)
+        for option in ("kernel", "initrd", "cmdline"):
+            if params.get(option):
+                ET.SubElement(os_, option).text = params[option]
+    else:
+        ET.SubElement(os_, "boot", dev="hd")
     features = ET.SubElement(dom, "features")
     ET.SubElement(features, "acpi")
     if params["domain_type"] == "qemu":  # TCG: without a bounded translation cache QEMU 7.2 may grow to ~1 GB
@@ -110,6 +121,9 @@ class JobVM:
     def volume(self, pool):
         return find_volume(pool, self.overlay)
 
+    def seed_volume(self, pool):
+        return find_volume(pool, seed_name(self.name))
+
     def owned(self, dom) -> dict:
         """The job metadata of an existing domain; fails when the VM belongs to no job or to another one."""
         marks = vm_metadata.read(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), self.name, strict=False)
@@ -124,12 +138,14 @@ class JobVM:
         dom = _lookup_domain(conn, self.name)
         pool = self.pool(conn)
         vol = self.volume(pool)
-        result.update(name=self.name, job=self.job, uri=self.uri, overlay=self.overlay)
-        before = {"defined": dom is not None, "active": bool(dom is not None and dom.isActive()), "overlay": vol is not None}
+        seed = self.seed_volume(pool)
+        result.update(name=self.name, job=self.job, uri=self.uri, overlay=self.overlay, seed=seed_name(self.name))
+        before = {"defined": dom is not None, "active": bool(dom is not None and dom.isActive()), "overlay": vol is not None,
+                  "seed": seed is not None}
         if dom is not None:
             self.owned(dom)
         if self.params["state"] == "absent":
-            after = {"defined": False, "active": False, "overlay": False}
+            after = {"defined": False, "active": False, "overlay": False, "seed": False}
             result["changed"] = before != after
             if result["changed"] and not module.check_mode:
                 if dom is not None:
@@ -137,14 +153,15 @@ class JobVM:
                         dom.destroy()
                     if dom.isPersistent():
                         dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-                if vol is not None:
-                    vol.delete(0)
+                for volume in (vol, seed):
+                    if volume is not None:
+                        volume.delete(0)
             module.set_diff(before, after)
             module.exit(state="absent")
         image = self.params["image"]
         if not image or not image.startswith("/"):
             self.fail("job %r: image must be the absolute path of the base image (got %r)" % (self.job, image), "invalid_argument")
-        after = {"defined": True, "active": before["active"], "overlay": True}
+        after = {"defined": True, "active": before["active"], "overlay": True, "seed": before["seed"]}
         result["changed"] = before != after
         if result["changed"] and not module.check_mode:
             if vol is None:
@@ -192,9 +209,12 @@ class JobRecord:
         data.update(name=self.name, state=params["state"], updated=now, updated_iso=iso(now), by=params["by"] or user_at_host())
         if before is None:
             data.update(submitted=now, submitted_iso=iso(now), history=[])
-        for option, key in (("owner", "owner"), ("vms", "vms"), ("detail", "message"), ("job", "job")):
-            if params[option] is not None:
+        for option, key in (("owner", "owner"), ("vms", "vms"), ("detail", "message"), ("job", "job"),
+                            ("exit_statuses", "exit_statuses")):
+            if params.get(option) is not None:
                 data[key] = params[option]
+        if params["state"] in FINAL and (before or {}).get("state") not in FINAL:
+            data.update(ended=now, ended_iso=iso(now))
         if params["vms"] is not None:
             data["hosts"] = sorted({vm["host"] for vm in params["vms"] if vm.get("host")})
         if before is None or before.get("state") != params["state"]:
@@ -205,7 +225,7 @@ class JobRecord:
     def same(before: dict | None, after: dict) -> bool:
         if before is None:
             return False
-        keys = ("state", "owner", "vms", "message", "job")
+        keys = ("state", "owner", "vms", "message", "job", "exit_statuses")
         return all(before.get(k) == after.get(k) for k in keys)
 
     def run(self) -> t.NoReturn:
@@ -286,6 +306,9 @@ def job_status(params: dict) -> dict:
                  "owner": data.get("owner", live[0]["owner"] if live else None), "recorded": record is not None,
                  "submitted_iso": data.get("submitted_iso"), "updated_iso": data.get("updated_iso"),
                  "message": data.get("message"), "hosts": data.get("hosts", []),
+                 "submitted": data.get("submitted"), "priority": (data.get("job") or {}).get("priority", 0),
+                 "job": data.get("job"), "recorded_vms": [{"name": vm.get("name"), "host": vm.get("host")} for vm in data.get("vms") or []],
+                 "exit_statuses": data.get("exit_statuses"), "ended_iso": data.get("ended_iso"),
                  "vms": [{"name": e["name"], "host": e["host"], "state": e["state"]} for e in live],
                  "problems": []}
         planned = {vm.get("name") for vm in data.get("vms") or []}
@@ -298,3 +321,68 @@ def job_status(params: dict) -> dict:
             entry["problems"].append("job %r has VMs but no record in the cluster store" % name)
         jobs.append(entry)
     return {"jobs": jobs, "unreachable": unreachable, "store": {"pool": params["pool"], "via": via}}
+
+
+# --------------------------------------------------------------------------- entropy.cluster.job_result
+
+EXIT_SUFFIX = ".exit"  # what a job VM writes into the share when its command ends (entropy.cluster.job_seed): "<vm>.exit"
+OUTPUT_SUFFIX = ".out"
+
+
+def read_exit_status(share: str, vm: str) -> tuple[int | None, str | None]:
+    """The exit status a VM's command left in the share, (None, None) while it has not ended, (None, problem) when the
+    file is there but holds no exit status. The VM name is a file name (no '/', which job names cannot hold)."""
+    if "/" in vm or vm in (".", ".."):
+        return None, "VM name %r cannot name a file in the share" % vm
+    path = os.path.join(share, vm + EXIT_SUFFIX)
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(64)
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, "cannot read %s: %s" % (path, exc.strerror)
+    try:
+        return int(text.decode("ascii").strip()), None
+    except (UnicodeDecodeError, ValueError):
+        return None, "%s holds %r, not an exit status" % (path, text[:20])
+
+
+def job_outcome(job: str, vms: list[str], statuses: dict[str, int | None]) -> dict:
+    """Whether the job's command has ended in all its VMs, and what the job's record becomes then: done (every exit
+    status 0) or failed (naming the VMs and their statuses). A job with a VM still running its command has not ended."""
+    waiting = [vm for vm in vms if statuses.get(vm) is None]
+    if not vms or waiting:
+        return {"ended": False, "state": "running",
+                "detail": "job %r: the command still runs in %d of its %d VM(s) (%s)" % (
+                    job, len(waiting), len(vms), ", ".join(repr(vm) for vm in waiting[:5]) + (", ..." if len(waiting) > 5 else ""))}
+    failed = {vm: statuses[vm] for vm in vms if statuses[vm] != 0}
+    if not failed:
+        return {"ended": True, "state": "done", "detail": "the command ended with exit status 0 in all %d VM(s)" % len(vms)}
+    return {"ended": True, "state": "failed",
+            "detail": "the command failed in %d of %d VM(s): %s" % (len(failed), len(vms), ", ".join(
+                "%r exit status %d" % (vm, status) for vm, status in sorted(failed.items())))}
+
+
+class JobResult:
+    """entropy.cluster.job_result: read what a job's command left in its share (each VM's exit status), read-only."""
+
+    def __init__(self, module) -> None:
+        self.module = module
+        self.params = module.params
+
+    def run(self) -> t.NoReturn:
+        share, job, vms = self.params["share"], self.params["job"], self.params["vms"]
+        self.module.result.update(job=job, share=share)
+        if not share.startswith("/") or not os.path.isdir(share):
+            self.module.fail("job %r: its share %r is not a directory on this host: run the module where the shares are seen "
+                             "(entropy_job_share_host), at the paths the job files give" % (job, share), "no_share")
+        statuses: dict[str, int | None] = {}
+        problems = []
+        for vm in vms:
+            statuses[vm], problem = read_exit_status(share, vm)
+            if problem:
+                problems.append(problem)
+        outcome = job_outcome(job, vms, statuses)
+        self.module.exit(exit_statuses=statuses, problems=problems,
+                         outputs={vm: os.path.join(share, vm + OUTPUT_SUFFIX) for vm in vms}, **outcome)

@@ -14,8 +14,9 @@ description:
     and every user (M(entropy.cluster.job_status)) sees it while any one hypervisor is down.
   - The record holds the job's state, owner, VMs and their hosts, a message, the submit and update times and the
     history of its states. The first write creates it (one exclusive create); later ones rewrite it.
-  - V(done), V(cancelled) and V(failed) are final; writing another state over them fails, naming the job.
-  - The playbooks entropy.cluster.submit and entropy.cluster.cancel write these records.
+  - V(done), V(cancelled) and V(failed) are final; writing another state over them fails, naming the job. The write
+    that makes the state final adds the time the job ended (C(ended), C(ended_iso)).
+  - The playbooks entropy.cluster.submit, entropy.cluster.job_queue and entropy.cluster.cancel write these records.
 author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -57,6 +58,9 @@ options:
     type: str
   job:
     description: The validated job file's fields, kept with the record.
+    type: dict
+  exit_statuses:
+    description: VM name -> the exit status of the job's command in it (M(entropy.cluster.job_result)), kept with the record.
     type: dict
   by:
     description: Who writes the record; defaults to C(<user>@<hostname>).
@@ -120,6 +124,7 @@ def main() -> None:
             vms=dict(type="list", elements="dict"),
             detail=dict(type="str"),
             job=dict(type="dict"),
+            exit_statuses=dict(type="dict"),
             by=dict(type="str"),
             **STORE_SPEC,
             **CREDENTIALS_SPEC,

@@ -50,7 +50,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 jobs:
-  description: One entry per job, sorted by name.
+  description:
+    - One entry per job, sorted by name. C(vms) are the VMs libvirt shows, C(recorded_vms) those of the record
+      (C({name, host})), C(job) the job file's fields kept in the record, C(priority) and C(submitted) (epoch) what
+      the queue orders by, C(exit_statuses) and C(ended_iso) set once the job has ended.
   returned: always
   type: list
   elements: dict
@@ -64,6 +67,12 @@ jobs:
       message: null
       hosts: [hv01, hv02]
       vms: [{name: analysis-42-1, host: hv01, state: running}]
+      recorded_vms: [{name: analysis-42-1, host: hv01}]
+      submitted: 1796305200.0
+      priority: 0
+      job: {name: analysis-42, owner: alice, vms: 1, share: /home/alice/analysis-42}
+      exit_statuses: null
+      ended_iso: null
       problems: []
 unreachable:
   description: Hypervisors that could not be read, with the error (their VMs are not shown).

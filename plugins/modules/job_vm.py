@@ -13,7 +13,8 @@ description:
     (as M(entropy.cluster.linked_clone) does), and defines the VM, shut off, with the job's name and owner in its libvirt
     metadata (read back by the entropy.cluster.libvirt_cluster inventory and M(entropy.cluster.job_status)). The
     P(entropy.cluster.apply_plan#role) role then starts it on that hypervisor.
-  - With O(state=absent), destroys the VM, undefines it and deletes its overlay.
+  - With O(state=absent), destroys the VM, undefines it and deletes its overlay and its seed volume (the volume
+    M(entropy.cluster.job_seed) makes in O(pool) under the name RV(seed)).
   - A VM of that name that is not the job's (its metadata names another job, or none) is never changed or removed; the
     module fails and says so.
   - Names are taken literally, they go into the definition as XML text, never into a template or a shell.
@@ -68,6 +69,17 @@ options:
   bridge:
     description: Host bridge the VM's NIC (virtio) sits on; none when not set.
     type: str
+  kernel:
+    description:
+      - Path of a kernel on the hypervisor to boot the VM with (direct kernel boot) instead of the boot loader of its
+        disk, which stays the VM's first disk. For base images without a boot loader (the collection's lab guest).
+    type: path
+  initrd:
+    description: Path of the initial ramdisk on the hypervisor, with O(kernel).
+    type: path
+  cmdline:
+    description: The kernel's command line, with O(kernel).
+    type: str
   state:
     description: V(present) defines the VM (shut off if it was not defined); V(absent) removes it and its overlay.
     type: str
@@ -116,6 +128,11 @@ overlay:
   returned: always
   type: str
   sample: entropy-job-analysis-42-1-0c5e2a4b7d.qcow2
+seed:
+  description: Name of the VM's seed volume in O(pool) (made by M(entropy.cluster.job_seed), removed with O(state=absent)).
+  returned: always
+  type: str
+  sample: entropy-job-analysis-42-1-0c5e2a4b7d.seed.iso
 path:
   description: Path of the overlay on the hypervisor (null in check mode before it exists).
   returned: when O(state=present)
@@ -154,9 +171,13 @@ def main() -> None:
             priority=dict(type="int"),
             domain_type=dict(type="str", default="kvm", choices=["kvm", "qemu"]),
             bridge=dict(type="str"),
+            kernel=dict(type="path"),
+            initrd=dict(type="path"),
+            cmdline=dict(type="str"),
             state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         required_if=[("state", "present", ["owner", "image", "memory_mib"])],
+        required_by={"initrd": "kernel", "cmdline": "kernel"},
         supports_check_mode=True,
     )
     runner = JobVM(module)

@@ -155,3 +155,117 @@ def test_job_vm_gets_key_share_and_command_from_its_seed(lab, playbook, seed_poo
 def _write(path, data: dict) -> str:
     path.write_text(yaml.safe_dump(data))
     return str(path)
+
+
+# --------------------------------------------------------------------------- a submitted job, start to end
+
+JOB = "job \"q\" 'x' {{ lookup('pipe', 'touch templated-job') }} $(id)"
+OWNER = "o'wner {{ 6 * 7 }}"
+# Each VM waits for /tmp/go (made over SSH by the test: the command is still running when the queue runs first), then
+# writes its result file into the share.
+JOB_COMMAND = ("while [ ! -e /tmp/go ]; do sleep 0.2; done\n"
+               "echo \"ran in $(hostname) as $(id -u)\"\n"
+               "echo \"result of $(hostname)\" > \"result-$(hostname).txt\"\n"
+               "echo '{{ x }}' > literal.txt\n")
+
+
+def test_a_submitted_job_runs_its_command_and_the_queue_finishes_it_then_starts_the_next(lab_reset, playbook, tmp_path):
+    """submit a 3-VM job of the OS guest: each VM gets its seed (the owner's key, the share from the lab's NFS server, the
+    command); the owner logs in with their key (another key is refused); the queue leaves the job alone while its
+    command runs; the result files appear in the share; the next queue run finishes the job (done, exit statuses, VMs,
+    overlays and seeds gone) and starts the job that was queued for lack of room."""
+    from test_jobs import base_image, overlays, record  # pylint: disable=import-outside-toplevel
+    from ansible_collections.entropy.cluster.plugins.module_utils._job_seed import hostname_for  # pylint: disable=import-outside-toplevel
+
+    lab = lab_reset
+    key, public = ssh_keypair(str(tmp_path), "owner")
+    other_key, _other_public = ssh_keypair(str(tmp_path), "stranger")
+    share = os.path.join(lab.dir, "shares", "job-guest-test")  # the lab's NFS export: <lab>/shares
+    shutil.rmtree(share, ignore_errors=True)
+    os.makedirs(share)
+    os.chown(share, LAB_TOOL.NFS_ANON_ID, LAB_TOOL.NFS_ANON_ID)
+    guest = LAB_TOOL.build_guest(lab.dir)  # the OS guest boots its kernel directly: the job's disk is a linked clone all the same
+    boot = {"entropy_job_kernel": guest["kernel"], "entropy_job_initrd": guest["initrd"], "entropy_job_cmdline": "console=ttyS0 quiet panic=-1"}
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    for directory, fields in ((first, dict(name=JOB, owner=OWNER, vms=3, memory_mib=64, command=JOB_COMMAND, share=share,
+                                           constraints=[{"type": "spread"}])),
+                              # 3 x 150 MiB: more than the 384 MiB free while the first job runs, room once it is done
+                              (second, dict(name="next", owner="bob", vms=3, memory_mib=150, command="true", share=share))):
+        (directory / "job.yml").write_text(yaml.safe_dump(dict(dict(vcpus=1, cpu=0.05, image=base_image(lab), ssh_key=public,
+                                                                    time_limit_s=600), **fields)))
+    vms = ["%s-%d" % (JOB, i) for i in (1, 2, 3)]
+    nexts = ["next-1", "next-2", "next-3"]
+    try:
+        submitted = playbook("entropy.cluster.submit", inventory=lab.inventory, cwd=str(first),
+                             extra_vars=dict(boot, entropy_job_file=str(first / "job.yml")))
+        assert submitted.returncode == 0, submitted.stdout[-6000:]
+        queued = playbook("entropy.cluster.submit", inventory=lab.inventory, cwd=str(second), extra_vars={"entropy_job_file": str(second / "job.yml")})
+        assert queued.returncode == 0 and record(lab, "next")["state"] == "queued", queued.stdout[-4000:]
+        hosts = {vm["name"]: vm["host"] for vm in record(lab, JOB)["vms"]}
+        assert sorted(hosts) == vms and len(set(hosts.values())) == 3
+        assert len(overlays(lab)) == 6  # each VM's overlay and its seed volume
+
+        addresses = {}
+        for vm in vms:  # the owner's key works in every VM, once its seed is read
+            conn = lab.connect(hosts[vm])
+            try:
+                addresses[vm] = guest_address(lab, conn.lookupByName(vm), timeout=RESULT_TIMEOUT_S)
+            finally:
+                conn.close()
+        login = ssh(lab, key, addresses[vms[0]], "hostname; until grep -q ' /mnt/entropy-share nfs4 ' /proc/mounts; do sleep 0.5; done; ls -a /mnt/entropy-share")
+        assert login.returncode == 0, login.stderr
+        assert login.stdout.splitlines()[0] == hostname_for(vms[0]), login.stdout
+        refused = ssh(lab, other_key, addresses[vms[0]], "true")
+        assert refused.returncode == 255 and "Permission denied" in refused.stderr, (refused.returncode, refused.stderr)
+
+        # the queue while the command runs (waiting for /tmp/go): nothing of the job is touched, the next job still waits
+        waiting = playbook("entropy.cluster.job_queue", inventory=lab.inventory, cwd=str(tmp_path))
+        assert waiting.returncode == 0, waiting.stdout[-6000:]
+        assert "still runs in 3 of its 3 VM(s)" in waiting.stdout, waiting.stdout[-4000:]
+        placement = lab.placement()
+        assert all(placement.get(vm) == [(hosts[vm], "running")] for vm in vms), placement
+        assert record(lab, JOB)["state"] == "running" and record(lab, "next")["state"] == "queued" and len(overlays(lab)) == 6
+
+        for vm in vms:
+            went = ssh(lab, key, addresses[vm], "touch /tmp/go")
+            assert went.returncode == 0, went.stderr
+        deadline = time.monotonic() + RESULT_TIMEOUT_S
+        exits = [os.path.join(share, vm + ".exit") for vm in vms]
+        while not all(os.path.exists(path) for path in exits) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert all(os.path.exists(path) for path in exits), os.listdir(share)
+        results = sorted(n for n in os.listdir(share) if n.startswith("result-"))
+        assert len(results) == 3, os.listdir(share)
+        for name in results:
+            with open(os.path.join(share, name), encoding="utf-8") as handle:
+                assert handle.read() == "result of %s\n" % name[len("result-"):-len(".txt")]
+        for vm in vms:
+            with open(os.path.join(share, vm + ".out"), encoding="utf-8") as handle:
+                assert handle.read() == "ran in %s as 0\n" % hostname_for(vm)
+        with open(os.path.join(share, "literal.txt"), encoding="utf-8") as handle:
+            assert handle.read() == "{{ x }}\n"
+
+        # the next queue run: the job is done and gone, then the queued job fits and starts
+        finished = playbook("entropy.cluster.job_queue", inventory=lab.inventory, cwd=str(tmp_path))
+        assert finished.returncode == 0, finished.stdout[-6000:]
+        data = record(lab, JOB)
+        assert data["state"] == "done" and data["exit_statuses"] == dict.fromkeys(vms, 0) and data["ended_iso"], data
+        assert [h["state"] for h in data["history"]] == ["queued", "running", "done"], data["history"]
+        placement = lab.placement()
+        assert not [vm for vm in vms if vm in placement], placement
+        assert record(lab, "next")["state"] == "running", record(lab, "next")
+        assert all(len(placement.get(vm, [])) == 1 and placement[vm][0][1] == "running" for vm in nexts), placement
+        assert len(overlays(lab)) == 6  # the next job's overlays and seeds only
+        again = playbook("entropy.cluster.job_queue", inventory=lab.inventory, cwd=str(tmp_path))
+        assert again.returncode == 0 and "changed=0" in again.stdout, again.stdout[-4000:]
+        cancelled = playbook("entropy.cluster.cancel", inventory=lab.inventory, cwd=str(second), extra_vars={"entropy_job_name": "next"})
+        assert cancelled.returncode == 0 and overlays(lab) == [], cancelled.stdout[-4000:]
+        # nothing was templated: no file made by the pipe lookup, no "42" for the owner
+        assert not os.path.exists(first / "templated-job") and not os.path.exists(tmp_path / "templated-job")
+        assert data["owner"] == OWNER
+    finally:
+        for vm in vms + nexts:
+            lab.remove_vm(vm)
+        shutil.rmtree(share, ignore_errors=True)

@@ -4,7 +4,8 @@
 image, started once on the host the plan chose; entropy.cluster.job_status shows it; entropy.cluster.cancel removes the
 VMs and their overlays and records the job cancelled. A job with no room now is queued with the numbers, one larger
 than the whole cluster refused with them, a bad job file refused naming the field. Job and owner names with quotes,
-spaces and {{ }} stay literal everywhere and are never templated."""
+spaces and {{ }} stay literal everywhere and are never templated. Each job VM gets its seed (entropy.cluster.job_seed), removed
+with its overlay; the OS guest that runs it is in tests/integration/test_job_guest.py."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def record(lab: Lab, job: str) -> dict | None:
 
 
 def overlays(lab: Lab) -> list[str]:
+    """The job VMs' overlays and seed volumes (entropy.cluster.job_vm, entropy.cluster.job_seed) in the job pool."""
     return sorted(n for n in os.listdir(os.path.join(lab.dir, "images")) if n.startswith("entropy-job-"))
 
 
@@ -91,7 +93,7 @@ def test_submit_status_cancel_with_names_that_would_break_a_template(lab_reset, 
             finally:
                 conn.close()
             assert vm_metadata.read(xml, vm)["job"] == NASTY_JOB and vm_metadata.read(xml, vm)["owner"] == NASTY_OWNER
-        assert len(overlays(lab)) == 3
+        assert len(overlays(lab)) == 6 and len([n for n in overlays(lab) if n.endswith(".seed.iso")]) == 3  # an overlay and a seed each
         lab.assert_each_vm_once(extra=tuple(vms))
 
         listed = inventory(lab)  # each VM's job and owner as host vars, and a group per job

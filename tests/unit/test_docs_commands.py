@@ -152,6 +152,8 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
         "tests/integration/test_jobs.py::test_no_room_queues_the_job_with_the_numbers",
         "tests/integration/test_jobs.py::test_a_job_larger_than_the_cluster_is_refused_with_the_numbers",
         "tests/integration/test_jobs.py::test_a_bad_job_file_is_refused_naming_the_field"),
+    "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.job_queue": (
+        "tests/integration/test_job_guest.py::test_a_submitted_job_runs_its_command_and_the_queue_finishes_it_then_starts_the_next",),
     "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.job_status": (
         "tests/integration/test_jobs.py::test_submit_status_cancel_with_names_that_would_break_a_template",),
     "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.job_status -e entropy_job_name=analysis-42": (

@@ -51,3 +51,13 @@ def test_larger_than_the_whole_cluster_is_refused(tmp_path):
 def test_bad_field_is_named(tmp_path):
     got = outcome(job_file(tmp_path, memory_mib="512M"), MODEL, 5)
     assert got["outcome"] == "invalid" and "field 'memory_mib'" in got["error"] and "\n" not in got["error"]
+
+
+def test_a_records_job_fields_are_placed_like_its_file(tmp_path):
+    # entropy.cluster.job_queue places a queued job again from the fields its record keeps (the validated job's to_dict)
+    read = outcome(job_file(tmp_path), None, 0)
+    assert read["outcome"] == "read" and read["vms"][0]["seed"].endswith(".seed.iso")
+    again = outcome(read["job"], MODEL, 5)
+    assert again["outcome"] == "placed" and again["job"] == read["job"], again
+    bad = outcome(dict(read["job"], memory_mib="512M"), MODEL, 5)
+    assert bad["outcome"] == "invalid" and bad["error"].startswith("job 'j {{ x }}' (its record)") and "memory_mib" in bad["error"], bad

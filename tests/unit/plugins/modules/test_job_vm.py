@@ -13,7 +13,7 @@ pytest.importorskip("libvirt")
 from conftest import TEST_URI  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.entropy.cluster.plugins.module_utils import vm_metadata  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.entropy.cluster.plugins.module_utils._job import overlay_name  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.entropy.cluster.plugins.module_utils._job import overlay_name, seed_name  # noqa: E402  pylint: disable=wrong-import-position
 
 POOL = "default-pool"
 JOB = "it's \"a\" {{ lookup('pipe','id') }} job"
@@ -43,7 +43,7 @@ def test_define_check_mode_idempotent_then_absent(hv, run, base):
     checked = job_vm(run, check=True, **present)
     assert checked["changed"] is True and volumes(hv) == ["base.qcow2"] and name not in [d.name() for d in hv.listAllDomains()]
     made = job_vm(run, **present)
-    assert made["changed"] is True and made["diff"]["after"] == {"defined": True, "active": False, "overlay": True}
+    assert made["changed"] is True and made["diff"]["after"] == {"defined": True, "active": False, "overlay": True, "seed": False}
     assert volumes(hv) == sorted(["base.qcow2", overlay_name(name)])
     dom = hv.lookupByName(name)
     assert vm_metadata.read(dom.XMLDesc(0), name) == {"priority": 5, "saved": None, "job": JOB, "owner": OWNER}
@@ -74,3 +74,19 @@ def test_overlay_names_are_safe_and_distinct():
     a, b = overlay_name("a b-1"), overlay_name("a_b-1")
     assert a != b and "/" not in a and " " not in a and a.endswith(".qcow2")
     assert overlay_name("../../etc/passwd") .startswith("entropy-job-.._.._etc_passwd-")
+
+
+def test_absent_removes_the_seed_volume_too_and_kernel_boot_is_defined(hv, run, base):
+    name = JOB + "-2"
+    made = job_vm(run, name=name, owner=OWNER, image=base, memory_mib=64, kernel="/boot/vmlinuz", initrd="/boot/initrd.gz",
+                  cmdline="console=ttyS0 {{ x }}")
+    assert made["changed"] is True and made["seed"] == seed_name(name)
+    os_ = hv.lookupByName(name).XMLDesc(0)
+    assert "<kernel>/boot/vmlinuz</kernel>" in os_ and "<initrd>/boot/initrd.gz</initrd>" in os_ and "<cmdline>console=ttyS0 {{ x }}</cmdline>" in os_
+    # the seed entropy.cluster.job_seed made (a volume of that name in the pool) goes with the VM
+    hv.storagePoolLookupByName(POOL).createXML("<volume><name>%s</name><capacity>2048</capacity></volume>" % seed_name(name), 0)
+    assert seed_name(name) in volumes(hv)
+    gone = job_vm(run, name=name, state="absent")
+    assert gone["changed"] is True and gone["diff"]["before"]["seed"] is True and gone["diff"]["after"]["seed"] is False
+    assert volumes(hv) == ["base.qcow2"]
+    assert seed_name(name).startswith(overlay_name(name)[:-len(".qcow2")]) and seed_name(name).endswith(".seed.iso")
