@@ -202,7 +202,8 @@ integration() {
   # libvirt and QEMU, so two labs nearly halve the time on 2 cores. Files named on the command line run in one.
   local workers=${ENTROPY_TEST_WORKERS:-2}
   if [ ${#target[@]} -gt 0 ] && [ "$workers" -gt 1 ]; then
-    parallel=(-n "$workers" --dist loadfile)
+    # the slowest tests are printed: what the 30-minute CI budget is spent on
+    parallel=(-n "$workers" --dist loadfile --durations=30)
   fi
   local rc=0
   (cd "$ROOT" && python -m pytest -q -p no:cacheprovider -rs "${parallel[@]}" "${target[@]}" "$@") || rc=$?
