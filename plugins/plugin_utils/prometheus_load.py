@@ -18,6 +18,7 @@ reached or refuses the query. Pure Python (the HTTP client of ansible-core); nev
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import typing as t
@@ -128,7 +129,7 @@ def _rates(source: Source, metric: str) -> tuple[dict, dict]:
             rate = max(0.0, float(value[1]))
         except (TypeError, ValueError, IndexError):
             continue
-        if rate != rate:  # NaN: no usable pair of samples
+        if math.isnan(rate):  # no usable pair of samples
             continue
         if labels.get(label) is not None and labels.get("domain") is not None:
             by_name[(labels[label], labels["domain"])] = rate

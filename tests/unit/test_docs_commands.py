@@ -199,10 +199,14 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     "bash tools/run.sh integration tests/integration/test_dashboard_browser.py": (
         "tests/integration/test_dashboard_browser.py::test_dashboard_in_a_browser",),
     # docs/lab.md, docs/inventory.md, README.md (monitoring: Prometheus and the libvirt exporters)
-    ".venv/bin/python tools/lab.py monitoring up": ("tests/integration/test_prometheus_load.py::test_prometheus_cpu_agrees_with_libvirt_sampling",),
-    ".venv/bin/python tools/lab.py monitoring status": ("tests/integration/test_prometheus_load.py::test_prometheus_cpu_agrees_with_libvirt_sampling",),
-    ".venv/bin/python tools/lab.py monitoring down": ("tests/integration/test_prometheus_load.py::test_prometheus_cpu_agrees_with_libvirt_sampling",),
-    'ansible-inventory -i "$ENTROPY_LAB_DIR/lab-prometheus.libvirt_cluster.yml" --list': ("tests/integration/test_prometheus_load.py::test_prometheus_cpu_agrees_with_libvirt_sampling",),
+    ".venv/bin/python tools/lab.py monitoring up": (
+        "tests/integration/test_prometheus_load.py::test_prometheus_cpu_agrees_with_libvirt_sampling",),
+    ".venv/bin/python tools/lab.py monitoring status": (
+        "tests/integration/test_prometheus_load.py::test_prometheus_cpu_agrees_with_libvirt_sampling",),
+    ".venv/bin/python tools/lab.py monitoring down": (
+        "tests/integration/test_prometheus_load.py::test_prometheus_cpu_agrees_with_libvirt_sampling",),
+    'ansible-inventory -i "$ENTROPY_LAB_DIR/lab-prometheus.libvirt_cluster.yml" --list': (
+        "tests/integration/test_prometheus_load.py::test_prometheus_cpu_agrees_with_libvirt_sampling",),
 }
 
 
