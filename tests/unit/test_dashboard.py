@@ -387,8 +387,8 @@ def test_evacuate_runs_the_collection_playbook_as_a_job(cluster):
     events = client.get("/jobs/%s/events" % job.id).text
     assert "event: progress" in events and events.rstrip().endswith("event: done\ndata: changed")
     entries = [json.loads(line) for line in open(cluster["dir"] / "audit.log", encoding="utf-8")]
-    assert [(e["action"], e["host"], e["outcome"], e["user"]) for e in entries] == [("evacuate", "hv2", "started", "olga"),
-                                                                                   ("evacuate", "hv2", "changed", "olga")]
+    expected = [("evacuate", "hv2", "started", "olga"), ("evacuate", "hv2", "changed", "olga")]
+    assert [(e["action"], e["host"], e["outcome"], e["user"]) for e in entries] == expected
     assert "unknown action" in client.post("/host/hv2/reboot", headers={"X-CSRF-Token": _session_token(client)}).text
     assert "no hypervisor named hv9" in client.post("/host/hv9/evacuate", headers={"X-CSRF-Token": _session_token(client)}).text
 
