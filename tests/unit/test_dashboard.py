@@ -380,7 +380,7 @@ def test_evacuate_runs_the_collection_playbook_as_a_job(cluster):
     _wait_for(lambda: len(job.view()["lines"]) == 3)
     running = client.get("/jobs/%s" % job.id).text
     assert "Compute the plan <b>ok</b>" in running and "Say what the model left out" not in running
-    assert "db01: hv2 -&gt; hv1: changed" in running and 'data-status="running"' in running
+    assert "db01: hv2 -&gt; hv1 <b>changed</b>" in running and 'data-status="running"' in running
     release.set()
     _wait_job(app, job.id)
     assert calls == [("evacuate.yml", {"entropy_evacuate_hosts": ["hv2"]}, str(cluster["dir"] / "cluster.libvirt_cluster.yml"))]
