@@ -332,6 +332,17 @@ def create_app(collector: t.Any, config: Config, runner: t.Callable[[dict], dict
             return None
         return "%s needs the cluster's inventory file: start the dashboard with -i <file>.libvirt_cluster.yml" % action
 
+    def busy(action: str) -> str | None:
+        """One job at a time (an evacuation, a plan, an apply): the cluster moves under one plan only."""
+        running = [j for j in jobs.recent() if j.status == "running"]
+        if not running:
+            return None
+        return "%s refused: %s (started by %s) is still running; wait for it to end" % (action, running[0].title, running[0].user)
+
+    def refuse(request: Request, user: tuple, action: str, error: str, status: int = 400, **target: t.Any) -> Response:
+        audit.write(user=user[0], role=user[1], action=action, outcome="refused", message=error, **target)
+        return render(request, "_result.html", status=status, result={"ok": False, "message": error})
+
     @page(role="operator", post=True)
     async def host_action(request: Request) -> Response:
         user = current_user(request)
@@ -346,8 +357,9 @@ def create_app(collector: t.Any, config: Config, runner: t.Callable[[dict], dict
         else:
             error = no_inventory(action)
         if error:
-            audit.write(user=user[0], role=user[1], action=action, host=name, outcome="refused", message=error)
-            return render(request, "_result.html", status=400, result={"ok": False, "message": error})
+            return refuse(request, user, action, error, host=name)
+        if busy(action):
+            return refuse(request, user, action, busy(action), status=409, host=name)
         job = start_job(user, "evacuate", "evacuate %s" % name, os.path.join(COLLECTION_PLAYBOOKS, "evacuate.yml"),
                         playbook_vars(entropy_evacuate_hosts=[name]), {"host": name})
         return render(request, "_job.html", job=job.view())
@@ -360,7 +372,7 @@ def create_app(collector: t.Any, config: Config, runner: t.Callable[[dict], dict
         job = job_or_404(request)
         if job is None:
             return render(request, "_result.html", status=404, result={"ok": False, "message": "no such job (the dashboard was restarted?)"})
-        return render(request, "_job.html", job=job.view())
+        return render(request, "_job.html" if request.headers.get("hx-request") else "job.html", job=job.view())
 
     @page()
     async def job_events(request: Request) -> Response:
@@ -409,8 +421,9 @@ def create_app(collector: t.Any, config: Config, runner: t.Callable[[dict], dict
         if objective not in OBJECTIVES:
             error = "unknown objective %s: choose one of %s" % (objective, ", ".join(OBJECTIVES))
         if error:
-            audit.write(user=user[0], role=user[1], action="plan", outcome="refused", message=error)
-            return render(request, "_result.html", status=400, result={"ok": False, "message": error})
+            return refuse(request, user, "plan", error)
+        if busy("plan"):
+            return refuse(request, user, "plan", busy("plan"), status=409)
         os.makedirs(plan_dir, mode=0o700, exist_ok=True)
         job = Job("plan", "plan (%s)" % objective, user[0], user[1], {"objective": objective})
         path = os.path.join(plan_dir, "plan-%s.json" % job.id)
@@ -450,9 +463,9 @@ def create_app(collector: t.Any, config: Config, runner: t.Callable[[dict], dict
         user = current_user(request)
         plan_id = request.path_params["plan"]
         if load_plan(plan_id) is None:
-            error = "no plan %s: compute a new plan" % plan_id
-            audit.write(user=user[0], role=user[1], action="apply", plan=plan_id, outcome="refused", message=error)
-            return render(request, "_result.html", status=400, result={"ok": False, "message": error})
+            return refuse(request, user, "apply", "no plan %s: compute a new plan" % plan_id, plan=plan_id)
+        if busy("apply"):
+            return refuse(request, user, "apply", busy("apply"), status=409, plan=plan_id)
         job = start_job(user, "apply", "apply plan %s" % plan_id, os.path.join(COLLECTION_PLAYBOOKS, "apply.yml"),
                         playbook_vars(entropy_plan_file=plans[plan_id]), {"plan": plan_id})
         return render(request, "_job.html", job=job.view())

@@ -134,7 +134,7 @@ def runner_progress(job: Job) -> t.Callable[[dict], bool]:
             res = data.get("res") or {}
             label = res.get("_ansible_item_label", res.get("item", ""))
             status = "failed" if kind == "runner_item_on_failed" else ("changed" if res.get("changed") else "ok")
-            job.progress("    %s: %s" % (_text(label), status), status)
+            job.progress("    " + _text(label), status)
         return True
     return handler
 

@@ -380,15 +380,17 @@ def test_evacuate_runs_the_collection_playbook_as_a_job(cluster):
     _wait_for(lambda: len(job.view()["lines"]) == 3)
     running = client.get("/jobs/%s" % job.id).text
     assert "Compute the plan <b>ok</b>" in running and "Say what the model left out" not in running
-    assert "db01: hv2 -&gt; hv1: changed" in running and 'data-status="running"' in running
+    assert "db01: hv2 -&gt; hv1 <b>changed</b>" in running and 'data-status="running"' in running
+    second = client.post("/plan", data={"objective": "consolidate"}, headers={"X-CSRF-Token": _session_token(client)})
+    assert second.status_code == 409 and "evacuate hv2 (started by olga) is still running" in second.text
     release.set()
     _wait_job(app, job.id)
     assert calls == [("evacuate.yml", {"entropy_evacuate_hosts": ["hv2"]}, str(cluster["dir"] / "cluster.libvirt_cluster.yml"))]
     events = client.get("/jobs/%s/events" % job.id).text
     assert "event: progress" in events and events.rstrip().endswith("event: done\ndata: changed")
     entries = [json.loads(line) for line in open(cluster["dir"] / "audit.log", encoding="utf-8")]
-    assert [(e["action"], e["host"], e["outcome"], e["user"]) for e in entries] == [("evacuate", "hv2", "started", "olga"),
-                                                                                   ("evacuate", "hv2", "changed", "olga")]
+    expected = [("evacuate", "hv2", "started", "olga"), ("evacuate", "hv2", "changed", "olga")]
+    assert [(e["action"], e.get("host"), e["outcome"], e["user"]) for e in entries if e["outcome"] != "refused"] == expected
     assert "unknown action" in client.post("/host/hv2/reboot", headers={"X-CSRF-Token": _session_token(client)}).text
     assert "no hypervisor named hv9" in client.post("/host/hv9/evacuate", headers={"X-CSRF-Token": _session_token(client)}).text
 
