@@ -231,7 +231,9 @@ class LookupModule(LookupBase):
                 workers = self.get_option("grid_workers")
                 if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
                     raise AnsibleLookupError("reconfiguration_plan: grid_workers must be a positive integer, got %r" % (workers,))
-                plan = solve_grid(model, workers=workers, **overrides)
+                # plain data: the worker processes get the clusters' models pickled, and Ansible's lazy containers
+                # (a model built from hostvars) refuse pickling
+                plan = solve_grid(json.loads(json.dumps(model)), workers=workers, **json.loads(json.dumps(overrides)))
             else:
                 plan = solve(model, **overrides)
         except InfeasibleError as exc:

@@ -1,11 +1,12 @@
 # Copyright: entropy.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The autonomic loop on the lab: real ansible-rulebook runs the collection's rulebook (entropy.cluster.autonomic)
-with its event source (entropy.cluster.cluster_load) over the lab's inventory, in which hv1 is declared with
-100 MiB: its two 64 MiB VMs overload it. (Memory, not the CPU of the lab's loaded VMs: on a busy 2-core machine the
-TCG guests get little CPU and their measured demand falls to a few hundredths of a core.) The repair playbook must
-start within 30 s of ansible-rulebook's start, move a VM off hv1, and run once: the samples taken during and after
-the repair raise no second event (hysteresis, cool-down, the rule's throttle)."""
+with its event source (entropy.cluster.cluster_load) over a copy of the lab's inventory. Once the source has taken its
+first sample, the inventory file is rewritten with hv1 declared at 100 MiB: its two 64 MiB VMs overload it. (Memory,
+not the CPU of the lab's loaded VMs: on a busy 2-core machine the TCG guests get little CPU and their measured demand
+falls to a few hundredths of a core.) The repair playbook must start within 30 s of the overload, move a VM off hv1,
+and run once: the samples taken during and after the repair raise no second event (hysteresis, cool-down, the rule's
+throttle)."""
 
 from __future__ import annotations
 
@@ -26,19 +27,26 @@ SAMPLE_S = 2
 
 
 def _inventory_dir(lab, tmp_path) -> str:
-    """A copy of the lab's inventory (hv1 declared with 100 MiB), its group_vars, and the controller as an
-    explicit localhost (ansible-rulebook limits its playbooks to the inventory's hosts)."""
+    """A copy of the lab's inventory, its group_vars, and the controller as an explicit localhost (ansible-rulebook
+    limits its playbooks to the inventory's hosts)."""
     inv = tmp_path / "inventory"
     shutil.copytree(os.path.join(lab.dir, "group_vars"), inv / "group_vars")
-    with open(lab.inventory, encoding="utf-8") as handle:
+    shutil.copy(lab.inventory, inv / "lab.libvirt_cluster.yml")
+    (inv / "localhost.yml").write_text(yaml.safe_dump(
+        {"all": {"hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    return str(inv)
+
+
+def _overload_hv1(path: str) -> None:
+    """hv1 declared with 100 MiB (its two 64 MiB VMs overload it), written atomically."""
+    with open(path, encoding="utf-8") as handle:
         data = yaml.safe_load(handle)
     for entry in data["hypervisors"]:
         if entry["name"] == "hv1":
             entry["memory_mib"] = 100
-    (inv / "lab.libvirt_cluster.yml").write_text(yaml.safe_dump(data))
-    (inv / "localhost.yml").write_text(yaml.safe_dump(
-        {"all": {"hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
-    return str(inv)
+    with open(path + ".new", "w", encoding="utf-8") as handle:
+        yaml.safe_dump(data, handle)
+    os.replace(path + ".new", path)
 
 
 def _wait_for(path, what: str, deadline: float, proc) -> float:
@@ -66,10 +74,12 @@ def test_an_overloaded_host_is_repaired_within_30_s_once(lab_reset, tmp_path):
         env["JAVA_HOME"] = JAVA_HOME
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-rulebook"), "-r", "entropy.cluster.autonomic", "-i", inv,
            "-E", "ENTROPY_INVENTORY,ENTROPY_SAMPLE_INTERVAL_S,ENTROPY_UNDERUSED_MIN_GAIN"]
-    started = time.monotonic()
     with open(log, "w", encoding="utf-8") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path))  # pylint: disable=consider-using-with
     try:
+        _wait_for(log, "cluster_load: sampling 3 hypervisor(s)", time.monotonic() + 120, proc)   # the loop is live
+        _overload_hv1(env["ENTROPY_INVENTORY"])
+        started = time.monotonic()
         began = _wait_for(log, "PLAY [Repair the libvirt cluster]", started + 30, proc)
         ended = _wait_for(log, "PLAY RECAP", began + 90, proc)
         # three more samples after the repair: any event they raised would start a second run at once
@@ -84,7 +94,7 @@ def test_an_overloaded_host_is_repaired_within_30_s_once(lab_reset, tmp_path):
             proc.kill()
             proc.wait()
     text = log.read_text(errors="replace")
-    print("repair started %.1f s after ansible-rulebook, finished %.1f s later" % (began - started, ended - began))
+    print("repair started %.1f s after the overload, finished %.1f s later" % (began - started, ended - began))
     assert text.count("PLAY [Repair the libvirt cluster]") == 1, text[-4000:]
     assert text.count("PLAY [") == 1, text[-4000:]    # nothing else ran (no consolidation, no fence)
     assert "failed=0" in text and "fatal:" not in text, text[-4000:]

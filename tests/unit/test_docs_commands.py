@@ -185,6 +185,10 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
     # docs/autonomic.md and README.md (the event-driven loop)
     "ENTROPY_INVENTORY=inventory/prod.libvirt_cluster.yml ansible-rulebook -r entropy.cluster.autonomic -i inventory/ -E ENTROPY_INVENTORY": (
         "tests/integration/test_autonomic_loop.py::test_an_overloaded_host_is_repaired_within_30_s_once",),
+    "ansible-playbook -i grid.libvirt_cluster.yml entropy.cluster.repair -e "
+    "'{\"entropy_cluster_disk_dirs\": {\"paris\": \"/srv/paris/images\", \"lyon\": \"/srv/lyon/images\"}}'": (
+        "tests/integration/test_migrate_between_clusters.py::"
+        "test_a_move_to_storage_the_source_does_not_see_copies_the_disk_then_removes_the_old_one",),
     "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.repair": (
         "tests/integration/test_autonomic_loop.py::test_an_overloaded_host_is_repaired_within_30_s_once",),
     # docs/dashboard.md and README.md (web dashboard)

@@ -152,3 +152,18 @@ def test_main_on_the_test_driver_reports_an_overload_then_stays_quiet(tmp_path):
     asyncio.run(go())
     assert [e["type"] for e in events] == ["host_overloaded"], events
     assert events[0]["host"] == "hv1" and events[0]["resource"] == "memory" and events[0]["memory_capacity_mib"] == 1
+
+
+def test_the_inventory_file_is_read_again_when_it_changes_and_a_bad_edit_keeps_the_last_good_one(tmp_path, capsys):
+    inv = tmp_path / "t.libvirt_cluster.yml"
+    inv.write_text("plugin: entropy.cluster.libvirt_cluster\nhypervisors:\n  - {name: hv1, uri: 'test:///default'}\nsampling_interval: 0\n")
+    sampler = SRC["Sampler"](settings({"inventory": str(inv)}))
+    model, unreachable = sampler.read()
+    assert [h["memory_mib"] for h in model["hosts"]] != [1] and unreachable == []
+    inv.write_text("plugin: entropy.cluster.libvirt_cluster\nhypervisors:\n  - {name: hv1, uri: 'test:///default', memory_mib: 1}\n"
+                   "sampling_interval: 0\n")
+    os.utime(inv, ns=(1, 1))   # a new modification time whatever the clock's resolution
+    assert [h["memory_mib"] for h in sampler.read()[0]["hosts"]] == [1]
+    inv.write_text("plugin: entropy.cluster.libvirt_cluster\nhypervisors: []\n")
+    assert [h["memory_mib"] for h in sampler.read()[0]["hosts"]] == [1]
+    assert "'hypervisors' must be a non-empty list" in capsys.readouterr().err

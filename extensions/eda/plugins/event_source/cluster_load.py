@@ -41,7 +41,8 @@ description:
 options:
   inventory:
     description: Path of the C(*.libvirt_cluster.yml) inventory file (its hypervisors or clusters, sampling options,
-      model constraints and options). Credentials come from ENTROPY_LIBVIRT_USERNAME / ENTROPY_LIBVIRT_PASSWORD.
+      model constraints and options), read again whenever it changes. Credentials come from ENTROPY_LIBVIRT_USERNAME /
+      ENTROPY_LIBVIRT_PASSWORD.
     type: str
     required: true
   interval:
@@ -255,11 +256,32 @@ class Sampler:
     """Reads the cluster of an inventory file with the inventory plugin's own functions."""
 
     def __init__(self, options: dict[str, Any]) -> None:
+        self.inventory = _import_inventory()
+        self.path, self.sampling_option, self.mtime = options["inventory"], options["sampling_interval"], None
+        self.reserved, self.specs, self.sampling_interval, self.parallelism = 0, [], 1.0, 8
+        self.connect_timeout = self.constraints = self.options = None
+        self.load()
+
+    def reload(self) -> None:
+        """Read the inventory file again when it changed (hosts added, capacities declared); a file that became bad is
+        reported and the last good one is kept."""
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+        except OSError:
+            return
+        if mtime != self.mtime:
+            try:
+                self.load()
+            except SettingsError as exc:
+                self.mtime = mtime
+                print("%s; sampling with the inventory file as it was" % exc, file=sys.stderr, flush=True)
+
+    def load(self) -> None:
         import yaml  # pylint: disable=import-outside-toplevel
 
-        self.inventory = _import_inventory()
-        path = options["inventory"]
+        path = self.path
         try:
+            mtime = os.stat(path).st_mtime_ns
             with open(path, encoding="utf-8") as handle:
                 data = yaml.safe_load(handle)
         except OSError as exc:
@@ -270,21 +292,24 @@ class Sampler:
             raise SettingsError("cluster_load: %s: not a libvirt_cluster inventory file (it needs "
                                 "'plugin: entropy.cluster.libvirt_cluster')" % path)
         try:
-            self.reserved = data.get("reserved_memory_mib", 0)
-            self.specs = self.inventory.validate_clusters(data.get("clusters"), data.get("hypervisors"), self.reserved)
-            interval = options["sampling_interval"]
-            self.sampling_interval = float(data.get("sampling_interval", 1) if interval is None else interval)
-            self.parallelism = max(1, int(data.get("parallelism", 8)))
+            reserved = data.get("reserved_memory_mib", 0)
+            specs = self.inventory.validate_clusters(data.get("clusters"), data.get("hypervisors"), reserved)
+            interval = self.sampling_option
+            sampling_interval = float(data.get("sampling_interval", 1) if interval is None else interval)
+            parallelism = max(1, int(data.get("parallelism", 8)))
         except (TypeError, ValueError) as exc:
             raise SettingsError("cluster_load: %s: %s" % (path, exc)) from None
+        self.reserved, self.specs, self.sampling_interval, self.parallelism = reserved, specs, sampling_interval, parallelism
         self.connect_timeout = data.get("connect_timeout")
         self.constraints = data.get("model_constraints") or None
         self.options = data.get("model_options") or None
+        self.mtime = mtime
 
     def read(self) -> tuple[dict, list[str]]:
         """(the model dict, the hypervisors that did not answer)."""
         from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import build_model  # pylint: disable=import-outside-toplevel
 
+        self.reload()
         inv = self.inventory
         raw = inv.fetch(self.specs, self.sampling_interval, self.parallelism, os.environ.get("ENTROPY_LIBVIRT_USERNAME"),
                         os.environ.get("ENTROPY_LIBVIRT_PASSWORD"), False, self.connect_timeout)
@@ -299,6 +324,7 @@ async def main(queue: asyncio.Queue, args: dict[str, Any]) -> None:
     options = settings(args)
     sampler = Sampler(options)
     detector = Detector(options["raise_after"], options["clear_after"], options["cooldown"])
+    first = True
     while True:
         started = time.monotonic()
         try:
@@ -309,6 +335,10 @@ async def main(queue: asyncio.Queue, args: dict[str, Any]) -> None:
             print("cluster_load: sample skipped: %s" % exc, file=sys.stderr, flush=True)
             levels = None
         if levels is not None:
+            if first:   # once: the loop is live (the inventory file is read again whenever it changes)
+                print("cluster_load: sampling %d hypervisor(s) of %s every %g s" % (len(sampler.specs), sampler.path, options["interval"]),
+                      file=sys.stderr, flush=True)
+                first = False
             for event in detector.update(time.monotonic(), levels):
                 await queue.put(event)
         await asyncio.sleep(max(0.0, options["interval"] - (time.monotonic() - started)))
