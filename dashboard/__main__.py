@@ -24,7 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
               % (args.users, args.users), file=sys.stderr)
         return 2
     try:
-        settings = load_inventory_file(args.inventory, os.environ.get("ENTROPY_LIBVIRT_USERNAME"), os.environ.get("ENTROPY_LIBVIRT_PASSWORD"))
+        settings = load_inventory_file(args.inventory)   # credentials: the file's auth options, else ENTROPY_LIBVIRT_USERNAME/PASSWORD
     except ValueError as exc:
         print("error: %s" % exc, file=sys.stderr)
         return 2

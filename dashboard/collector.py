@@ -37,6 +37,7 @@ from ansible_collections.entropy.cluster.plugins.inventory import libvirt_cluste
 from ansible_collections.entropy.cluster.plugins.module_utils.domain_jobs import domain_job  # noqa: E402
 from ansible_collections.entropy.cluster.plugins.module_utils.libvirt_common import close_quietly, open_connection  # noqa: E402
 from ansible_collections.entropy.cluster.plugins.module_utils.vm_states import is_active_word, state_word  # noqa: E402
+from ansible_collections.entropy.cluster.plugins.plugin_utils import inventory_file, prometheus_load  # noqa: E402
 from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import build_model  # noqa: E402
 
 try:
@@ -47,38 +48,10 @@ except ImportError:  # pragma: no cover - the inventory itself needs it
 HISTORY_SECONDS = 3600
 
 
-class Settings(t.NamedTuple):
-    """What the dashboard reads, from a libvirt_cluster inventory file (see ``load_inventory_file``)."""
-    specs: list
-    sampling_interval: float = 1.0
-    parallelism: int = 8
-    reserved_memory_mib: int = 0
-    username: str | None = None
-    password: str | None = None
-
-
-def load_inventory_file(path: str, username: str | None = None, password: str | None = None) -> Settings:
-    """The hypervisors and sampling options of a ``*.libvirt_cluster.yml`` inventory file, checked by the inventory's
-    own validator; ValueError with a one-line message naming the file and the fix."""
-    import yaml  # pylint: disable=import-outside-toplevel
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as exc:
-        raise ValueError("%s: cannot read the inventory file: %s" % (path, exc.strerror)) from None
-    except yaml.YAMLError as exc:
-        raise ValueError("%s: not valid YAML: %s" % (path, str(exc).splitlines()[0])) from None
-    if not isinstance(data, dict) or data.get("plugin") != "entropy.cluster.libvirt_cluster":
-        raise ValueError("%s: not a libvirt_cluster inventory file (it needs 'plugin: entropy.cluster.libvirt_cluster')" % path)
-    try:
-        reserved = data.get("reserved_memory_mib", 0)
-        specs = inventory.validate_hypervisors(data.get("hypervisors"), reserved)
-        interval = float(data.get("sampling_interval", 1))
-        parallelism = int(data.get("parallelism", 8))
-    except (TypeError, ValueError) as exc:
-        raise ValueError("%s: %s" % (path, exc)) from None
-    return Settings(specs, interval, max(1, parallelism), reserved, username, password)
+def load_inventory_file(path: str) -> inventory_file.ClusterFile:
+    """The hypervisors and reading options of a ``*.libvirt_cluster.yml`` inventory file, resolved and checked as the inventory
+    plugin does (plugins/plugin_utils/inventory_file.py); ValueError with a one-line message naming the file and the fix."""
+    return inventory_file.load(path)
 
 
 def _vm_rows(hypervisors: dict, copies: list) -> dict:
@@ -92,7 +65,7 @@ def _vm_rows(hypervisors: dict, copies: list) -> dict:
 class Collector:
     """The cluster as the inventory reads it, kept fresh by events; thread-safe."""
 
-    def __init__(self, settings: Settings, refresh: float = 10.0, events: bool = True) -> None:
+    def __init__(self, settings: inventory_file.ClusterFile, refresh: float = 10.0, events: bool = True) -> None:
         self.settings = settings
         self.refresh_seconds = refresh
         self.use_events = events and libvirt is not None
@@ -102,6 +75,7 @@ class Collector:
         self.copies: dict = {}  # host -> vm -> vars
         self.model: dict = {"hosts": [], "vms": [], "warnings": []}
         self.taken_at = 0.0
+        self.read_error: str | None = None   # why the last read gave no figures (load from Prometheus)
         self.refresh_duration = 0.0
         self.refresh_count = 0
         self.event_count = 0
@@ -116,9 +90,13 @@ class Collector:
     def refresh(self) -> None:
         """One read of every hypervisor through the inventory's code (two samples, one wait)."""
         started = time.monotonic()
-        settings = self.settings
-        raw = inventory.fetch(settings.specs, settings.sampling_interval, settings.parallelism, settings.username, settings.password)
-        hypervisors, copies = inventory.summarize(raw, settings.specs, settings.reserved_memory_mib)
+        try:
+            _raw, hypervisors, copies = inventory_file.read(self.settings)
+        except prometheus_load.PrometheusError as exc:   # load_source: prometheus, and Prometheus cannot say: keep the last figures
+            with self.lock:
+                self.read_error = str(exc)
+                self.version += 1
+            return
         merged = inventory.merge_copies(copies)
         try:
             model = build_model({**merged, **hypervisors})
@@ -128,6 +106,7 @@ class Collector:
             self.hypervisors = hypervisors
             self.copies = _vm_rows(hypervisors, copies)
             self.model = model
+            self.read_error = None
             self.taken_at = time.time()
             self.refresh_duration = time.monotonic() - started
             self.refresh_count += 1
@@ -198,7 +177,9 @@ class Collector:
         }
         totals["cpu_free_cores"] = round(totals["cpu_cores"] - totals["cpu_used_cores"], 2)
         totals["memory_free_mib"] = totals["memory_mib"] - totals["memory_used_mib"]
-        return {"hosts": hosts, "vms": vms, "totals": totals, "warnings": model.get("warnings", []), "taken_at": taken_at,
+        stale = ["figures of %s kept: the last read failed: %s" % (time.strftime("%H:%M:%S", time.localtime(taken_at)), self.read_error)
+                 ] if self.read_error else []
+        return {"hosts": hosts, "vms": vms, "totals": totals, "warnings": stale + model.get("warnings", []), "taken_at": taken_at,
                 "version": version}
 
     def host_history(self, host: str) -> list:

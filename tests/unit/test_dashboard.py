@@ -530,3 +530,19 @@ def test_dashboard_role_installs_a_hardened_service(tmp_path, cluster):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_prometheus_that_cannot_answer_keeps_the_last_figures_and_says_why(cluster):
+    """load_source: prometheus in the inventory file: the dashboard reads as the inventory does, and when the server does not
+    answer it keeps the figures it has and shows why on the map."""
+    collector = cluster["collector"]
+    before = collector.snapshot()
+    inventory = json.loads((cluster["dir"] / "cluster.libvirt_cluster.yml").read_text())
+    inventory.update({"load_source": "prometheus", "prometheus_url": "http://127.0.0.1:1"})
+    path = cluster["dir"] / "prom.libvirt_cluster.yml"
+    path.write_text(json.dumps(inventory))
+    collector.settings = load_inventory_file(str(path))
+    collector.refresh()
+    view = collector.snapshot()
+    assert sorted(view["vms"]) == sorted(before["vms"])
+    assert any("the last read failed" in w and "127.0.0.1:1" in w for w in view["warnings"]), view["warnings"]

@@ -253,14 +253,21 @@ def _import_inventory() -> Any:
 
 
 class Sampler:
-    """Reads the cluster of an inventory file with the inventory plugin's own functions."""
+    """Reads the cluster of an inventory file as the inventory does (plugins/plugin_utils/inventory_file.py: its options,
+    libvirt sampling or the load from Prometheus)."""
 
     def __init__(self, options: dict[str, Any]) -> None:
-        self.inventory = _import_inventory()
+        _import_inventory()
+        from ansible_collections.entropy.cluster.plugins.plugin_utils import inventory_file  # pylint: disable=import-outside-toplevel
+
+        self.inventory_file = inventory_file
         self.path, self.sampling_option, self.mtime = options["inventory"], options["sampling_interval"], None
-        self.reserved, self.specs, self.sampling_interval, self.parallelism = 0, [], 1.0, 8
-        self.connect_timeout = self.constraints = self.options = None
+        self.cluster = None
         self.load()
+
+    @property
+    def specs(self) -> list:
+        return self.cluster.specs
 
     def reload(self) -> None:
         """Read the inventory file again when it changed (hosts added, capacities declared); a file that became bad is
@@ -277,46 +284,30 @@ class Sampler:
                 print("%s; sampling with the inventory file as it was" % exc, file=sys.stderr, flush=True)
 
     def load(self) -> None:
-        import yaml  # pylint: disable=import-outside-toplevel
-
-        path = self.path
         try:
-            mtime = os.stat(path).st_mtime_ns
-            with open(path, encoding="utf-8") as handle:
-                data = yaml.safe_load(handle)
+            mtime = os.stat(self.path).st_mtime_ns
+            cluster = self.inventory_file.load(self.path, self.sampling_option)
         except OSError as exc:
-            raise SettingsError("cluster_load: %s: cannot read the inventory file: %s" % (path, exc.strerror)) from None
-        except yaml.YAMLError as exc:
-            raise SettingsError("cluster_load: %s: not valid YAML: %s" % (path, str(exc).splitlines()[0])) from None
-        if not isinstance(data, dict) or data.get("plugin") != "entropy.cluster.libvirt_cluster":
-            raise SettingsError("cluster_load: %s: not a libvirt_cluster inventory file (it needs "
-                                "'plugin: entropy.cluster.libvirt_cluster')" % path)
-        try:
-            reserved = data.get("reserved_memory_mib", 0)
-            specs = self.inventory.validate_clusters(data.get("clusters"), data.get("hypervisors"), reserved)
-            interval = self.sampling_option
-            sampling_interval = float(data.get("sampling_interval", 1) if interval is None else interval)
-            parallelism = max(1, int(data.get("parallelism", 8)))
-        except (TypeError, ValueError) as exc:
-            raise SettingsError("cluster_load: %s: %s" % (path, exc)) from None
-        self.reserved, self.specs, self.sampling_interval, self.parallelism = reserved, specs, sampling_interval, parallelism
-        self.connect_timeout = data.get("connect_timeout")
-        self.constraints = data.get("model_constraints") or None
-        self.options = data.get("model_options") or None
-        self.mtime = mtime
+            raise SettingsError("cluster_load: %s: cannot read the inventory file: %s" % (self.path, exc.strerror)) from None
+        except ValueError as exc:
+            raise SettingsError("cluster_load: %s" % exc) from None
+        self.cluster, self.mtime = cluster, mtime
 
     def read(self) -> tuple[dict, list[str]]:
         """(the model dict, the hypervisors that did not answer)."""
+        from ansible_collections.entropy.cluster.plugins.inventory import libvirt_cluster  # pylint: disable=import-outside-toplevel
         from ansible_collections.entropy.cluster.plugins.plugin_utils.cluster_model import build_model  # pylint: disable=import-outside-toplevel
 
+        from ansible_collections.entropy.cluster.plugins.plugin_utils.prometheus_load import PrometheusError  # pylint: disable=import-outside-toplevel
+
         self.reload()
-        inv = self.inventory
-        raw = inv.fetch(self.specs, self.sampling_interval, self.parallelism, os.environ.get("ENTROPY_LIBVIRT_USERNAME"),
-                        os.environ.get("ENTROPY_LIBVIRT_PASSWORD"), False, self.connect_timeout)
-        hypervisors, copies = inv.summarize(raw, self.specs, self.reserved)
-        merged = inv.merge_copies(copies)
+        try:
+            raw, hypervisors, copies = self.inventory_file.read(self.cluster)
+        except PrometheusError as exc:   # load_source: prometheus: this sample is skipped, with the reason
+            raise ValueError(str(exc)) from None
+        merged = libvirt_cluster.merge_copies(copies)
         unreachable = [h["name"] for h in raw["hypervisors"] if not h.get("reachable")]
-        return build_model({**merged, **hypervisors}, self.constraints, self.options), unreachable
+        return build_model({**merged, **hypervisors}, self.cluster.constraints, self.cluster.options), unreachable
 
 
 async def main(queue: asyncio.Queue, args: dict[str, Any]) -> None:
