@@ -355,12 +355,15 @@ class Recovery:
             # member is back, so no member runs its checkpointed state beside another still running its later one
             def restore(vm: str) -> str:
                 host = report[vm]["from"] if report[vm]["action"] == "roll_back" else placement[vm]
+                began = time.monotonic()
                 if report[vm]["action"] == "roll_back":
                     try:
                         self.conns[host].lookupByName(vm).destroy()
                     except libvirt.libvirtError as exc:
                         raise describe_error(exc, "stopping VM %r to roll it back" % vm, self.survivors[host]) from None
+                stopped = time.monotonic()
                 self._restore_one(vm, members[vm], host, stamp)
+                report[vm]["seconds"] = {"stop": round(stopped - began, 2), "restore": round(time.monotonic() - stopped, 2)}
                 return host
 
             def resume(vm: str) -> float:
