@@ -350,6 +350,7 @@ class Recovery:
                         report[vm].update(host=None, done=False, error=exc.message)
                 problems.append(exc.message)
                 continue
+
             # the group rolls back together, every member at once: a surviving member stops, then is restored in place, while
             # the lost members are restored on their new hosts; all are restored paused and resumed together once every
             # member is back, so no member runs its checkpointed state beside another still running its later one
