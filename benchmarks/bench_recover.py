@@ -140,11 +140,14 @@ def one_round(args, work: str, number: int) -> dict:
         "fencing: hook + record": float(times["fenced"]) - float(times["probed"]),
         "assessment (fence record, live VMs, checkpoints)": times["assessed"]["finished_at"] - float(times["fenced"]),
         "placement: solver (+ task start)": times["recovered"]["started_at"] - times["assessed"]["finished_at"],
-        "restore: 4 VMs from the checkpoint": running - times["recovered"]["started_at"],
+        "restore call: its own assessment (under the lock)": times["recovered"]["assessed_at"] - times["recovered"]["started_at"],
+        "restore: 4 VMs from the checkpoint": running - times["recovered"]["assessed_at"],
         "kill -> all 4 VMs running": running - killed_at,
     }
     print("round %d: kill -> all 4 VMs running %.1f s; %s; group pause %s ms" % (
-        number, parts["kill -> all 4 VMs running"], ", ".join("%s on %s" % (vm, v["host"]) for vm, v in sorted(vms.items())),
+        number, parts["kill -> all 4 VMs running"],
+        ", ".join("%s on %s (stop %.1f s, restore %.1f s)" % (vm, v["host"], v["seconds"]["stop"], v["seconds"]["restore"])
+                  for vm, v in sorted(vms.items())),
         ", ".join("%.0f" % p for p in pauses)), flush=True)
     lab("up")
     lab("reset")

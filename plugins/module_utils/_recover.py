@@ -10,9 +10,10 @@ hypervisor's VMs on the surviving hypervisors from their latest group checkpoint
    group rolls back with it (on its own hypervisor). A VM without a usable checkpoint is cold-booted from its newest disk
    (policy ``cold_boot``, when its definition is known: its record in the cluster store, written by entropy.cluster.vm_definitions,
    or a checkpoint manifest) or reported lost (policy ``report``). The store's records also name VMs never checkpointed.
-2. restore, with the placement the solver chose for the lost VMs: for each group, the surviving members are destroyed,
-   then every member is restored from its memory image onto a new qcow2 overlay over its frozen disk (the checkpoint's
-   files stay untouched, so the checkpoint can be used again), defined there with autostart off. Right before each
+2. restore, with the placement the solver chose for the lost VMs: for each group, every member at once, the surviving
+   members destroyed first, is restored paused from its memory image onto a new qcow2 overlay over its frozen disk (the
+   checkpoint's files stay untouched, so the checkpoint can be used again) and defined there with autostart off; the
+   group resumes together once all are restored. Right before each
    restore the VM is checked to run nowhere: never two copies.
 3. stale copies: when the fenced hypervisor answers again, its inactive definitions of VMs that now run elsewhere are
    removed, so nobody can start them there.
@@ -278,7 +279,7 @@ class Recovery:
             overlays[disk["target"]] = overlay
         _point_disks(root, overlays)
         dxml = ET.tostring(root, encoding="unicode")
-        flags = libvirt.VIR_DOMAIN_SAVE_RUNNING if entry.get("was_running", True) else libvirt.VIR_DOMAIN_SAVE_PAUSED
+        flags = libvirt.VIR_DOMAIN_SAVE_PAUSED  # the group resumes together once every member is restored (carry_out)
         try:
             self._refuse_if_back([vm], "restored")  # right before this VM's restore: the fenced host may have come back
         except EntropyLibvirtError:
@@ -349,21 +350,34 @@ class Recovery:
                         report[vm].update(host=None, done=False, error=exc.message)
                 problems.append(exc.message)
                 continue
-            # the group rolls back together: its surviving members stop first, then every member is restored, all at once
-            stopping = [vm for vm in sorted(members) if report[vm]["action"] == "roll_back"]
-            for vm, (_res, exc) in zip(stopping, _parallel(stopping, lambda vm: self.conns[report[vm]["from"]].lookupByName(vm).destroy())):
-                if exc is not None:
-                    problems.append(describe_error(exc, "stopping VM %r to roll it back" % vm, self.survivors[report[vm]["from"]]).message)
 
-            def restore(vm: str) -> tuple[str, float]:
+            # the group rolls back together, every member at once: a surviving member stops, then is restored in place, while
+            # the lost members are restored on their new hosts; all are restored paused and resumed together once every
+            # member is back, so no member runs its checkpointed state beside another still running its later one
+            def restore(vm: str) -> str:
                 host = report[vm]["from"] if report[vm]["action"] == "roll_back" else placement[vm]
+                began = time.monotonic()
+                if report[vm]["action"] == "roll_back":
+                    try:
+                        self.conns[host].lookupByName(vm).destroy()
+                    except libvirt.libvirtError as exc:
+                        raise describe_error(exc, "stopping VM %r to roll it back" % vm, self.survivors[host]) from None
+                stopped = time.monotonic()
                 self._restore_one(vm, members[vm], host, stamp)
-                return host, time.time()
+                report[vm]["seconds"] = {"stop": round(stopped - began, 2), "restore": round(time.monotonic() - stopped, 2)}
+                return host
+
+            def resume(vm: str) -> float:
+                if members[vm].get("was_running", True):
+                    self.conns[report[vm]["host"]].lookupByName(vm).resume()
+                return time.time()
 
             order = sorted(members)
-            for vm, (done, exc) in zip(order, _parallel(order, restore)):
+            restored = []
+            for vm, (host, exc) in zip(order, _parallel(order, restore)):
                 if exc is None:
-                    report[vm].update(host=done[0], done=True, restored_at=round(done[1], 2))
+                    report[vm].update(host=host)
+                    restored.append(vm)
                     continue
                 target = report[vm]["from"] or placement.get(vm)
                 if isinstance(exc, EntropyLibvirtError):
@@ -374,6 +388,13 @@ class Recovery:
                     message = "restoring VM %r: %s" % (vm, getattr(exc, "stderr", None) or exc)
                 report[vm].update(host=None, done=False, error=message)
                 problems.append(message)
+            for vm, (at, exc) in zip(restored, _parallel(restored, resume)):
+                if exc is None:
+                    report[vm].update(done=True, restored_at=round(at, 2))
+                else:
+                    message = describe_error(exc, "resuming VM %r after its restore" % vm, self.survivors[report[vm]["host"]]).message
+                    report[vm].update(done=False, error=message + " (it is restored, paused)")
+                    problems.append(message)
         booting = [vm for vm, entry in sorted(report.items()) if entry["action"] == "cold_boot" and vm not in missing]
         for vm, (_res, exc) in zip(booting, _parallel(booting, lambda vm: self._cold_boot(vm, report[vm]["definition"], placement[vm], stamp))):
             if exc is None:

@@ -20,7 +20,7 @@ description:
   - Only records that differ are written (idempotent). The record of a VM that no hypervisor defines any more is removed
     when its record names a hypervisor that answered; a record naming a hypervisor that did not answer, or that is not in
     O(hypervisors) (leave a fenced one out), is kept.
-  - The P(entropy.cluster.checkpoint#playbook) playbook runs it before every checkpoint when C(entropy_store_pool) is set.
+  - The C(entropy.cluster.checkpoint) playbook runs it after every checkpoint when C(entropy_store_pool) is set.
 author:
   - entropy.cluster contributors (!UNKNOWN)
 extends_documentation_fragment:

@@ -104,7 +104,8 @@ vms:
   description:
     - Per VM, what happens to it - V(restore) (from the failed hypervisor, placed by the solver), V(roll_back) (a group member on a
       surviving hypervisor), V(cold_boot), V(lost) or V(kept) - with the checkpoint, its age in seconds, the hypervisor it runs on
-      now (C(host)), C(done), when it was restored (C(restored_at), epoch seconds), what was lost, C(error) when it was not
+      now (C(host)), C(done), when it was restored (C(restored_at), epoch seconds), how long its stop (a rolled-back member) and its
+      restore took (C(seconds)), what was lost, C(error) when it was not
       restored, and for a cold boot where its definition came from (C(definition_from)).
   returned: always
   type: dict
@@ -141,6 +142,10 @@ unreachable:
 started_at:
   description: When the module started (epoch seconds).
   returned: always
+  type: float
+assessed_at:
+  description: When the assessment was over and the restores began (epoch seconds).
+  returned: success
   type: float
 finished_at:
   description: When it finished (epoch seconds).
@@ -193,6 +198,7 @@ def main() -> None:
                              skipped_checkpoints=assessed["skipped_checkpoints"], unreachable=assessed["unreachable"],
                              vms={vm: {k: v for k, v in e.items() if k != "definition"} for vm, e in assessed["vms"].items()})
         acts = bool(assessed["groups"] or assessed["to_place"] or assessed["stale_definitions"])
+        module.result["assessed_at"] = round(time.time(), 2)
         if module.check_mode or params["placement"] is None:
             recovery.close()
             module.exit(changed=acts and module.check_mode, finished_at=round(time.time(), 2))

@@ -234,6 +234,10 @@ def test_a_vm_without_a_usable_checkpoint_is_cold_booted_or_reported_by_the_poli
                        extra_vars={"entropy_checkpoint_vms": ["vm3"], "entropy_checkpoint_dir": directory,
                                    "entropy_checkpoint_name": "p3-0001", "entropy_checkpoint_max_skew_ms": 3000})
         assert out.returncode == 0, out.stdout
+        # the playbook kept every VM's definition in the store: a second look finds nothing to write (idempotent)
+        from ansible_collections.entropy.cluster.plugins.module_utils._definitions import Definitions  # pylint: disable=import-outside-toplevel
+        again = Definitions({name: host["uri"] for name, host in lab.hosts.items()}, LAB_TOOL.STORE_POOL).run(check_mode=True)
+        assert again["written"] == again["removed"] == [] and again["unchanged"] == 6, again
         out = playbook(checkpoint_book(tmp_path, lab, {"vm3": lab.uri("hv2")}, "p3-0002", directory, tmp_path / "ck.json"))
         assert out.returncode == 0, out.stdout
         os.unlink(os.path.join(directory, "vm3.p3-0002.mem"))

@@ -53,3 +53,11 @@ def test_vm_checkpoint_check_mode_looks_up_the_group_and_writes_nothing(hv, run,
     assert result["changed"] is True and result["pause_ms"] is None and list(tmp_path.iterdir()) == []
     missing = run("vm_checkpoint", dict(vms={"ghost": TEST_URI}, checkpoint="ck1", directory=str(tmp_path)), check=True)
     assert missing["failed"] and "'ghost'" in missing["msg"] and missing["error_kind"] == "no_domain"
+
+
+def test_vm_definitions_bad_input_and_an_unreachable_store_are_one_line(run):
+    result = run("vm_definitions", dict(hypervisors={"hv1": ""}))
+    assert result["failed"] and result["msg"] == "hypervisors: give the hypervisors as name: libvirt URI" and result["error_kind"] == "config"
+    result = run("vm_definitions", dict(hypervisors={"dead": UNREACHABLE_URI}, connect_timeout=2), check=True)
+    assert result["failed"] and "the cluster store (storage pool 'entropy-cluster' on the shared storage) is not reachable" in result["msg"]
+    assert result["error_kind"] == "unreachable" and "Traceback" not in result["msg"]
