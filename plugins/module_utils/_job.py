@@ -308,7 +308,7 @@ def job_status(params: dict) -> dict:
                  "message": data.get("message"), "hosts": data.get("hosts", []),
                  "submitted": data.get("submitted"), "priority": (data.get("job") or {}).get("priority", 0),
                  "job": data.get("job"), "recorded_vms": [{"name": vm.get("name"), "host": vm.get("host")} for vm in data.get("vms") or []],
-                 "exit_statuses": data.get("exit_statuses"), "ended_iso": data.get("ended_iso"),
+                 "exit_statuses": data.get("exit_statuses"), "ended_iso": data.get("ended_iso"), "queue_position": None,
                  "vms": [{"name": e["name"], "host": e["host"], "state": e["state"]} for e in live],
                  "problems": []}
         planned = {vm.get("name") for vm in data.get("vms") or []}
@@ -320,7 +320,16 @@ def job_status(params: dict) -> dict:
         if record is None:
             entry["problems"].append("job %r has VMs but no record in the cluster store" % name)
         jobs.append(entry)
+    for position, entry in enumerate(queue_order(jobs), start=1):
+        entry["queue_position"] = position
     return {"jobs": jobs, "unreachable": unreachable, "store": {"pool": params["pool"], "via": via}}
+
+
+def queue_order(jobs: list[dict]) -> list[dict]:
+    """The queued jobs (with their job file's fields in the record) in the order the queue tries them: highest priority
+    first, then the earliest submitted, then by name."""
+    queued = [e for e in jobs if e.get("state") == "queued" and e.get("job")]
+    return sorted(queued, key=lambda e: (-int(e.get("priority") or 0), float(e.get("submitted") or 0), e["name"]))
 
 
 # --------------------------------------------------------------------------- entropy.cluster.job_result

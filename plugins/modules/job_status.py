@@ -53,7 +53,8 @@ jobs:
   description:
     - One entry per job, sorted by name. C(vms) are the VMs libvirt shows, C(recorded_vms) those of the record
       (C({name, host})), C(job) the job file's fields kept in the record, C(priority) and C(submitted) (epoch) what
-      the queue orders by, C(exit_statuses) and C(ended_iso) set once the job has ended.
+      the queue orders by, C(exit_statuses) and C(ended_iso) set once the job has ended, C(queue_position) (1 is
+      tried first) for a queued job - highest priority first, then the earliest submitted.
   returned: always
   type: list
   elements: dict
@@ -73,6 +74,7 @@ jobs:
       job: {name: analysis-42, owner: alice, vms: 1, share: /home/alice/analysis-42}
       exit_statuses: null
       ended_iso: null
+      queue_position: null
       problems: []
 unreachable:
   description: Hypervisors that could not be read, with the error (their VMs are not shown).

@@ -65,3 +65,15 @@ def test_the_decision_alone():
     assert job_outcome("j", ["a", "b"], {"a": 0, "b": 0})["state"] == "done"
     assert job_outcome("j", ["a", "b"], {"a": 1, "b": 2})["detail"] == "the command failed in 2 of 2 VM(s): 'a' exit status 1, 'b' exit status 2"
     assert read_exit_status("/", "../etc/x")[1] is not None  # a name with '/' never reaches outside the share
+
+
+def test_the_queue_order_is_priority_then_submit_time():
+    from ansible_collections.entropy.cluster.plugins.module_utils._job import queue_order  # pylint: disable=import-outside-toplevel
+
+    jobs = [{"name": "late-high", "state": "queued", "priority": 5, "submitted": 30.0, "job": {}},
+            {"name": "early-low", "state": "queued", "priority": 0, "submitted": 10.0, "job": {"x": 1}},
+            {"name": "early-high", "state": "queued", "priority": 5, "submitted": 20.0, "job": {"x": 1}},
+            {"name": "running", "state": "running", "priority": 9, "submitted": 1.0, "job": {"x": 1}},
+            {"name": "later-low", "state": "queued", "priority": 0, "submitted": 40.0, "job": {"x": 1}}]
+    jobs[0]["job"] = {"x": 1}
+    assert [e["name"] for e in queue_order(jobs)] == ["early-high", "late-high", "early-low", "later-low"]
