@@ -64,8 +64,8 @@ def _typed(data: t.Mapping, name: str, kind: str) -> t.Any:
             return boolean(value, strict=True)
         return int(value) if kind == "int" else float(value)
     except (TypeError, ValueError):
-        raise ValueError("'%s' must be %s, got %r" % (name, {"bool": "true or false", "int": "an integer", "float": "a number"}[kind],
-                                                         value)) from None
+        wanted = {"bool": "true or false", "int": "an integer", "float": "a number"}[kind]
+        raise ValueError("'%s' must be %s, got %r" % (name, wanted, value)) from None
 
 
 def load(path: str, sampling_interval: float | None = None) -> ClusterFile:

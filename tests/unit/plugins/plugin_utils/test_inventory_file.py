@@ -58,7 +58,7 @@ def test_read_goes_through_the_inventory_and_prometheus_when_asked(tmp_path):
     """One read as the inventory: libvirt sampling gives the VMs; with load_source: prometheus an unreachable server is an
     error naming it (the dashboard keeps its last figures, the EDA source skips the sample)."""
     raw, hypervisors, copies = inventory_file.read(inventory_file.load(_file(tmp_path, "sampling_interval: 0\n")))
-    assert hypervisors["hv1"]["entropy_reachable"] and [name for name, _ in copies] == ["test"] and "prometheus" not in raw
+    assert hypervisors["hv1"]["entropy_reachable"] and [copy[0] for copy in copies] == ["test"] and "prometheus" not in raw
     cluster = inventory_file.load(_file(tmp_path, "sampling_interval: 0\nload_source: prometheus\nprometheus_url: http://127.0.0.1:1\n"))
     with pytest.raises(prometheus_load.PrometheusError, match="127.0.0.1:1"):
         inventory_file.read(cluster)
