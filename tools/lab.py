@@ -1154,6 +1154,7 @@ echo "entropy lab guest up"
 /bin/seed-watch > /dev/console 2>&1 &
 # Link-scoped traffic only (IPv6 all-nodes multicast on this link): it never leaves the tap.
 while true; do ping -6 -q -c 20 -i 0.2 -s 1000 -I eth0 ff02::1 >/dev/null 2>&1; done &
+echo $! > /ping-loop.pid
 while true; do sleep 3600; done
 """
 
@@ -1178,6 +1179,9 @@ while true; do
     if mount -t iso9660 -o ro "$dev" /seed 2>/dev/null; then
       if [ -f /seed/user-data ] && [ -f /seed/entropy-job/vm-name ]; then
         echo "entropy seed watch: seed found on $dev"
+        # a job VM sends no test traffic: N clones pinging all nodes every 0.2 s would cost N x N replies
+        kill "$(cat /ping-loop.pid)" 2>/dev/null
+        for pid in $(pidof ping); do kill "$pid"; done
         /bin/renew-nic "$first" /seed
         exec /bin/job-seed /seed
       fi
