@@ -4,7 +4,7 @@
 
 cold: N job VMs (the lab's OS guest, each with its seed from module_utils/_job_seed.py) defined and started; the
 clock runs from the first start until every VM's exit file is in the share.
-warm: the OS guest booted once without a seed and saved (not timed: a template made ahead); the clock runs from the
+warm: the OS guest booted once without a seed and saved (not timed: a template made ahead, kept for every count); the clock runs from the
 call of the module entropy.cluster.warm_clone (run in this process, as a task runs it) until every clone's exit file
 is in the share. The module restores each clone from its copy of the image under its own name, UUID and MAC (in
 parallel) and hot-plugs its seed; by default each seed holds a static address from the lab's plan (--dhcp: none, the
@@ -149,11 +149,20 @@ def cold(state: dict, hosts: list, work: str, share: str, count: int, opts) -> d
     return {"ran": ran, "guest": watch.seen, "module": {}, "console": watch.lines, "cpu": cpu_seconds(hosts, names)}
 
 
-def warm(state: dict, hosts: list, work: str, share: str, count: int, opts) -> dict:
+BASE = "bench-base"
+
+
+def saved_base(state: dict, hosts: list, opts) -> tuple[str, str]:
+    """The base booted once (until its seed watcher runs) and saved on the first host; made on the first warm run and
+    kept for the next counts. Returns its image and console log paths."""
+    bdir = os.path.join(state["dir"], "bench-base")
+    image_path, console = os.path.join(bdir, "base.save"), os.path.join(bdir, "base.console")
+    if os.path.exists(image_path):
+        return image_path, console
+    os.makedirs(bdir, exist_ok=True)
     conn = lab.connect(hosts[0])
     try:
-        console = os.path.join(work, "base.console")
-        base = conn.defineXML(guest_xml("bench-warm-base", mac(2, 255), opts.memory, console=console))
+        base = conn.defineXML(guest_xml(BASE, mac(2, 255), opts.memory, console=console))
         base.create()
         deadline = time.monotonic() + opts.timeout
         while time.monotonic() < deadline:  # the base is up: its seed watcher runs
@@ -164,10 +173,14 @@ def warm(state: dict, hosts: list, work: str, share: str, count: int, opts) -> d
             time.sleep(0.5)
         else:
             raise SystemExit("bench: the base did not start its seed watcher in %d s" % opts.timeout)
-        image_path = os.path.join(work, "base.save")
         base.save(image_path)
     finally:
         conn.close()
+    return image_path, console
+
+
+def warm(state: dict, hosts: list, work: str, share: str, count: int, opts) -> dict:
+    image_path, console = saved_base(state, hosts, opts)
     names = ["bench-warm-%d" % i for i in range(count)]
     clones = []
     for i, name in enumerate(names):
@@ -176,7 +189,7 @@ def warm(state: dict, hosts: list, work: str, share: str, count: int, opts) -> d
     started = time.monotonic()
     watch = ConsoleWatch(started)
     watch.start()
-    result = run_module({"uri": hosts[0]["uri"], "base": "bench-warm-base", "image": image_path, "clones": clones, "parallel": opts.parallel})
+    result = run_module({"uri": hosts[0]["uri"], "base": BASE, "image": image_path, "clones": clones, "parallel": opts.parallel})
     for clone in result["clones"]:  # each clone logs to its own copy of the base's console file (the module renames it)
         watch.watch(clone["name"], "%s.%s" % (console, clone["uuid"]))
     ran = wait_results(share, names, started, opts.timeout)
@@ -255,6 +268,11 @@ def main() -> int:
                         print("  %s %7.1f s  %s" % (slowest, seconds, line.rstrip()))
     finally:
         clean(conns, work, share)
+        for conn in conns:
+            for dom in conn.listAllDomains():
+                if dom.name() == BASE:
+                    lab.remove_domain(conn, BASE)
+        shutil.rmtree(os.path.join(state["dir"], "bench-base"), ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(share, ignore_errors=True)
         for conn in conns:
