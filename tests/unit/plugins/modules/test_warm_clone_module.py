@@ -13,8 +13,6 @@ import pytest
 
 pytest.importorskip("libvirt")
 
-import libvirt  # noqa: E402  pylint: disable=wrong-import-position
-
 from conftest import TEST_URI  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.entropy.cluster.plugins.module_utils import _warm_clone as wc  # noqa: E402  pylint: disable=wrong-import-position
 
