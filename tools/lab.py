@@ -133,7 +133,7 @@ def new_state(base: str, hosts: int, vms_per_host: int, subnet: str) -> dict:
                             "disk": os.path.join(base, "images", "vm%d.qcow2" % n)})
     return {"version": LAB_VERSION, "dir": base, "subnet": subnet, "hosts": host_list, "vms": vm_list,
             "network": {"netns": netns_name(base), "bridge": BRIDGE, "address": GUEST_NET + ".1/24",
-                        "dhcp_range": [GUEST_NET + ".10", GUEST_NET + ".250"]}}
+                        "dhcp_range": [GUEST_NET + ".10", GUEST_NET + ".%d" % (JOB_STATIC_FIRST - 1)]}}
 
 
 # --------------------------------------------------------------------------- the lab's network namespace
@@ -248,6 +248,22 @@ def shares_dir(state: dict) -> str:
 
 def nfs_address(state: dict) -> str:
     return state["network"]["address"].split("/")[0]
+
+
+# The lab's address plan: the bridge (and NFS server) .1, DHCP leases .10-.199, static job addresses .200-.254 (a
+# warm clone told its address in its seed does not wait for a lease).
+JOB_STATIC_FIRST, JOB_STATIC_LAST = 200, 254
+
+
+def static_address(state: dict, index: int) -> str:
+    """The static address (with its prefix) of job VM number ``index`` (0, 1, ...) on the lab's guest network."""
+    net = state["network"]
+    if int(net["dhcp_range"][1].rsplit(".", 1)[1]) >= JOB_STATIC_FIRST:
+        raise LabError("this lab's DHCP range reaches .%d, where static job addresses start: bring it down and up again" % JOB_STATIC_FIRST)
+    if not 0 <= index <= JOB_STATIC_LAST - JOB_STATIC_FIRST:
+        raise LabError("static job address %d is outside the lab's plan (0-%d)" % (index, JOB_STATIC_LAST - JOB_STATIC_FIRST))
+    address, prefix = net["address"].split("/")
+    return "%s.%d/%s" % (address.rsplit(".", 1)[0], JOB_STATIC_FIRST + index, prefix)
 
 
 def build_nfs_server(base: str) -> str:
@@ -1189,6 +1205,7 @@ echo "entropy lab guest up"
 /bin/seed-watch > /dev/console 2>&1 &
 # Link-scoped traffic only (IPv6 all-nodes multicast on this link): it never leaves the tap.
 while true; do ping -6 -q -c 20 -i 0.2 -s 1000 -I eth0 ff02::1 >/dev/null 2>&1; done &
+echo $! > /ping-loop.pid
 while true; do sleep 3600; done
 """
 
@@ -1202,37 +1219,57 @@ esac
 
 
 GUEST_SEED_WATCH = """#!/bin/busybox sh
-# Look for a seed volume at boot, then every half second (a seed hot-plugged into a warm clone).
+# Look for a seed volume at boot, then every 0.2 s (a seed hot-plugged into a warm clone). Each step is a line on the
+# console (tools/bench_warm_clones.py times them from a console log).
 mkdir -p /seed
 first=1
+echo "entropy seed watch: watching"
 while true; do
   for dev in /dev/vd[a-z]; do
     [ -b "$dev" ] || continue
     if mount -t iso9660 -o ro "$dev" /seed 2>/dev/null; then
       if [ -f /seed/user-data ] && [ -f /seed/entropy-job/vm-name ]; then
-        [ "$first" = 1 ] || /bin/renew-nic
+        echo "entropy seed watch: seed found on $dev"
+        # a job VM sends no test traffic: N clones pinging all nodes every 0.2 s would cost N x N replies
+        kill "$(cat /ping-loop.pid)" 2>/dev/null
+        for pid in $(pidof ping); do kill "$pid"; done
+        /bin/renew-nic "$first" /seed
         exec /bin/job-seed /seed
       fi
       umount /seed
     fi
   done
   first=0
-  sleep 0.5
+  sleep 0.2
 done
 """
 
-# A warm clone's NIC still carries the base's MAC and lease: probe the virtio NIC again (it reads the clone's MAC
-# from the device) and ask for a lease of its own.
+# The NIC for the seed's VM. $1 is 1 at boot (the NIC is the VM's own), else 0: a warm clone, whose NIC still
+# carries the base's MAC and address. The clone's MAC in the seed (entropy-job/mac) is set on the NIC at once (the
+# driver passes it to the device); without it the virtio NIC is probed again (it reads the clone's MAC from the
+# device: slower). A static address in the seed (entropy-job/address) is set at once; without one, a lease of its own
+# from the lab's DHCP server.
 GUEST_RENEW_NIC = """#!/bin/busybox sh
+address=$(cat "$2/entropy-job/address" 2>/dev/null)
+mac=$(cat "$2/entropy-job/mac" 2>/dev/null)
+[ "$1" = 1 ] && [ -z "$address" ] && exit 0
 for pid in $(pidof udhcpc); do kill "$pid"; done
 ip link set eth0 down
-rmmod virtio_net
-insmod /lib/virtio_net.ko
-while ! ip link show eth0 >/dev/null 2>&1; do sleep 0.1; done
+if [ "$1" != 1 ] && [ -n "$mac" ]; then
+  ip link set eth0 address "$mac"
+elif [ "$1" != 1 ]; then
+  rmmod virtio_net
+  insmod /lib/virtio_net.ko
+  while ! ip link show eth0 >/dev/null 2>&1; do sleep 0.05; done
+fi
 ip addr flush dev eth0
 ip link set eth0 up
-udhcpc -i eth0 -s /bin/dhcp-event -t 10 -T 3 -b -q >/dev/null 2>&1 &
-echo "entropy seed watch: NIC probed again, $(cat /sys/class/net/eth0/address)"
+if [ -n "$address" ]; then
+  ip addr add "$address" dev eth0
+else
+  udhcpc -i eth0 -s /bin/dhcp-event -t 10 -T 3 -b -q >/dev/null 2>&1 &
+fi
+echo "entropy seed watch: NIC $(cat /sys/class/net/eth0/address), ${address:-DHCP}"
 """
 
 
@@ -1250,14 +1287,15 @@ mount -t devpts devpts /dev/pts
 # the owner's key only: no password login (-s), host keys made at the first connection (-R)
 /bin/dropbear -R -s -p 22
 echo "entropy job seed: ssh up for $name"
-until ip -4 addr show dev eth0 | grep -q inet; do sleep 0.2; done
+until ip -4 addr show dev eth0 | grep -q inet; do sleep 0.1; done
+echo "entropy job seed: address up"
 server=$(cat "$seed/entropy-job/nfs-server")
 path=$(cat "$seed/entropy-job/nfs-path")
 tries=0
 until mount -t nfs4 -o vers=4.1,addr="$server" "$server:$path" /mnt/entropy-share; do
   tries=$((tries + 1))
-  if [ "$tries" -ge 60 ]; then echo "entropy job seed: cannot mount $server:$path"; exit 1; fi
-  sleep 1
+  if [ "$tries" -ge 300 ]; then echo "entropy job seed: cannot mount $server:$path"; exit 1; fi
+  sleep 0.2
 done
 echo "entropy job seed: share mounted, running the command of $name"
 share=/mnt/entropy-share
@@ -1365,7 +1403,7 @@ def guest_xml(files: dict) -> str:
   <memory unit='MiB'>{mem}</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{kernel}</kernel><initrd>{initrd}</initrd>
-      <cmdline>console=ttyS0 quiet panic=-1</cmdline></os>
+      <cmdline>console=ttyS0 quiet panic=-1 init_on_free=1</cmdline></os>
   <features><acpi/><tcg><tb-cache unit='MiB'>32</tb-cache></tcg></features>
   <on_poweroff>destroy</on_poweroff>
   <devices>

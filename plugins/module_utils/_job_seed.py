@@ -53,6 +53,7 @@ PLAIN_FILES = ("vm-name", "hostname", "authorized_keys", "command", "nfs-server"
 # "<vm name>.exit" (written last: its presence says the command ended).
 RUN_SCRIPT = ('cd "$1" && { sh -c "$3" > "$1/$2.out" 2>&1; echo $? > "$1/.$2.exit.tmp"; '
               'mv -f "$1/.$2.exit.tmp" "$1/$2.exit"; }')
+_ADDRESS = re.compile(r"^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])/([0-9]|[12][0-9]|3[0-2])$")
 _SSH_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+={0,3}( [^\r\n]*)?$")
 
 
@@ -70,6 +71,10 @@ class JobSeed:
     nfs_server: str
     nfs_path: str
     hostname: str = ""
+    # A static IPv4 address with its prefix (10.77.0.200/24), for a warm clone that should not wait for DHCP; empty: DHCP.
+    address: str = ""
+    # The VM's MAC address (52:54:00:12:34:56): a warm clone sets it on its NIC at once instead of probing the NIC again.
+    mac: str = ""
 
     def __post_init__(self) -> None:
         for field in ("vm_name", "ssh_key", "command", "nfs_server", "nfs_path"):
@@ -89,11 +94,20 @@ class JobSeed:
             raise SeedError("job seed for %r: nfs_server must be a host name or an address (got %r)" % (self.vm_name, self.nfs_server))
         if not self.hostname:
             object.__setattr__(self, "hostname", hostname_for(self.vm_name))
+        if self.address and not _ADDRESS.fullmatch(self.address):
+            raise SeedError("job seed for %r: address must be an IPv4 address with its prefix, like 10.77.0.200/24 (got %r)"
+                            % (self.vm_name, self.address))
+        if self.mac and not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", self.mac):
+            raise SeedError("job seed for %r: mac must be six lower-case hex bytes like 52:54:00:12:34:56 (got %r)" % (self.vm_name, self.mac))
 
     @property
     def instance_id(self) -> str:
         """Stable per content: cloud-init runs its per-instance modules again when the seed changes."""
-        return "entropy-" + hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        fields = dataclasses.asdict(self)
+        for name in ("address", "mac"):  # the id of a seed without them is what it was before these fields existed
+            if not fields[name]:
+                del fields[name]
+        return "entropy-" + hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def hostname_for(vm_name: str) -> str:
@@ -131,8 +145,12 @@ def user_data(seed: JobSeed) -> str:
 
 def plain_files(seed: JobSeed) -> dict[str, str]:
     """The same values as plain files, for a guest without cloud-init."""
-    return {"vm-name": seed.vm_name, "hostname": seed.hostname, "authorized_keys": seed.ssh_key.strip() + "\n",
-            "command": seed.command, "nfs-server": seed.nfs_server, "nfs-path": seed.nfs_path}
+    files = {"vm-name": seed.vm_name, "hostname": seed.hostname, "authorized_keys": seed.ssh_key.strip() + "\n",
+             "command": seed.command, "nfs-server": seed.nfs_server, "nfs-path": seed.nfs_path}
+    for name in ("address", "mac"):
+        if getattr(seed, name):
+            files[name] = getattr(seed, name)
+    return files
 
 
 def seed_files(seed: JobSeed) -> dict[str, bytes]:

@@ -129,6 +129,11 @@ def clone_xml(base_xml: str, identity: CloneIdentity) -> str:
             backing = disk.find("backingStore")
             if backing is not None:  # the overlay's own chain is read from its header by libvirt
                 disk.remove(backing)
+    for kind in ("serial", "console", "channel"):
+        for device in root.findall("devices/" + kind):
+            source = device.find("source")
+            if device.get("type") == "file" and source is not None and source.get("path"):  # the base's log file is the base's
+                source.set("path", "%s.%s" % (source.get("path"), identity.uuid))
     missing = set(identity.disks) - replaced
     if missing:
         raise SaveImageError("clone %r: the base has no disk %s" % (identity.name, ", ".join(sorted(missing))))
@@ -355,7 +360,7 @@ class WarmCloneSet:
                 self.fail("warm_clone: clone %r: %d MAC addresses given for the base's %d NICs: give one per NIC, in order, or leave macs out."
                           % (name, len(clone_macs), nics), "invalid_argument")
             for mac in clone_macs:
-                if not _MAC.match(mac) or mac in macs:
+                if not _MAC.fullmatch(mac) or mac in macs:
                     self.fail("warm_clone: clone %r: MAC %r is malformed or another clone's: write six hex bytes (52:54:00:12:34:56), one per "
                               "clone and NIC." % (name, mac), "invalid_argument")
                 macs.add(mac)

@@ -6,6 +6,7 @@ Each runs at once with the base's memory (its tick counter at least where the ba
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -86,10 +87,11 @@ def test_clones_restored_from_one_saved_image_run_with_their_own_identity(lab, t
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_warm_clone_of_the_os_guest_gets_its_identity_after_the_restore(lab, tmp_path):
-    """The lab's OS guest booted once without a seed and saved; a clone restored from the image under a new name, UUID
-    and MAC, then given its seed (hot-plugged: it never boots, so it cannot read one at boot). It takes its own MAC
-    and lease, and runs the job's command, whose result appears in the share."""
+def test_warm_clones_of_the_os_guest_get_their_own_identity_after_the_restore(lab, playbook, tmp_path):
+    """The lab's OS guest booted once without a seed and saved; entropy.cluster.warm_clone restores two clones of it on
+    two other hosts (run twice: the second changes nothing) and hot-plugs each one's seed, which tells it its name, key,
+    MAC and static address. Each runs the job's command without booting, with its own name, UUID, MAC, host name, key
+    and address; state=absent removes them."""
     from ansible_collections.entropy.cluster.plugins.module_utils import _job_seed as js  # pylint: disable=import-outside-toplevel
 
     hosts = sorted(lab.hosts)
@@ -99,57 +101,82 @@ def test_warm_clone_of_the_os_guest_gets_its_identity_after_the_restore(lab, tmp
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory)
     os.chown(share, LAB_TOOL.NFS_ANON_ID, LAB_TOOL.NFS_ANON_ID)
-    base, clone = "warm-os-base", "warm-os-clone 'a' {{ 1 }}"
-    base_mac, clone_mac = "52:54:00:77:01:01", "52:54:00:77:01:02"
-    leases = os.path.join(lab.dir, "net", "dnsmasq.leases")
+    base, console = "warm-os-base", os.path.join(work, "base.console")
+    names = ["warm-os 'a' 1", "warm-os \"b\" 2"]
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGwxrhaxd0mbyHjRwqQ4LGtl2AHMwHwMXBEjld3BfmMk owner-%d@lab"
 
-    def lease(mac):
-        with open(leases, encoding="utf-8") as handle:
-            return next((line.split()[2] for line in handle if line.split()[1:2] == [mac]), None)
+    def console_text(path):
+        if not os.path.exists(path):
+            return ""
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
 
+    clones = []
     try:
-        xml = ET.fromstring(LAB_TOOL.job_guest_xml(base))
-        ET.SubElement(xml.find("devices/interface"), "mac", address=base_mac)
+        xml = ET.fromstring(LAB_TOOL.job_guest_xml(base, console_log=console))
+        ET.SubElement(xml.find("devices/interface"), "mac", address="52:54:00:77:01:01")
         conn = lab.connect(hosts[0])
         try:
             dom = conn.defineXML(ET.tostring(xml, encoding="unicode"))
             dom.create()
             deadline = time.monotonic() + 400
-            while lease(base_mac) is None and time.monotonic() < deadline:
-                time.sleep(1)
-            assert lease(base_mac), "the base guest got no lease in 400 s"
+            while "entropy seed watch: watching" not in console_text(console) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert "entropy seed watch: watching" in console_text(console), "the base guest did not come up in 400 s"
             image_path = os.path.join(work, "base.save")
             dom.save(image_path)
         finally:
             conn.close()
-        image = wc.read_save_image(image_path)
-        clone_image = wc.write_clone_image(image, wc.CloneIdentity(name=clone, uuid=str(uuid.uuid4()), macs=(clone_mac,), disks={}),
-                                           os.path.join(work, "clone.save"))
-        seed = js.JobSeed(vm_name=clone, ssh_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGwxrhaxd0mbyHjRwqQ4LGtl2AHMwHwMXBEjld3BfmMk o@lab",
-                          command="echo warm $(hostname)", nfs_server=lab.state["network"]["address"].split("/")[0], nfs_path=share)
-        seed_path = os.path.join(work, "clone-seed.iso")
-        with open(seed_path, "wb") as handle:
-            handle.write(js.build_seed_image(seed))
-        conn = lab.connect(hosts[1])
-        try:
-            started = time.monotonic()
-            conn.restore(clone_image)
-            restored = conn.lookupByName(clone)
-            restored.attachDeviceFlags(js.seed_disk_xml(seed_path, "vda"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
-            exit_file = os.path.join(share, clone + ".exit")
-            deadline = time.monotonic() + 300
-            while not os.path.exists(exit_file) and time.monotonic() < deadline:
-                time.sleep(0.5)
-            took = time.monotonic() - started
-            assert os.path.exists(exit_file), "no result from the warm clone in 300 s: %s" % os.listdir(share)
-        finally:
-            conn.close()
-        with open(os.path.join(share, clone + ".out"), encoding="utf-8") as handle:
-            assert handle.read() == "warm %s\n" % seed.hostname
-        assert lease(clone_mac), "the clone did not ask for a lease with its own MAC"
-        print("warm clone: restore to command result in %.1f s" % took)
+        seeds = []
+        for index, name in enumerate(names):
+            mac = "52:54:00:77:01:%02x" % (index + 2)
+            seed = js.JobSeed(vm_name=name, ssh_key=key % index, command="hostname; cat /root/.ssh/authorized_keys",
+                              nfs_server=LAB_TOOL.nfs_address(lab.state), nfs_path=share,
+                              address=LAB_TOOL.static_address(lab.state, index), mac=mac)
+            path = os.path.join(work, "seed-%d.iso" % index)
+            with open(path, "wb") as handle:
+                handle.write(js.build_seed_image(seed))
+            seeds.append(seed)
+            clones.append({"name": name, "uri": lab.uri(hosts[index + 1]), "macs": [mac], "seed": path})
+        out = str(tmp_path / "made.json")
+        started = time.monotonic()
+        made = playbook("warm_clone.yml", extra_vars=dict(uri=lab.uri(hosts[0]), base=base, image=image_path, clones=clones, state="present",
+                                                          out=out))
+        assert made.returncode == 0, made.stdout[-4000:]
+        with open(out, encoding="utf-8") as handle:
+            runs = json.load(handle)
+        assert runs["first"]["changed"] and not runs["second"]["changed"]
+        assert [c["state"] for c in runs["second"]["clones"]] == ["present", "present"]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not all(os.path.exists(os.path.join(share, n + ".exit")) for n in names):
+            time.sleep(0.5)
+        took = time.monotonic() - started
+        result = runs["first"]["clones"]
+        uuids = [c["uuid"] for c in result]
+        assert len(set(uuids)) == 2 and runs["first"]["base"] == base
+        for index, (name, seed, clone) in enumerate(zip(names, seeds, result)):
+            assert os.path.exists(os.path.join(share, name + ".exit")), "no result from warm clone %r in 300 s: %s" % (name, os.listdir(share))
+            with open(os.path.join(share, name + ".out"), encoding="utf-8") as handle:
+                assert handle.read() == "%s\n%s\n" % (seed.hostname, key % index)  # its own host name and owner's key
+            conn = lab.connect(hosts[index + 1])
+            try:
+                dom = conn.lookupByName(name)
+                root = ET.fromstring(dom.XMLDesc(0))
+                assert dom.UUIDString() == clone["uuid"] and dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+                assert [m.get("address") for m in root.findall("devices/interface/mac")] == clone["macs"]
+            finally:
+                conn.close()
+            text = console_text("%s.%s" % (console, clone["uuid"]))  # the clone's own console log (the module renames it)
+            # the guest's NIC took the clone's MAC and address, and the clone never booted (no boot line on its console)
+            assert "entropy seed watch: NIC %s, %s" % (clone["macs"][0], seed.address) in text, text
+            assert "entropy lab guest up" not in text, "clone %r booted instead of resuming the base's memory: %s" % (name, text)
+        print("warm clones: 2 restored and their commands run in %.1f s" % took)
+        gone = playbook("warm_clone.yml", extra_vars=dict(uri=lab.uri(hosts[0]), base=base, clones=clones, state="absent", out=out))
+        assert gone.returncode == 0, gone.stdout[-4000:]
+        placement = lab.placement()
+        assert not any(name in placement for name in names) and placement[base] == [(hosts[0], "shutoff")]
     finally:
-        for name in (clone, base):
+        for name in names + [base]:
             lab.remove_vm(name)
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(share, ignore_errors=True)

@@ -162,7 +162,7 @@ DOC_COMMANDS: dict[str, tuple[str, ...] | str] = {
         "tests/integration/test_jobs.py::test_no_room_queues_the_job_with_the_numbers",),
     "ansible-playbook -i prod.libvirt_cluster.yml entropy.cluster.cancel -e entropy_job_file=job.yml": (
         "tests/integration/test_jobs.py::test_submit_status_cancel_with_names_that_would_break_a_template",),
-    ".venv/bin/python tools/bench_warm_clones.py --counts 1 4": "not run: a benchmark of several minutes on the lab; its cold path is "
+    ".venv/bin/python tools/bench_warm_clones.py --counts 1 4 8": "not run: a benchmark of several minutes on the lab; its cold path is "
     "tests/integration/test_job_guest.py, its warm path tests/integration/test_warm_clone.py",
     # docs/playbooks.md
     "virsh -c 'qemu+unix:///system?socket=/var/tmp/entropy-lab/hosts/hv1/run/libvirt/libvirt-sock' domjobabort osvm": (

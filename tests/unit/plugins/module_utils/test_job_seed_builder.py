@@ -86,3 +86,18 @@ def test_seed_disk_xml_escapes_the_path():
     xml = js.seed_disk_xml("/p/it's <a> & {{ b }}.iso", "vdz")
     assert "it&apos;s" in xml or "it's" in xml
     assert "&lt;a&gt; &amp; {{ b }}" in xml and "<readonly />" in xml
+
+
+def test_static_address_and_mac_for_a_warm_clone():
+    plain = js.seed_files(seed())
+    assert "entropy-job/address" not in plain and "entropy-job/mac" not in plain
+    assert seed(address="").instance_id == seed().instance_id  # seeds without them keep the id they had before the fields
+    files = js.seed_files(seed(address="10.77.0.200/24", mac="52:54:00:12:34:56"))
+    assert files["entropy-job/address"] == b"10.77.0.200/24" and files["entropy-job/mac"] == b"52:54:00:12:34:56"
+    assert seed(address="10.77.0.200/24").instance_id != seed().instance_id
+    for bad in ("10.77.0.200", "10.77.0.300/24", "10.77.0.2/24; reboot", "10.77.0.2/24\n", "fe80::1/64"):
+        with pytest.raises(js.SeedError, match="address must be an IPv4 address with its prefix"):
+            seed(address=bad)
+    for bad in ("52:54:00:12:34", "52:54:00:12:34:5G", "52:54:00:12:34:56\n"):
+        with pytest.raises(js.SeedError, match="mac must be six lower-case hex bytes"):
+            seed(mac=bad)

@@ -80,3 +80,18 @@ def test_identity_must_match_the_base(tmp_path):
         wc.clone_xml(image.xml, identity(macs=("52:54:00:00:00:02", "52:54:00:00:00:03")))
     with pytest.raises(wc.SaveImageError, match="the base has no disk /elsewhere.qcow2"):
         wc.clone_xml(image.xml, identity(disks={"/elsewhere.qcow2": "/x.qcow2"}))
+
+
+def test_a_console_log_file_of_the_base_becomes_the_clones_own():
+    xml = XML.replace("</devices>", "<serial type='file'><source path='/var/log/base.log'/><target port='0'/></serial>"
+                                    "<console type='file'><source path='/var/log/base.log'/><target type='serial'/></console></devices>")
+    clone = wc.clone_xml(xml, identity())
+    assert clone.count("/var/log/base.log.99999999-8888-7777-6666-555555555555") == 2 and "base.log'" not in clone
+
+
+def test_derived_identities_are_stable_and_distinct():
+    one, two = wc.default_uuid("11111111-2222-3333-4444-555555555555", "a"), wc.default_uuid("11111111-2222-3333-4444-555555555555", "b")
+    assert one == wc.default_uuid("11111111-2222-3333-4444-555555555555", "a") != two
+    assert wc.default_macs(one, 2) == wc.default_macs(one, 2) and len(set(wc.default_macs(one, 2) + wc.default_macs(two, 2))) == 4
+    assert wc.is_overlay_of(wc.overlay_name("it's 1", 3), "it's 1") and not wc.is_overlay_of(wc.overlay_name("it's 1", 3), "it's 2")
+    assert wc.free_target("<domain><devices><disk><target dev='vda'/></disk></devices></domain>") == "vdb"

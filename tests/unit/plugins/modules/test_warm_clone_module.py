@@ -7,11 +7,11 @@ test driver cannot restore QEMU's save format) leaving no clone and no overlay. 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytest.importorskip("libvirt")
-
-import libvirt  # noqa: E402  pylint: disable=wrong-import-position
 
 from conftest import TEST_URI  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.entropy.cluster.plugins.module_utils import _warm_clone as wc  # noqa: E402  pylint: disable=wrong-import-position
@@ -140,4 +140,4 @@ def test_a_failed_restore_leaves_no_clone_and_no_overlay(hv, setup, run):
     assert result["failed"] and result["error_kind"] == "restore_failed", result
     assert "2 of 2 clones failed and were removed" in result["msg"] and "made: none" in result["msg"]
     assert overlays(setup) == [] and sorted(d.name() for d in hv.listAllDomains()) == sorted(["test", BASE])
-    assert not any(name.startswith(".warm-clone-") for name in __import__("os").listdir(__import__("os").path.dirname(setup["image"])))
+    assert not any(name.startswith(".warm-clone-") for name in os.listdir(os.path.dirname(setup["image"])))  # no copy left
