@@ -31,6 +31,7 @@ import typing as t
 import uuid as uuid_lib
 import xml.etree.ElementTree as ET
 
+from ansible_collections.entropy.cluster.plugins.module_utils._job_seed import seed_disk_xml
 from ansible_collections.entropy.cluster.plugins.module_utils._storage import active_pool, find_volume
 
 MAGIC = b"LibvirtQemudSave"
@@ -243,16 +244,6 @@ def overlay_xml(name: str, backing: str, backing_format: str, capacity: int) -> 
     ET.SubElement(store, "path").text = backing
     ET.SubElement(store, "format", type=backing_format)
     return ET.tostring(vol, encoding="unicode")
-
-
-def seed_xml(path: str, target: str) -> str:
-    """A seed volume as a read-only raw virtio disk (the path escaped by ElementTree)."""
-    disk = ET.Element("disk", type="file", device="disk")
-    ET.SubElement(disk, "driver", name="qemu", type="raw")
-    ET.SubElement(disk, "source", file=path)
-    ET.SubElement(disk, "target", dev=target, bus="virtio")
-    ET.SubElement(disk, "readonly")
-    return ET.tostring(disk, encoding="unicode")
 
 
 @dataclasses.dataclass
@@ -494,7 +485,7 @@ class WarmCloneSet:
             dom = conn.lookupByUUIDString(clone.uuid)
             if clone.seed:
                 clone.seed_target = free_target(dom.XMLDesc(0))
-                dom.attachDeviceFlags(seed_xml(clone.seed, clone.seed_target), self.libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                dom.attachDeviceFlags(seed_disk_xml(clone.seed, clone.seed_target), self.libvirt.VIR_DOMAIN_AFFECT_LIVE)
                 clone.timings["seeded_s"] = round(time.monotonic() - started, 3)
         except BaseException:
             clone.state = "failed"
