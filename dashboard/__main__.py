@@ -34,7 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
             secret = handle.read().strip()
     config = Config(users_file=args.users, audit_file=args.audit_log, secret_key=secret, https_only=args.https_only,
                     migrate_unsafe=args.migrate_unsafe, metrics_token=os.environ.get("ENTROPY_DASHBOARD_METRICS_TOKEN"),
-                    inventory_file=os.path.abspath(args.inventory), plan_dir=args.plan_dir)
+                    inventory_file=os.path.abspath(args.inventory), plan_dir=args.plan_dir,
+                    checkpoint_dir=args.checkpoint_dir)
     collector = Collector(settings, refresh=args.refresh)
     collector.start()
     app = create_app(collector, config)
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--https-only", action="store_true", help="mark the session cookie Secure (behind a TLS proxy)")
     serve.add_argument("--migrate-unsafe", action="store_true",
                        help="migrate with vm_migrate unsafe=true (disks on storage every host sees that libvirt cannot detect)")
+    serve.add_argument("--checkpoint-dir", default=None,
+                       help="entropy.cluster.checkpoint's directory (entropy_checkpoint_dir): each VM's page lists its checkpoints")
     serve.add_argument("--plan-dir", default=None, help="where the plans computed from the page are written (default: plans/ beside the users file)")
     serve.set_defaults(func=_serve)
     adduser = sub.add_parser("adduser", help="add or replace a user in the users file")

@@ -54,6 +54,35 @@ class Config(t.NamedTuple):
     sse_poll: float = 0.2
     inventory_file: str | None = None   # the cluster's inventory file: evacuate and plans run the playbooks on it
     plan_dir: str | None = None         # where plans are written (default: plans/ beside the users file)
+    checkpoint_dir: str | None = None   # entropy.cluster.checkpoint's directory: a VM's page lists its checkpoints
+
+
+def vm_checkpoints(directory: str | None, vm: str) -> list[dict] | None:
+    """The checkpoints (entropy.cluster.checkpoint manifests in ``directory``) that hold ``vm``, newest first: name, when,
+    the group's VMs, the memory image's size; None without a directory. Unreadable manifests are skipped."""
+    if not directory:
+        return None
+    found = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    for name in names:
+        if not name.endswith(".checkpoint.json"):
+            continue
+        try:
+            with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or not isinstance(data.get("vms"), dict) or vm not in data["vms"]:
+            continue
+        created = data.get("created") if isinstance(data.get("created"), (int, float)) else None
+        entry = data["vms"][vm] if isinstance(data["vms"][vm], dict) else {}
+        found.append({"checkpoint": str(data.get("checkpoint", name)), "created": created,
+                      "when": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)) if created else "?",
+                      "group": sorted(str(v) for v in data["vms"]), "memory_bytes": entry.get("memory_bytes")})
+    return sorted(found, key=lambda c: c["created"] or 0, reverse=True)
 
 
 OBJECTIVES = ("consolidate", "repair", "balance", "schedule")
@@ -257,7 +286,7 @@ def create_app(collector: t.Any, config: Config, runner: t.Callable[[dict], dict
         if vm is None:
             return None
         history = collector.vm_history(name)
-        return {"view": view, "vm": vm, "destinations": [h["name"] for h in view["hosts"] if h["name"] != vm["host"] and h.get("entropy_reachable")],
+        return {"view": view, "vm": vm, "checkpoints": vm_checkpoints(config.checkpoint_dir, name), "destinations": [h["name"] for h in view["hosts"] if h["name"] != vm["host"] and h.get("entropy_reachable")],
                 "cpu": [h[0] if h else None for _ts, h in history], "memory": [h[1] if h else None for _ts, h in history],
                 "rx": [h[2] if h else None for _ts, h in history], "tx": [h[3] if h else None for _ts, h in history]}
 

@@ -546,3 +546,36 @@ def test_a_prometheus_that_cannot_answer_keeps_the_last_figures_and_says_why(clu
     view = collector.snapshot()
     assert sorted(view["vms"]) == sorted(before["vms"])
     assert any("the last read failed" in w and "127.0.0.1:1" in w for w in view["warnings"]), view["warnings"]
+
+
+def test_a_vms_job_priority_and_checkpoints_show_on_its_page_as_text(tmp_path):
+    """Jobs, priorities and checkpoints where those features exist: a job VM's metadata (entropy.cluster.submit, vm_priority)
+    on its panel, and the checkpoints of entropy.cluster.checkpoint's directory that hold it on its page; tenant names as text."""
+    meta = ('<metadata><entropy:vm xmlns:entropy="urn:x-entropy-cluster:vm:1"><entropy:priority>7</entropy:priority>'
+            '<entropy:job>%s</entropy:job><entropy:owner>%s</entropy:owner></entropy:vm></metadata>' % (_xml(HOSTILE), _xml(TEMPLATED)))
+    node = tmp_path / "node.xml"
+    node.write_text("<node><cpu><mhz>2000</mhz><nodes>1</nodes><sockets>1</sockets><cores>8</cores><threads>1</threads></cpu>"
+                    "<memory>8388608</memory><domain type='test'><name>job-vm</name><memory>262144</memory><vcpu>1</vcpu>"
+                    "<os><type>hvm</type></os>%s</domain></node>" % meta)
+    inventory = tmp_path / "one.libvirt_cluster.yml"
+    inventory.write_text(json.dumps({"plugin": "entropy.cluster.libvirt_cluster", "sampling_interval": 0,
+                                     "hypervisors": [{"name": "hv1", "uri": "test://%s" % node}]}))
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "c1.checkpoint.json").write_text(json.dumps({"format": 1, "checkpoint": "c1", "created": 1796300000,
+                                                                "vms": {"job-vm": {"memory_bytes": 3 * 1048576}, HOSTILE: {}}}))
+    (checkpoints / "other.checkpoint.json").write_text(json.dumps({"checkpoint": "other", "created": 1, "vms": {"vm9": {}}}))
+    (checkpoints / "broken.checkpoint.json").write_text("{")
+    users = tmp_path / "users.json"
+    auth.add_user(str(users), "victor", PASSWORD, "viewer")
+    collector = Collector(load_inventory_file(str(inventory)), refresh=3600, events=False)
+    collector.start()
+    try:
+        client = TestClient(create_app(collector, Config(users_file=str(users), checkpoint_dir=str(checkpoints))))
+        _login(client, "victor")
+        page = client.get("/vm/job-vm").text
+    finally:
+        collector.stop()
+    assert "priority 7" in page and "job &lt;img src=x onerror=alert(1)&gt; of {{ 7 * 191 }}" in page and "<img src=x" not in page
+    assert "<td>c1</td>" in page and "3.0 MiB" in page and "other" not in page
+    assert ">7</td>" in page   # the facts table
