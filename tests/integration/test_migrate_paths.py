@@ -122,8 +122,12 @@ def test_postcopy_moves_a_vm_that_precopy_cannot(lab, playbook, tmp_path):
                          ("event", libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY)}
         assert states & postcopy_seen, "the source never was in post-copy: %s" % sorted(states, key=str)
         assert result["location"] == "destination" and result["defined_on"] == ["destination"], result
-        # libvirt keeps no completed statistics of a post-copy migration: the module returns the last polled ones
-        assert result["job"] == {} and result["progress"]["memory_transferred_bytes"] > 0, result
+        # libvirt 9.0 usually keeps no completed statistics of a post-copy migration, and the module then returns the last
+        # polled ones as `progress`; when the destination does keep them (seen once in CI), they are `job`
+        if result["job"]:
+            assert result["job"]["memory_transferred_bytes"] > 0, result
+        else:
+            assert result["progress"]["memory_transferred_bytes"] > 0, result
         _assert_runs_once_on(lab, vm, destination)
         lab.assert_each_vm_once(extra=(vm,))
     finally:
