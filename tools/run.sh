@@ -346,12 +346,12 @@ case "$cmd" in
   demo) need_root demo; setup; activate; demo "$@" ;;
   test)
     need_root test; setup; activate
-    # The unit tests run on one core beside lint, sanity and build on the other (each is one process at a time);
+    # The unit tests run on two pytest-xdist workers beside lint, sanity and build (each is one process at a time);
     # the oldest layer (its venv, the lab's start, a few lab tests: mostly waiting) beside them too. Their output
     # is shown when they end. Then the integration layer, on the lab the oldest layer has started.
     mkdir -p "$TMP"
     start=$SECONDS
-    units > "$TMP/units.log" 2>&1 &
+    units -n 2 > "$TMP/units.log" 2>&1 &   # two xdist workers: the unit tests were the static block's longest lane
     units_pid=$!
     oldest > "$TMP/oldest.log" 2>&1 &
     oldest_pid=$!

@@ -293,6 +293,18 @@ def lab() -> Lab:
         return Lab(json.load(handle))
 
 
+# The heaviest test files first (their call times in CI, 2026-12-03: 100-300 s each). pytest-xdist with --dist loadfile
+# hands whole files to its workers in collection order, so a heavy file collected last keeps one worker busy while the
+# other has nothing left; the other files keep their order.
+HEAVY_FIRST = ("test_jobs.py", "test_job_guest.py", "test_recover.py", "test_consolidate.py", "test_vm_image.py", "test_context_switch.py",
+               "test_awx_workflow.py", "test_cluster_store.py", "test_migrate_paths.py", "test_docs_commands.py", "test_warm_clone.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: n for n, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(os.path.basename(str(item.fspath)), len(rank)))   # sort is stable
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "lab_vms_may_stop: the test means to leave a lab VM shut off or missing "
                                        "(the after-test check of the lab is skipped)")
