@@ -286,7 +286,8 @@ def create_app(collector: t.Any, config: Config, runner: t.Callable[[dict], dict
         if vm is None:
             return None
         history = collector.vm_history(name)
-        return {"view": view, "vm": vm, "checkpoints": vm_checkpoints(config.checkpoint_dir, name), "destinations": [h["name"] for h in view["hosts"] if h["name"] != vm["host"] and h.get("entropy_reachable")],
+        return {"view": view, "vm": vm, "checkpoints": vm_checkpoints(config.checkpoint_dir, name),
+                "destinations": [h["name"] for h in view["hosts"] if h["name"] != vm["host"] and h.get("entropy_reachable")],
                 "cpu": [h[0] if h else None for _ts, h in history], "memory": [h[1] if h else None for _ts, h in history],
                 "rx": [h[2] if h else None for _ts, h in history], "tx": [h[3] if h else None for _ts, h in history]}
 
